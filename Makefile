@@ -1,0 +1,35 @@
+# make build | make test | make demo — each installs what is missing on Debian 12 first.
+BUILD_DIR ?= build
+BUILD_TYPE ?= Release
+JOBS ?= $(shell nproc)
+TORCH_PREFIX ?=
+CMAKE_ARGS ?=
+
+ifneq ($(TORCH_PREFIX),)
+CMAKE_ARGS += -DCMAKE_PREFIX_PATH=$(TORCH_PREFIX)
+endif
+
+.PHONY: all setup build test demo format clean
+
+all: build
+
+setup:
+	@scripts/setup.sh
+
+$(BUILD_DIR)/CMakeCache.txt:
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS)
+
+build: setup $(BUILD_DIR)/CMakeCache.txt
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+demo: build
+	$(BUILD_DIR)/nad demo --out demo-out
+
+format:
+	clang-format -i $$(git ls-files '*.cpp' '*.h')
+
+clean:
+	rm -rf $(BUILD_DIR)

@@ -1,0 +1,91 @@
+#include "common.h"
+
+#include "nad/data/dataset.h"
+
+namespace nad::cli {
+
+void add_common_options(CLI::App& app, pipeline::CommonConfig& config, bool needs_out) {
+  app.add_option("--dataset", config.dataset.name,
+                 "mnist | fashion-mnist | cifar10 | gtsrb | folder")
+      ->required()
+      ->check(CLI::IsMember(data::dataset_names()));
+  app.add_option("--data-dir", config.dataset.data_dir,
+                 "dataset folder (fashion-mnist defaults to /usr/share/datasets/fashion-mnist)");
+  app.add_option("--image-size", config.dataset.image_size, "folder datasets: resize to N x N")
+      ->check(CLI::NonNegativeNumber);
+  auto* out = app.add_option("--out", config.out, "output folder");
+  if (needs_out) out->required();
+  app.add_option("--seed", config.seed, "random seed (same seed, same machine: same numbers)")
+      ->capture_default_str();
+  app.add_option("--threads", config.threads, "CPU threads (0: all cores)")->capture_default_str();
+  app.add_option("--device", config.device, "cpu or cuda[:N]")->capture_default_str();
+  app.add_option("--eval-batch-size", config.eval_batch_size, "batch size for evaluation")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_flag("--quiet", config.quiet, "no progress output");
+}
+
+void add_attack_options(CLI::App& app, attacks::AttackOptions& attack, std::string& label_mode) {
+  app.add_option("--attack", attack.name, "none | badnets | blend")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"none", "badnets", "blend"}));
+  app.add_option("--trigger", attack.trigger, "badnets trigger: grid | square | four-corner")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"grid", "square", "four-corner"}));
+  app.add_option("--alpha", attack.alpha, "blend: weight of the pattern")->capture_default_str();
+  app.add_option("--pattern", attack.pattern_file, "blend: pattern image (default: seeded noise)");
+  app.add_option("--pattern-seed", attack.pattern_seed, "blend: seed of the noise pattern")
+      ->capture_default_str();
+  app.add_option("--target", attack.target, "target label")->capture_default_str();
+  app.add_option("--poison-rate", attack.poison_rate, "fraction of training images poisoned")
+      ->capture_default_str();
+  app.add_option("--label-mode", label_mode, "all2one | all2all")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"all2one", "all2all"}));
+}
+
+void finish_attack_options(attacks::AttackOptions& attack, const std::string& label_mode) {
+  attack.label_mode = attacks::parse_label_mode(label_mode);
+}
+
+void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::string& label_mode) {
+  add_common_options(app, config.common);
+  add_attack_options(app, config.common.attack, label_mode);
+  app.add_option("--model", config.model, "checkpoint of the (possibly backdoored) model")
+      ->required();
+  app.add_option("--clean-ratio", config.clean_ratio,
+                 "fraction of the clean training set the defender has")
+      ->capture_default_str();
+  app.add_option("--clean-indices", config.clean_indices,
+                 "use the clean subset of an earlier run (its clean_indices.txt)");
+  app.add_option("--epochs", config.epochs, "finetuning epochs")->capture_default_str();
+  app.add_option("--batch-size", config.batch_size, "batch size")->capture_default_str();
+  app.add_option("--lr", config.lr,
+                 "learning rate, or 'auto': the largest of --lr-grid keeping held-out clean "
+                 "accuracy within --lr-tolerance points of the model's")
+      ->capture_default_str();
+  app.add_option("--lr-grid", config.lr_search.grid, "candidate rates for --lr auto")
+      ->delimiter(',')
+      ->capture_default_str();
+  app.add_option("--lr-tolerance", config.lr_search.tolerance,
+                 "accuracy points --lr auto may lose on the held-out data")
+      ->capture_default_str();
+  app.add_option("--validation-fraction", config.validation_fraction,
+                 "share of the clean subset held out by --lr auto")
+      ->capture_default_str();
+  app.add_option(
+         "--schedule", config.schedule,
+         "constant | step | cosine | reference (the paper code: lr 0.1 for 2 epochs, then 0.01)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"constant", "step", "cosine", "reference"}));
+  app.add_option("--momentum", config.momentum)->capture_default_str();
+  app.add_option("--weight-decay", config.weight_decay)->capture_default_str();
+  app.add_option("--crop-padding", config.crop_padding, "random-crop padding (0: off)")
+      ->capture_default_str();
+  app.add_option("--flip", config.horizontal_flip,
+                 "horizontal flips (default: where natural for the dataset)");
+  app.add_option("--cutout", config.cutout_holes, "Cutout holes (0: off)")->capture_default_str();
+  app.add_option("--cutout-length", config.cutout_length)->capture_default_str();
+}
+
+}  // namespace nad::cli

@@ -1,0 +1,24 @@
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include "nad/pipeline/config.h"
+
+namespace nad::cli {
+
+// Options every data-using subcommand shares: dataset, seed, threads, device, output.
+void add_common_options(CLI::App& app, pipeline::CommonConfig& config, bool needs_out = true);
+// Attack options (how to poison, or only how to measure ASR).
+void add_attack_options(CLI::App& app, attacks::AttackOptions& attack, std::string& label_mode);
+// Options of the finetuning baseline and NAD.
+void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::string& label_mode);
+
+// Converts the parsed label mode string into the config (after parsing).
+void finish_attack_options(attacks::AttackOptions& attack, const std::string& label_mode);
+
+void setup_train(CLI::App& app);
+void setup_eval(CLI::App& app);
+void setup_finetune(CLI::App& app);
+void setup_erase(CLI::App& app);
+void setup_demo(CLI::App& app);
+
+}  // namespace nad::cli

@@ -1,0 +1,33 @@
+#include <memory>
+
+#include "common.h"
+#include "nad/pipeline/runs.h"
+
+namespace nad::cli {
+
+void setup_erase(CLI::App& parent) {
+  auto* app = parent.add_subcommand(
+      "erase",
+      "erase a backdoor with Neural Attention Distillation (attack options only measure ASR)");
+  auto config = std::make_shared<pipeline::EraseConfig>();
+  auto label_mode = std::make_shared<std::string>("all2one");
+  add_defense_options(*app, config->defense, *label_mode);
+  app->add_option("--teacher", config->teacher, "teacher checkpoint (default: finetune one)");
+  app->add_option("--teacher-epochs", config->teacher_epochs, "epochs of teacher finetuning")
+      ->capture_default_str();
+  app->add_option(
+         "--beta", config->betas,
+         "attention-loss weight per group (default: 500,1000,1000; 500,1000 for mnist-cnn)")
+      ->delimiter(',');
+  app->add_option("--power", config->power, "p in the attention map sum |F|^p")
+      ->capture_default_str();
+  app->add_option("--attention", config->attention, "sum-p | sum | mean-p")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"sum-p", "sum", "mean-p"}));
+  app->callback([config, label_mode] {
+    finish_attack_options(config->defense.common.attack, *label_mode);
+    pipeline::run_erase(*config);
+  });
+}
+
+}  // namespace nad::cli

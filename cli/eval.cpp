@@ -1,0 +1,21 @@
+#include <memory>
+
+#include "common.h"
+#include "nad/pipeline/runs.h"
+
+namespace nad::cli {
+
+void setup_eval(CLI::App& parent) {
+  auto* app = parent.add_subcommand("eval", "measure clean accuracy, ASR and robust accuracy");
+  auto config = std::make_shared<pipeline::EvalConfig>();
+  auto label_mode = std::make_shared<std::string>("all2one");
+  add_common_options(*app, config->common);
+  add_attack_options(*app, config->common.attack, *label_mode);
+  app->add_option("--model", config->model, "checkpoint to evaluate")->required();
+  app->callback([config, label_mode] {
+    finish_attack_options(config->common.attack, *label_mode);
+    pipeline::run_eval(*config);
+  });
+}
+
+}  // namespace nad::cli

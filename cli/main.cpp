@@ -1,0 +1,34 @@
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "common.h"
+#include "nad/util/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "nad: plant backdoors in image classifiers, erase them with Neural Attention Distillation "
+      "(ICLR 2021) and its baselines, and measure clean accuracy and attack success rate."};
+  app.require_subcommand(1);
+  nad::cli::setup_train(app);
+  nad::cli::setup_eval(app);
+  nad::cli::setup_finetune(app);
+  nad::cli::setup_erase(app);
+  nad::cli::setup_demo(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // CLI11 returns 0 for --help and a non-zero code for usage errors; usage errors exit 2.
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  } catch (const nad::UserError& e) {
+    std::fprintf(stderr, "nad: error: %s\n", e.what());
+    return 2;
+  } catch (const c10::Error& e) {
+    std::fprintf(stderr, "nad: internal error: %s\n", e.what_without_backtrace());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "nad: internal error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

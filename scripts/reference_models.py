@@ -1,0 +1,62 @@
+"""PyTorch originals of nad's architectures (NAD reference WRN, BackdoorBench PreAct-ResNet-18,
+the common CIFAR ResNet-18), used only to check checkpoint parity. Run with /usr/bin/python3."""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, in_planes, out_planes, stride, dropRate=0.0):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv1 = nn.Conv2d(in_planes, out_planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_planes)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(out_planes, out_planes, 3, 1, 1, bias=False)
+        self.equalInOut = in_planes == out_planes
+        self.convShortcut = (not self.equalInOut) and nn.Conv2d(in_planes, out_planes, 1, stride, 0, bias=False) or None
+
+    def forward(self, x):
+        if not self.equalInOut:
+            x = self.relu1(self.bn1(x))
+        else:
+            out = self.relu1(self.bn1(x))
+        out = self.relu2(self.bn2(self.conv1(out if self.equalInOut else x)))
+        out = self.conv2(out)
+        return torch.add(x if self.equalInOut else self.convShortcut(x), out)
+
+
+class NetworkBlock(nn.Module):
+    def __init__(self, nb_layers, in_planes, out_planes, block, stride):
+        super().__init__()
+        self.layer = nn.Sequential(*[block(i == 0 and in_planes or out_planes, out_planes, i == 0 and stride or 1) for i in range(int(nb_layers))])
+
+    def forward(self, x):
+        return self.layer(x)
+
+
+class WideResNet(nn.Module):
+    def __init__(self, depth=16, num_classes=10, widen_factor=1, in_channels=3):
+        super().__init__()
+        n_channels = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
+        n = (depth - 4) / 6
+        self.conv1 = nn.Conv2d(in_channels, n_channels[0], 3, 1, 1, bias=False)
+        self.block1 = NetworkBlock(n, n_channels[0], n_channels[1], BasicBlock, 1)
+        self.block2 = NetworkBlock(n, n_channels[1], n_channels[2], BasicBlock, 2)
+        self.block3 = NetworkBlock(n, n_channels[2], n_channels[3], BasicBlock, 2)
+        self.bn1 = nn.BatchNorm2d(n_channels[3])
+        self.relu = nn.ReLU(inplace=True)
+        self.fc = nn.Linear(n_channels[3], num_classes)
+        self.nChannels = n_channels[3]
+
+    def forward(self, x):
+        out = self.conv1(x)
+        a1 = self.block1(out)
+        a2 = self.block2(a1)
+        a3 = self.block3(a2)
+        out = self.relu(self.bn1(a3))
+        out = F.adaptive_avg_pool2d(out, 1).view(-1, self.nChannels)
+        return a1, a2, a3, self.fc(out)

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the Debian packages nad needs to build, test and run; does nothing when they are
+# all present.
+set -euo pipefail
+packages=(g++ cmake make pkg-config ccache libtorch-dev libopenblas0-openmp libcli11-dev
+          nlohmann-json3-dev libstb-dev zlib1g-dev libgtest-dev dataset-fashion-mnist)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+echo "setup: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+$SUDO apt-get update -q
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

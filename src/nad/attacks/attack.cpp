@@ -1,0 +1,98 @@
+#include "nad/attacks/attack.h"
+
+#include <cmath>
+
+#include "nad/attacks/badnets.h"
+#include "nad/attacks/blend.h"
+#include "nad/util/error.h"
+
+namespace nad::attacks {
+
+nlohmann::json AttackOptions::to_json() const {
+  nlohmann::json j = {{"name", name}};
+  if (name == "none") return j;
+  j["target"] = target;
+  j["poison_rate"] = poison_rate;
+  j["label_mode"] = label_mode_name(label_mode);
+  if (name == "badnets") j["trigger"] = trigger;
+  if (name == "blend") {
+    j["alpha"] = alpha;
+    j["pattern_file"] = pattern_file;
+    j["pattern_seed"] = pattern_seed;
+  }
+  return j;
+}
+
+LabelMode parse_label_mode(const std::string& text) {
+  if (text == "all2one") return LabelMode::kAllToOne;
+  if (text == "all2all") return LabelMode::kAllToAll;
+  throw UserError("--label-mode must be all2one or all2all, not '" + text + "'");
+}
+
+std::string label_mode_name(LabelMode mode) {
+  return mode == LabelMode::kAllToOne ? "all2one" : "all2all";
+}
+
+Attack::Attack(AttackOptions options, int64_t num_classes)
+    : options_(std::move(options)), num_classes_(num_classes) {
+  // All-to-all attacks have no single target; --target only matters for all-to-one.
+  if (options_.label_mode == LabelMode::kAllToOne &&
+      (options_.target < 0 || options_.target >= num_classes)) {
+    throw UserError("--target " + std::to_string(options_.target) + " is not a class (0.." +
+                    std::to_string(num_classes - 1) + ")");
+  }
+  if (!(options_.poison_rate >= 0 && options_.poison_rate <= 1)) {
+    throw UserError("--poison-rate must be in [0, 1]");
+  }
+}
+
+torch::Tensor Attack::target_labels(const torch::Tensor& labels) const {
+  if (options_.label_mode == LabelMode::kAllToAll) return (labels + 1).remainder(num_classes_);
+  return torch::full_like(labels, options_.target);
+}
+
+PoisonedSet Attack::poison(const data::Dataset& train, uint64_t seed) const {
+  torch::Tensor eligible = options_.label_mode == LabelMode::kAllToOne
+                               ? torch::nonzero(train.labels != options_.target).flatten()
+                               : torch::arange(train.size(), torch::kLong);
+  const int64_t count = std::min<int64_t>(
+      eligible.size(0), std::llround(options_.poison_rate * static_cast<double>(train.size())));
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+  torch::Tensor order = torch::randperm(eligible.size(0), generator, torch::kLong);
+  torch::Tensor indices = std::get<0>(eligible.index_select(0, order.slice(0, 0, count)).sort());
+
+  PoisonedSet out;
+  out.indices = indices;
+  out.data.images = train.images.clone();
+  out.data.labels = train.labels.clone();
+  if (count > 0) {
+    out.data.images.index_copy_(0, indices, apply(train.images.index_select(0, indices)));
+    out.data.labels.index_copy_(0, indices, target_labels(train.labels.index_select(0, indices)));
+  }
+  return out;
+}
+
+TriggeredSet Attack::triggered_test_set(const data::Dataset& test) const {
+  torch::Tensor rows = options_.label_mode == LabelMode::kAllToOne
+                           ? torch::nonzero(test.labels != options_.target).flatten()
+                           : torch::arange(test.size(), torch::kLong);
+  TriggeredSet out;
+  out.data.images = apply(test.images.index_select(0, rows));
+  out.data.labels = test.labels.index_select(0, rows);
+  out.attack_targets = target_labels(out.data.labels);
+  return out;
+}
+
+std::unique_ptr<Attack> create_attack(const AttackOptions& options, int64_t height, int64_t width,
+                                      int64_t channels, int64_t num_classes) {
+  if (options.name == "none" || options.name.empty()) return nullptr;
+  if (options.name == "badnets") {
+    return std::make_unique<BadNets>(options, num_classes, height, width);
+  }
+  if (options.name == "blend") {
+    return std::make_unique<Blend>(options, num_classes, height, width, channels);
+  }
+  throw UserError("unknown --attack '" + options.name + "' (choose none, badnets, blend)");
+}
+
+}  // namespace nad::attacks

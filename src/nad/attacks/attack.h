@@ -1,0 +1,71 @@
+#pragma once
+#include <torch/torch.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "nad/data/dataset.h"
+
+namespace nad::attacks {
+
+enum class LabelMode { kAllToOne, kAllToAll };
+
+// Everything that defines a backdoor attack. `name` "none" means no attack.
+struct AttackOptions {
+  std::string name = "none";     // none | badnets | blend
+  std::string trigger = "grid";  // badnets: grid | square | four-corner
+  double alpha = 0.2;            // blend weight of the pattern
+  std::string pattern_file;      // blend: an image file; empty means seeded uniform noise
+  uint64_t pattern_seed = 0;     // blend: seed of the noise pattern (fixed, not the run seed)
+  int64_t target = 0;
+  double poison_rate = 0.1;
+  LabelMode label_mode = LabelMode::kAllToOne;
+
+  nlohmann::json to_json() const;
+};
+
+// The training set after poisoning, and which rows were poisoned.
+struct PoisonedSet {
+  data::Dataset data;
+  torch::Tensor indices;  // int64, sorted
+};
+
+// The triggered test images used for ASR and robust accuracy.
+struct TriggeredSet {
+  data::Dataset data;            // triggered images with their true labels
+  torch::Tensor attack_targets;  // the label the attacker wants for each row
+};
+
+// A backdoor attack: a trigger stamped on uint8 N x H x W x C images plus a labelling rule.
+class Attack {
+ public:
+  Attack(AttackOptions options, int64_t num_classes);
+  virtual ~Attack() = default;
+
+  const AttackOptions& options() const { return options_; }
+  // Stamps the trigger on every image; returns a new tensor.
+  virtual torch::Tensor apply(const torch::Tensor& images) const = 0;
+  // The label the attacker wants for images of true class `labels`.
+  torch::Tensor target_labels(const torch::Tensor& labels) const;
+  // Picks round(poison_rate * N) rows with the seed (all-to-one: among non-target rows),
+  // stamps the trigger and relabels them.
+  virtual PoisonedSet poison(const data::Dataset& train, uint64_t seed) const;
+  // The test rows an ASR is measured on (all-to-one: those not already of the target class),
+  // triggered.
+  TriggeredSet triggered_test_set(const data::Dataset& test) const;
+
+ protected:
+  AttackOptions options_;
+  int64_t num_classes_;
+};
+
+// Builds the attack for images of the given shape; nullptr for "none". Throws UserError on a
+// bad option.
+std::unique_ptr<Attack> create_attack(const AttackOptions& options, int64_t height, int64_t width,
+                                      int64_t channels, int64_t num_classes);
+
+LabelMode parse_label_mode(const std::string& text);
+std::string label_mode_name(LabelMode mode);
+
+}  // namespace nad::attacks

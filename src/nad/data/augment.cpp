@@ -1,0 +1,49 @@
+#include "nad/data/augment.h"
+
+namespace nad::data {
+
+torch::Tensor augment_batch(const torch::Tensor& images, const AugmentOptions& options,
+                            at::Generator& generator) {
+  const int64_t n = images.size(0), h = images.size(1), w = images.size(2);
+  const auto device = images.device();
+  const auto long_on_device = torch::TensorOptions().dtype(torch::kLong).device(device);
+  torch::Tensor out = images;
+
+  if (options.crop_padding > 0) {
+    const int64_t p = options.crop_padding;
+    torch::Tensor padded = torch::constant_pad_nd(images, {0, 0, p, p, p, p}, 0);
+    torch::Tensor dy = torch::randint(0, 2 * p + 1, {n, 1}, generator, torch::kLong).to(device);
+    torch::Tensor dx = torch::randint(0, 2 * p + 1, {n, 1}, generator, torch::kLong).to(device);
+    torch::Tensor rows = dy + torch::arange(h, long_on_device).unsqueeze(0);  // N x H
+    torch::Tensor cols = dx + torch::arange(w, long_on_device).unsqueeze(0);  // N x W
+    torch::Tensor batch = torch::arange(n, long_on_device).view({n, 1, 1});
+    out = padded.index({batch, rows.unsqueeze(2), cols.unsqueeze(1)});  // N x H x W x C
+  }
+  if (options.horizontal_flip) {
+    torch::Tensor flip = (torch::rand({n}, generator) < 0.5).to(device).view({n, 1, 1, 1});
+    out = torch::where(flip, out.flip({2}), out);
+  }
+  if (options.cutout_holes > 0) {
+    // As in the reference Cutout: the hole spans [c - L/2, c + L/2) clipped to the image.
+    const int64_t half = options.cutout_length / 2;
+    torch::Tensor keep =
+        torch::ones({n, h, w}, torch::TensorOptions().dtype(torch::kBool).device(device));
+    torch::Tensor r = torch::arange(h, long_on_device).view({1, h, 1});
+    torch::Tensor c = torch::arange(w, long_on_device).view({1, 1, w});
+    for (int64_t hole = 0; hole < options.cutout_holes; ++hole) {
+      torch::Tensor cy =
+          torch::randint(0, h, {n}, generator, torch::kLong).to(device).view({n, 1, 1});
+      torch::Tensor cx =
+          torch::randint(0, w, {n}, generator, torch::kLong).to(device).view({n, 1, 1});
+      keep &= ~((r >= cy - half) & (r < cy + half) & (c >= cx - half) & (c < cx + half));
+    }
+    out = out * keep.unsqueeze(-1).to(out.dtype());
+  }
+  return out;
+}
+
+torch::Tensor to_input(const torch::Tensor& images) {
+  return images.permute({0, 3, 1, 2}).to(torch::kFloat).div_(255.0).contiguous();
+}
+
+}  // namespace nad::data

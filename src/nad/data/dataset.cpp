@@ -1,0 +1,99 @@
+#include "nad/data/dataset.h"
+
+#include <filesystem>
+#include <string>
+
+#include "nad/data/readers.h"
+#include "nad/util/error.h"
+
+namespace nad::data {
+namespace fs = std::filesystem;
+
+namespace {
+
+// Where the Debian package dataset-fashion-mnist installs the files.
+const char* const kFashionMnistDefaultDir = "/usr/share/datasets/fashion-mnist";
+
+std::string joined_names() {
+  std::string out;
+  for (const std::string& name : dataset_names()) out += (out.empty() ? "" : ", ") + name;
+  return out;
+}
+
+DatasetPair load_cifar10(const fs::path& dir) {
+  if (fs::is_regular_file(dir / "data_batch_1.bin") ||
+      fs::is_regular_file(dir / "cifar-10-batches-bin" / "data_batch_1.bin")) {
+    return read_cifar10_binary(dir);
+  }
+  if (fs::is_directory(dir / "train") && fs::is_directory(dir / "test")) {
+    DatasetPair pair = read_image_folder(dir, 0, "cifar10");
+    if (pair.num_classes() != 10) {
+      throw UserError("'" + (dir / "train").string() + "' has " +
+                      std::to_string(pair.num_classes()) +
+                      " class folders but CIFAR-10 has 10; use --dataset folder for other sets");
+    }
+    return pair;
+  }
+  throw UserError("'" + dir.string() +
+                  "' is not a CIFAR-10 folder: expected either the binary release "
+                  "(data_batch_1.bin ... data_batch_5.bin and test_batch.bin, directly or in "
+                  "cifar-10-batches-bin/) or an image-folder layout (train/<class>/*.png|jpg and "
+                  "test/<class>/*)");
+}
+
+}  // namespace
+
+Dataset Dataset::select(const torch::Tensor& indices) const {
+  Dataset out;
+  if (!images.defined()) return out;
+  const torch::Tensor index = indices.to(torch::kLong);
+  out.images = images.index_select(0, index);
+  out.labels = labels.index_select(0, index);
+  return out;
+}
+
+const std::vector<std::string>& dataset_names() {
+  static const std::vector<std::string> names = {"mnist", "fashion-mnist", "cifar10", "gtsrb",
+                                                 "folder"};
+  return names;
+}
+
+DatasetPair load_dataset(const DatasetOptions& options) {
+  const std::string& name = options.name;
+  bool known = false;
+  for (const std::string& candidate : dataset_names()) known = known || candidate == name;
+  if (!known) {
+    throw UserError("unknown dataset '" + name + "' (valid names: " + joined_names() + ")");
+  }
+
+  fs::path dir = options.data_dir;
+  if (dir.empty()) {
+    if (name != "fashion-mnist") {
+      throw UserError("--data-dir is required for dataset '" + name + "'");
+    }
+    dir = kFashionMnistDefaultDir;
+  }
+  if (!fs::is_directory(dir)) {
+    throw UserError("data directory '" + dir.string() + "' does not exist or is not a directory" +
+                    (name == "fashion-mnist" && options.data_dir.empty()
+                         ? " (install the Debian package dataset-fashion-mnist or pass --data-dir)"
+                         : ""));
+  }
+
+  DatasetPair pair;
+  if (name == "mnist" || name == "fashion-mnist") {
+    pair = read_mnist_folder(dir, name);
+  } else if (name == "cifar10") {
+    pair = load_cifar10(dir);
+  } else if (name == "gtsrb") {
+    pair = read_gtsrb(dir);
+  } else {
+    pair = read_image_folder(dir, options.image_size, "folder");
+  }
+  pair.name = name;
+  // Mirroring changes a digit or a traffic sign, not a photo or a garment.
+  pair.natural_hflip = !(name == "mnist" || name == "gtsrb");
+  return pair;
+}
+
+}  // namespace nad::data

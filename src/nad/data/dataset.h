@@ -1,0 +1,48 @@
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+namespace nad::data {
+
+// A labelled image set held in memory: images N x H x W x C uint8, labels N int64, on the CPU.
+struct Dataset {
+  torch::Tensor images;
+  torch::Tensor labels;
+
+  int64_t size() const { return images.defined() ? images.size(0) : 0; }
+  int64_t height() const { return images.size(1); }
+  int64_t width() const { return images.size(2); }
+  int64_t channels() const { return images.size(3); }
+  // The rows at `indices` (int64), copied.
+  Dataset select(const torch::Tensor& indices) const;
+  Dataset to(torch::Device device) const { return {images.to(device), labels.to(device)}; }
+};
+
+// The train and test splits of one dataset plus what the rest of the tool needs to know.
+struct DatasetPair {
+  std::string name;
+  std::vector<std::string> class_names;
+  // Whether a horizontal flip keeps an image in its class (not for digits or traffic signs).
+  bool natural_hflip = true;
+  Dataset train;
+  Dataset test;
+
+  int64_t num_classes() const { return static_cast<int64_t>(class_names.size()); }
+};
+
+struct DatasetOptions {
+  std::string name;      // mnist | fashion-mnist | cifar10 | gtsrb | folder
+  std::string data_dir;  // empty: the dataset's default location, where it has one
+  int image_size = 0;    // folder only: resize to image_size x image_size (0 keeps the size)
+};
+
+// The dataset names `load_dataset` understands.
+const std::vector<std::string>& dataset_names();
+
+// Loads both splits, decoding everything once. Throws UserError naming the file on any
+// missing or malformed input.
+DatasetPair load_dataset(const DatasetOptions& options);
+
+}  // namespace nad::data

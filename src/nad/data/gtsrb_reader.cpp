@@ -1,0 +1,269 @@
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "nad/data/readers.h"
+#include "nad/util/error.h"
+#include "nad/util/files.h"
+
+namespace nad::data {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int64_t kSide = 32;
+
+struct CsvRow {
+  std::string filename;
+  int64_t class_id = 0;
+  size_t line = 0;
+};
+
+std::string trim(const std::string& text) {
+  size_t begin = 0, end = text.size();
+  while (begin < end && std::isspace(static_cast<unsigned char>(text[begin]))) ++begin;
+  while (end > begin && std::isspace(static_cast<unsigned char>(text[end - 1]))) --end;
+  return text.substr(begin, end - begin);
+}
+
+std::vector<std::string> split(const std::string& line, char sep) {
+  std::vector<std::string> fields;
+  size_t start = 0;
+  while (true) {
+    const size_t next = line.find(sep, start);
+    fields.push_back(trim(line.substr(start, next - start)));
+    if (next == std::string::npos) return fields;
+    start = next + 1;
+  }
+}
+
+bool all_digits(const std::string& text) {
+  return !text.empty() && text.size() <= 9 &&
+         std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); });
+}
+
+// Reads a GTSRB annotation file. Columns are found by header name because the training and
+// test files order them differently across releases.
+std::vector<CsvRow> read_gtsrb_csv(const fs::path& file) {
+  const std::vector<unsigned char> bytes = read_file_bytes(file);
+  const std::string text(bytes.begin(), bytes.end());
+  std::vector<CsvRow> rows;
+  int filename_col = -1, class_col = -1;
+  size_t line_number = 0, start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string line = trim(text.substr(start, end - start));
+    start = end + 1;
+    ++line_number;
+    if (line.empty()) continue;
+    const std::vector<std::string> fields = split(line, ';');
+    if (filename_col < 0) {
+      for (size_t i = 0; i < fields.size(); ++i) {
+        if (fields[i] == "Filename") filename_col = static_cast<int>(i);
+        if (fields[i] == "ClassId") class_col = static_cast<int>(i);
+      }
+      if (filename_col < 0 || class_col < 0) {
+        throw UserError("'" + file.string() +
+                        "': the header row must name the columns 'Filename' and 'ClassId' "
+                        "(semicolon separated)");
+      }
+      continue;
+    }
+    const size_t needed = static_cast<size_t>(std::max(filename_col, class_col)) + 1;
+    const std::string where = "'" + file.string() + "' line " + std::to_string(line_number);
+    if (fields.size() < needed) throw UserError(where + " has too few columns");
+    if (!all_digits(fields[class_col])) {
+      throw UserError(where + ": bad ClassId '" + fields[class_col] + "'");
+    }
+    if (fields[filename_col].empty()) throw UserError(where + " has an empty Filename");
+    rows.push_back({fields[filename_col], std::stoll(fields[class_col]), line_number});
+  }
+  if (filename_col < 0) throw UserError("'" + file.string() + "' is empty");
+  return rows;
+}
+
+bool is_ppm(const fs::path& file) {
+  std::string ext = file.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return ext == ".ppm";
+}
+
+// Runs decode(i) for every i in [0, count) on at::get_num_threads() threads, handing out
+// chunks dynamically. std::thread rather than at::parallel_for: with the OpenMP backend the
+// latter only runs in parallel in files compiled with -fopenmp, and silently runs serially
+// otherwise. The error of the lowest failing index is rethrown, so the message does not
+// depend on timing.
+template <typename Decode>
+void parallel_decode(int64_t count, const Decode& decode) {
+  constexpr int64_t kChunk = 64;
+  if (count == 0) return;
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> first_failed{count};
+  std::mutex mutex;
+  std::string message;
+  const auto worker = [&] {
+    while (true) {
+      const int64_t begin = next.fetch_add(kChunk);
+      if (begin >= count || begin >= first_failed.load()) return;
+      for (int64_t i = begin; i < std::min(count, begin + kChunk); ++i) {
+        try {
+          decode(i);
+        } catch (const std::exception& e) {
+          std::lock_guard<std::mutex> lock(mutex);
+          if (i < first_failed.load()) {
+            first_failed = i;
+            message = e.what();
+          }
+          return;
+        }
+      }
+    }
+  };
+  const int64_t threads =
+      std::min<int64_t>(std::max(at::get_num_threads(), 1), (count + kChunk - 1) / kChunk);
+  std::vector<std::thread> pool;
+  for (int64_t t = 1; t < threads; ++t) {
+    try {
+      pool.emplace_back(worker);
+    } catch (const std::system_error&) {
+      break;  // fewer threads is slower, not wrong
+    }
+  }
+  worker();
+  for (std::thread& thread : pool) thread.join();
+  if (first_failed.load() < count) throw UserError(message);
+}
+
+// Decodes and resizes every file into one preallocated N x 32 x 32 x 3 tensor.
+torch::Tensor decode_all(const std::vector<fs::path>& files) {
+  const int64_t count = static_cast<int64_t>(files.size());
+  torch::Tensor images = torch::empty({count, kSide, kSide, 3}, torch::kUInt8);
+  uint8_t* out = images.data_ptr<uint8_t>();
+  parallel_decode(count, [&](int64_t i) {
+    const torch::Tensor image = resize_image(read_ppm(files[i]), kSide, kSide).contiguous();
+    std::memcpy(out + i * kSide * kSide * 3, image.data_ptr<uint8_t>(), kSide * kSide * 3);
+  });
+  return images;
+}
+
+Dataset make_split(const std::vector<fs::path>& files, const std::vector<int64_t>& labels) {
+  Dataset split;
+  split.images = decode_all(files);
+  split.labels = torch::tensor(labels, torch::kInt64);
+  return split;
+}
+
+}  // namespace
+
+DatasetPair read_gtsrb(const fs::path& dir) {
+  const fs::path train_root = dir / "Final_Training" / "Images";
+  const fs::path test_root = dir / "Final_Test" / "Images";
+  if (!fs::is_directory(train_root) || !fs::is_directory(test_root)) {
+    throw UserError("'" + dir.string() +
+                    "' does not have the GTSRB layout: expected Final_Training/Images/000NN/ "
+                    "and Final_Test/Images/ with GT-final_test.csv (missing '" +
+                    (fs::is_directory(train_root) ? test_root : train_root).string() + "')");
+  }
+
+  DatasetPair pair;
+  pair.name = "gtsrb";
+  // Mirrored signs can change meaning (keep left vs keep right).
+  pair.natural_hflip = false;
+  for (const fs::directory_entry& entry : fs::directory_iterator(train_root)) {
+    if (!entry.is_directory()) continue;
+    const std::string name = entry.path().filename().string();
+    if (!all_digits(name)) {
+      throw UserError("'" + entry.path().string() +
+                      "': GTSRB class folders must be numbered like 00000");
+    }
+    pair.class_names.push_back(name);
+  }
+  if (pair.class_names.empty())
+    throw UserError("'" + train_root.string() + "' has no class folders");
+  std::sort(pair.class_names.begin(), pair.class_names.end());
+  std::map<int64_t, int64_t> label_of_class_id;
+  for (size_t k = 0; k < pair.class_names.size(); ++k) {
+    label_of_class_id[std::stoll(pair.class_names[k])] = static_cast<int64_t>(k);
+  }
+
+  std::vector<fs::path> train_files;
+  std::vector<int64_t> train_labels;
+  for (size_t k = 0; k < pair.class_names.size(); ++k) {
+    const fs::path folder = train_root / pair.class_names[k];
+    const fs::path csv = folder / ("GT-" + pair.class_names[k] + ".csv");
+    if (!fs::is_regular_file(csv))
+      throw UserError("missing GTSRB annotation file '" + csv.string() + "'");
+    const std::vector<CsvRow> rows = read_gtsrb_csv(csv);
+    if (rows.empty()) throw UserError("'" + csv.string() + "' lists no images");
+    for (const CsvRow& row : rows) {
+      if (row.class_id != std::stoll(pair.class_names[k])) {
+        throw UserError("'" + csv.string() + "' line " + std::to_string(row.line) +
+                        " has ClassId " + std::to_string(row.class_id) + " inside folder " +
+                        pair.class_names[k]);
+      }
+      train_files.push_back(folder / row.filename);
+      train_labels.push_back(static_cast<int64_t>(k));
+    }
+  }
+
+  // The ground truth ships separately from the test images, so users unpack it beside or
+  // inside the Images folder.
+  fs::path test_csv = dir / "Final_Test" / "GT-final_test.csv";
+  if (!fs::is_regular_file(test_csv)) test_csv = test_root / "GT-final_test.csv";
+  if (!fs::is_regular_file(test_csv)) {
+    throw UserError(
+        "missing GTSRB test labels: put GT-final_test.csv (from GTSRB_Final_Test_GT.zip) "
+        "in '" +
+        (dir / "Final_Test").string() + "' or '" + test_root.string() + "'");
+  }
+  std::map<std::string, int64_t> test_label_of_file;
+  for (const CsvRow& row : read_gtsrb_csv(test_csv)) {
+    const auto label = label_of_class_id.find(row.class_id);
+    if (label == label_of_class_id.end()) {
+      throw UserError("'" + test_csv.string() + "' line " + std::to_string(row.line) +
+                      " has ClassId " + std::to_string(row.class_id) +
+                      " which has no training folder");
+    }
+    test_label_of_file[row.filename] = label->second;
+  }
+  std::vector<fs::path> test_files;
+  for (const fs::directory_entry& entry : fs::directory_iterator(test_root)) {
+    if (entry.is_regular_file() && is_ppm(entry.path())) test_files.push_back(entry.path());
+  }
+  std::sort(test_files.begin(), test_files.end());
+  if (test_files.empty()) throw UserError("'" + test_root.string() + "' has no .ppm images");
+  std::vector<int64_t> test_labels;
+  for (const fs::path& file : test_files) {
+    const auto label = test_label_of_file.find(file.filename().string());
+    if (label == test_label_of_file.end()) {
+      throw UserError("'" + file.string() + "' is not listed in '" + test_csv.string() + "'");
+    }
+    test_labels.push_back(label->second);
+  }
+  if (test_label_of_file.size() != test_files.size()) {
+    for (const auto& [name, label] : test_label_of_file) {
+      if (!fs::is_regular_file(test_root / name)) {
+        throw UserError("'" + test_csv.string() + "' lists '" + name + "' but '" +
+                        (test_root / name).string() + "' does not exist");
+      }
+    }
+  }
+
+  pair.train = make_split(train_files, train_labels);
+  pair.test = make_split(test_files, test_labels);
+  return pair;
+}
+
+}  // namespace nad::data

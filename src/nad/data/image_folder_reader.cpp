@@ -1,0 +1,221 @@
+#include <ATen/Parallel.h>
+#include <stb_image.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cstring>
+#include <mutex>
+#include <set>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "nad/data/readers.h"
+#include "nad/util/error.h"
+#include "nad/util/files.h"
+
+namespace nad::data {
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Split {
+  std::vector<fs::path> files;
+  std::vector<int64_t> labels;
+};
+
+bool is_image_file(const fs::path& file) {
+  std::string ext = file.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".ppm" || ext == ".bmp";
+}
+
+// Sorted class folder names under `root`; hidden folders (.git, .ipynb_checkpoints) are not
+// classes.
+std::vector<std::string> class_folders(const fs::path& root) {
+  if (!fs::is_directory(root)) throw UserError("missing image folder '" + root.string() + "'");
+  std::vector<std::string> names;
+  for (const fs::directory_entry& entry : fs::directory_iterator(root)) {
+    const std::string name = entry.path().filename().string();
+    if (entry.is_directory() && !name.empty() && name[0] != '.') names.push_back(name);
+  }
+  if (names.empty()) {
+    throw UserError("'" + root.string() + "' has no class folders (expected " + root.string() +
+                    "/<class>/<image>)");
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// Every image under root/<class>/, sorted by file name within a class so that the order and
+// hence any seeded experiment is the same on every machine.
+Split list_split(const fs::path& root, const std::vector<std::string>& classes) {
+  Split split;
+  for (size_t k = 0; k < classes.size(); ++k) {
+    const fs::path folder = root / classes[k];
+    // Sorting plain names: comparing fs::path objects is several times slower.
+    std::vector<std::string> names;
+    for (const fs::directory_entry& entry : fs::directory_iterator(folder)) {
+      if (entry.is_regular_file() && is_image_file(entry.path())) {
+        names.push_back(entry.path().filename().string());
+      }
+    }
+    if (names.empty()) {
+      throw UserError("class folder '" + folder.string() +
+                      "' has no images (.png, .jpg, .jpeg, .ppm or .bmp)");
+    }
+    std::sort(names.begin(), names.end());
+    for (const std::string& name : names) {
+      split.files.push_back(folder / name);
+      split.labels.push_back(static_cast<int64_t>(k));
+    }
+  }
+  return split;
+}
+
+struct Geometry {
+  int64_t height = 0;
+  int64_t width = 0;
+  int channels = 3;
+};
+
+// Size and colour of the first image, read from its header only. Grey sets stay one channel;
+// anything with colour (or alpha) becomes RGB.
+Geometry probe(const fs::path& file) {
+  const std::vector<unsigned char> bytes = read_file_bytes(file);
+  Geometry geometry;
+  if (bytes.size() >= 2 && bytes[0] == 'P' && std::isdigit(bytes[1])) {
+    const torch::Tensor image = read_ppm(file);
+    geometry.height = image.size(0);
+    geometry.width = image.size(1);
+    return geometry;
+  }
+  int width = 0, height = 0, native = 0;
+  if (!stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &width, &height,
+                             &native)) {
+    const char* reason = stbi_failure_reason();
+    throw UserError("cannot decode image '" + file.string() +
+                    "': " + (reason != nullptr ? reason : "unknown error"));
+  }
+  geometry.height = height;
+  geometry.width = width;
+  geometry.channels = native <= 2 ? 1 : 3;
+  return geometry;
+}
+
+// Runs decode(i) for every i in [0, count) on at::get_num_threads() threads, handing out
+// chunks dynamically. std::thread rather than at::parallel_for: with the OpenMP backend the
+// latter only runs in parallel in files compiled with -fopenmp, and silently runs serially
+// otherwise. The error of the lowest failing index is rethrown, so the message does not
+// depend on timing.
+template <typename Decode>
+void parallel_decode(int64_t count, const Decode& decode) {
+  constexpr int64_t kChunk = 64;
+  if (count == 0) return;
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> first_failed{count};
+  std::mutex mutex;
+  std::string message;
+  const auto worker = [&] {
+    while (true) {
+      const int64_t begin = next.fetch_add(kChunk);
+      if (begin >= count || begin >= first_failed.load()) return;
+      for (int64_t i = begin; i < std::min(count, begin + kChunk); ++i) {
+        try {
+          decode(i);
+        } catch (const std::exception& e) {
+          std::lock_guard<std::mutex> lock(mutex);
+          if (i < first_failed.load()) {
+            first_failed = i;
+            message = e.what();
+          }
+          return;
+        }
+      }
+    }
+  };
+  const int64_t threads =
+      std::min<int64_t>(std::max(at::get_num_threads(), 1), (count + kChunk - 1) / kChunk);
+  std::vector<std::thread> pool;
+  for (int64_t t = 1; t < threads; ++t) {
+    try {
+      pool.emplace_back(worker);
+    } catch (const std::system_error&) {
+      break;  // fewer threads is slower, not wrong
+    }
+  }
+  worker();
+  for (std::thread& thread : pool) thread.join();
+  if (first_failed.load() < count) throw UserError(message);
+}
+
+// Decodes every file into one preallocated N x H x W x C tensor.
+torch::Tensor decode_all(const std::vector<fs::path>& files, const Geometry& geometry, bool resize,
+                         const fs::path& reference) {
+  const int64_t count = static_cast<int64_t>(files.size());
+  const int64_t item_bytes = geometry.height * geometry.width * geometry.channels;
+  torch::Tensor images =
+      torch::empty({count, geometry.height, geometry.width, geometry.channels}, torch::kUInt8);
+  uint8_t* out = images.data_ptr<uint8_t>();
+  parallel_decode(count, [&](int64_t i) {
+    torch::Tensor image = read_image(files[i], geometry.channels);
+    if (resize) {
+      image = resize_image(image, geometry.height, geometry.width);
+    } else if (image.size(0) != geometry.height || image.size(1) != geometry.width) {
+      throw UserError("'" + files[i].string() + "' is " + std::to_string(image.size(1)) + "x" +
+                      std::to_string(image.size(0)) + " but '" + reference.string() + "' is " +
+                      std::to_string(geometry.width) + "x" + std::to_string(geometry.height) +
+                      "; pass --image-size to resize every image to one size");
+    }
+    std::memcpy(out + i * item_bytes, image.contiguous().data_ptr<uint8_t>(), item_bytes);
+  });
+  return images;
+}
+
+}  // namespace
+
+DatasetPair read_image_folder(const fs::path& dir, int image_size, const std::string& name) {
+  if (!fs::is_directory(dir)) throw UserError("'" + dir.string() + "' is not a directory");
+  if (image_size < 0)
+    throw UserError("--image-size must be positive, got " + std::to_string(image_size));
+  const fs::path train_root = dir / "train";
+  const fs::path test_root = dir / "test";
+
+  DatasetPair pair;
+  pair.name = name;
+  pair.natural_hflip = true;
+  pair.class_names = class_folders(train_root);
+  const std::vector<std::string> test_classes = class_folders(test_root);
+  if (test_classes != pair.class_names) {
+    const std::set<std::string> train_set(pair.class_names.begin(), pair.class_names.end());
+    const std::set<std::string> test_set(test_classes.begin(), test_classes.end());
+    std::string diff;
+    for (const std::string& c : train_set) {
+      if (!test_set.count(c)) diff += " '" + c + "' only in train/;";
+    }
+    for (const std::string& c : test_set) {
+      if (!train_set.count(c)) diff += " '" + c + "' only in test/;";
+    }
+    diff.pop_back();
+    throw UserError("'" + train_root.string() + "' and '" + test_root.string() +
+                    "' must hold the same class folders:" + diff);
+  }
+
+  const Split train = list_split(train_root, pair.class_names);
+  const Split test = list_split(test_root, pair.class_names);
+
+  // The first training image fixes the channel count, and the size unless resizing; both
+  // splits share them so a model sees one input shape.
+  Geometry geometry = probe(train.files[0]);
+  if (image_size > 0) geometry.height = geometry.width = image_size;
+  pair.train.images = decode_all(train.files, geometry, image_size > 0, train.files[0]);
+  pair.train.labels = torch::tensor(train.labels, torch::kInt64);
+  pair.test.images = decode_all(test.files, geometry, image_size > 0, train.files[0]);
+  pair.test.labels = torch::tensor(test.labels, torch::kInt64);
+  return pair;
+}
+
+}  // namespace nad::data

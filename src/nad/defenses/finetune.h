@@ -1,0 +1,36 @@
+#pragma once
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "nad/defenses/clean_subset.h"
+#include "nad/defenses/lr_search.h"
+#include "nad/models/classifier.h"
+#include "nad/train/trainer.h"
+
+namespace nad::defenses {
+
+// Finetuning on the clean subset, the building block of every defense here: the teacher,
+// NAD's student (with an extra loss) and the plain finetuning baseline.
+struct FinetuneOptions {
+  train::TrainOptions train;
+  bool auto_lr = true;  // choose train.lr by search_lr on the validation part
+  LrSearchOptions lr_search;
+};
+
+struct FinetuneResult {
+  models::Classifier model;
+  std::vector<train::EpochRecord> records;
+  double lr = 0;
+  std::optional<double> validation_acc;  // after; with auto_lr
+  nlohmann::json lr_search;              // what was tried, with auto_lr
+};
+
+// Finetunes a copy of `model` (never the original). With auto_lr, rates above `max_lr` are
+// not tried.
+FinetuneResult finetune(const models::Classifier& model, const models::ModelSpec& spec,
+                        const CleanData& clean, const FinetuneOptions& options,
+                        const train::EpochEvaluation& evaluate = {},
+                        const train::ExtraLoss& extra_loss = {}, double max_lr = 1e9,
+                        const std::function<void(const std::string&)>& log = {});
+
+}  // namespace nad::defenses

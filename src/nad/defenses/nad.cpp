@@ -1,0 +1,68 @@
+#include "nad/defenses/nad.h"
+
+#include "nad/util/error.h"
+
+namespace nad::defenses {
+
+train::ExtraLoss make_attention_loss(const models::Classifier& teacher, std::vector<double> betas,
+                                     double power, AttentionKind kind) {
+  return [teacher, betas, power, kind](const torch::Tensor& inputs,
+                                       const models::ModelOutput& student_output) {
+    models::ModelOutput teacher_output;
+    {
+      // The teacher is frozen: no graph is built for it.
+      torch::NoGradGuard no_grad;
+      teacher_output = teacher->forward(inputs);
+    }
+    if (teacher_output.features.size() != student_output.features.size()) {
+      throw UserError("teacher and student have different numbers of attention groups");
+    }
+    torch::Tensor loss = torch::zeros({}, inputs.options());
+    for (size_t g = 0; g < betas.size(); ++g) {
+      if (betas[g] == 0) continue;
+      const auto& fs = student_output.features[g];
+      const auto& ft = teacher_output.features[g];
+      if (fs.size(2) != ft.size(2) || fs.size(3) != ft.size(3)) {
+        throw UserError("teacher and student group " + std::to_string(g + 1) +
+                        " outputs differ in spatial size");
+      }
+      loss = loss + betas[g] * attention_loss(fs, ft.detach(), power, kind);
+    }
+    return loss;
+  };
+}
+
+NadResult neural_attention_distillation(const models::Classifier& model,
+                                        const models::ModelSpec& spec, const CleanData& clean,
+                                        const NadOptions& options, models::Classifier teacher,
+                                        const train::EpochEvaluation& evaluate,
+                                        const std::function<void(const std::string&)>& log) {
+  std::vector<double> betas = options.betas.empty() ? model->default_betas() : options.betas;
+  if (betas.size() != model->group_names().size()) {
+    throw UserError("--beta needs " + std::to_string(model->group_names().size()) +
+                    " values for this model (one per group), got " + std::to_string(betas.size()));
+  }
+  NadResult result;
+  double max_student_lr = 1e9;
+  if (!teacher) {
+    if (log) log("teacher: finetuning a copy of the model on the clean subset");
+    result.teacher_run = finetune(model, spec, clean, options.teacher, evaluate, {}, 1e9, log);
+    teacher = result.teacher_run.model;
+    // The student starts where the teacher's search ended: a rate that already cost too much
+    // accuracy for plain finetuning would not do better with distillation.
+    max_student_lr = result.teacher_run.lr;
+  }
+  teacher->to(options.student.train.device);
+  teacher->eval();
+  for (auto& p : teacher->parameters()) p.set_requires_grad(false);
+  result.teacher = teacher;
+
+  if (log) log("student: distilling attention from the teacher");
+  train::ExtraLoss loss = make_attention_loss(teacher, betas, options.power, options.attention);
+  result.student_run =
+      finetune(model, spec, clean, options.student, evaluate, loss, max_student_lr, log);
+  result.student = result.student_run.model;
+  return result;
+}
+
+}  // namespace nad::defenses

@@ -1,0 +1,39 @@
+#pragma once
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "nad/defenses/attention.h"
+#include "nad/defenses/finetune.h"
+
+namespace nad::defenses {
+
+// Neural Attention Distillation (Li et al., ICLR 2021).
+struct NadOptions {
+  FinetuneOptions teacher;    // finetuning that makes the teacher (when none is given)
+  FinetuneOptions student;    // the distillation run
+  std::vector<double> betas;  // one per group; empty: the model's defaults
+  double power = 2.0;
+  AttentionKind attention = AttentionKind::kSumPower;
+};
+
+struct NadResult {
+  models::Classifier student;
+  models::Classifier teacher;
+  FinetuneResult teacher_run;  // empty records when the teacher was given
+  FinetuneResult student_run;
+};
+
+// Erases a backdoor from `model` with clean data only. `teacher` may be given (then it is used
+// as is); otherwise it is finetuned from the model.
+NadResult neural_attention_distillation(const models::Classifier& model,
+                                        const models::ModelSpec& spec, const CleanData& clean,
+                                        const NadOptions& options,
+                                        models::Classifier teacher = nullptr,
+                                        const train::EpochEvaluation& evaluate = {},
+                                        const std::function<void(const std::string&)>& log = {});
+
+// The NAD loss term for a student output given the frozen teacher (exposed for tests).
+train::ExtraLoss make_attention_loss(const models::Classifier& teacher, std::vector<double> betas,
+                                     double power, AttentionKind kind);
+
+}  // namespace nad::defenses

@@ -1,0 +1,52 @@
+#pragma once
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace nad::models {
+
+// What every model's forward returns: the residual-group outputs used for attention
+// distillation, and the logits. Returning the features directly means NAD needs no hooks.
+struct ModelOutput {
+  std::vector<torch::Tensor> features;
+  torch::Tensor logits;
+};
+
+// The shape facts a model is built from; they come from the dataset or a checkpoint.
+struct ModelSpec {
+  std::string arch;  // wrn-D-K | preact-resnet18 | resnet18 | mnist-cnn
+  int64_t in_channels = 3;
+  int64_t num_classes = 10;
+  int64_t height = 32;
+  int64_t width = 32;
+};
+
+// Base of every classifier: a torch module whose forward maps N x C x H x W float inputs in
+// [0, 1] to group features and logits.
+class ClassifierImpl : public torch::nn::Module {
+ public:
+  virtual ModelOutput forward(const torch::Tensor& inputs) = 0;
+  // Names of the group outputs, in the order of ModelOutput::features.
+  virtual std::vector<std::string> group_names() const = 0;
+  // NAD's per-group attention weights from the paper's setting for this family.
+  virtual std::vector<double> default_betas() const = 0;
+  // The module whose output channels Fine-pruning ranks (the last convolution).
+  virtual std::string last_conv_name() const = 0;
+};
+using Classifier = std::shared_ptr<ClassifierImpl>;
+
+// Names accepted by create_model (wrn-D-K stands for any depth and width).
+std::vector<std::string> arch_names();
+
+// Builds a freshly initialised model; throws UserError on an unknown or malformed arch.
+Classifier create_model(const ModelSpec& spec);
+
+// Copies every parameter and buffer of `source` into `target` (same architecture).
+void copy_weights(const Classifier& source, const Classifier& target);
+
+// A deep copy made by building the same architecture and copying weights.
+Classifier clone_model(const Classifier& model, const ModelSpec& spec);
+
+}  // namespace nad::models

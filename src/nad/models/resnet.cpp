@@ -1,0 +1,81 @@
+#include "nad/models/resnet.h"
+
+namespace nad::models {
+namespace nn = torch::nn;
+
+namespace {
+nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride) {
+  return nn::Conv2d(
+      nn::Conv2dOptions(in, out, kernel).stride(stride).padding(kernel / 2).bias(false));
+}
+}  // namespace
+
+PreActBlockImpl::PreActBlockImpl(int64_t in_planes, int64_t planes, int64_t stride) {
+  bn1_ = register_module("bn1", nn::BatchNorm2d(in_planes));
+  conv1_ = register_module("conv1", conv(in_planes, planes, 3, stride));
+  bn2_ = register_module("bn2", nn::BatchNorm2d(planes));
+  conv2_ = register_module("conv2", conv(planes, planes, 3, 1));
+  if (stride != 1 || in_planes != planes) {
+    shortcut_ = register_module("shortcut", nn::Sequential(conv(in_planes, planes, 1, stride)));
+  }
+}
+
+torch::Tensor PreActBlockImpl::forward(const torch::Tensor& x) {
+  torch::Tensor a = torch::relu(bn1_->forward(x));
+  torch::Tensor shortcut = shortcut_ ? shortcut_->forward(a) : x;
+  return conv2_->forward(torch::relu(bn2_->forward(conv1_->forward(a)))) + shortcut;
+}
+
+BasicBlockImpl::BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride) {
+  conv1_ = register_module("conv1", conv(in_planes, planes, 3, stride));
+  bn1_ = register_module("bn1", nn::BatchNorm2d(planes));
+  conv2_ = register_module("conv2", conv(planes, planes, 3, 1));
+  bn2_ = register_module("bn2", nn::BatchNorm2d(planes));
+  if (stride != 1 || in_planes != planes) {
+    shortcut_ = register_module(
+        "shortcut", nn::Sequential(conv(in_planes, planes, 1, stride), nn::BatchNorm2d(planes)));
+  }
+}
+
+torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x) {
+  torch::Tensor out = torch::relu(bn1_->forward(conv1_->forward(x)));
+  out = bn2_->forward(conv2_->forward(out));
+  return torch::relu(out + (shortcut_ ? shortcut_->forward(x) : x));
+}
+
+ResNet18Impl::ResNet18Impl(const ResNetOptions& options) : options_(options) {
+  conv1_ = register_module("conv1", conv(options.in_channels(), 64, 3, 1));
+  if (!options.preactivation()) bn1_ = register_module("bn1", nn::BatchNorm2d(64));
+  const int64_t widths[4] = {64, 128, 256, 512};
+  int64_t in_planes = 64;
+  for (int i = 0; i < 4; ++i) {
+    layers_[i] = nn::Sequential();
+    for (int j = 0; j < 2; ++j) {
+      const int64_t stride = (i > 0 && j == 0) ? 2 : 1;
+      if (options.preactivation()) {
+        layers_[i]->push_back(PreActBlock(in_planes, widths[i], stride));
+      } else {
+        layers_[i]->push_back(BasicBlock(in_planes, widths[i], stride));
+      }
+      in_planes = widths[i];
+    }
+    register_module("layer" + std::to_string(i + 1), layers_[i]);
+  }
+  linear_ = register_module("linear", nn::Linear(512, options.num_classes()));
+}
+
+ModelOutput ResNet18Impl::forward(const torch::Tensor& inputs) {
+  ModelOutput out;
+  torch::Tensor x = conv1_->forward(inputs);
+  if (bn1_) x = torch::relu(bn1_->forward(x));
+  x = layers_[0]->forward(x);
+  for (int i = 1; i < 4; ++i) {
+    x = layers_[i]->forward(x);
+    out.features.push_back(x);
+  }
+  // Global average pooling: the 4x4 pool of the originals on 32x32 inputs.
+  out.logits = linear_->forward(x.mean({2, 3}));
+  return out;
+}
+
+}  // namespace nad::models

@@ -1,0 +1,89 @@
+#include "nad/models/wide_resnet.h"
+
+#include <cmath>
+
+namespace nad::models {
+namespace nn = torch::nn;
+
+namespace {
+nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride) {
+  return nn::Conv2d(
+      nn::Conv2dOptions(in, out, kernel).stride(stride).padding(kernel / 2).bias(false));
+}
+}  // namespace
+
+WideBasicBlockImpl::WideBasicBlockImpl(int64_t in_planes, int64_t out_planes, int64_t stride)
+    : equal_in_out_(in_planes == out_planes) {
+  bn1_ = register_module("bn1", nn::BatchNorm2d(in_planes));
+  conv1_ = register_module("conv1", conv(in_planes, out_planes, 3, stride));
+  bn2_ = register_module("bn2", nn::BatchNorm2d(out_planes));
+  conv2_ = register_module("conv2", conv(out_planes, out_planes, 3, 1));
+  if (!equal_in_out_)
+    shortcut_ = register_module("convShortcut", conv(in_planes, out_planes, 1, stride));
+}
+
+torch::Tensor WideBasicBlockImpl::forward(const torch::Tensor& x) {
+  torch::Tensor a = torch::relu(bn1_->forward(x));
+  torch::Tensor residual = conv2_->forward(torch::relu(bn2_->forward(conv1_->forward(a))));
+  return (equal_in_out_ ? x : shortcut_->forward(a)) + residual;
+}
+
+WideGroupImpl::WideGroupImpl(int64_t blocks, int64_t in_planes, int64_t out_planes,
+                             int64_t stride) {
+  layer_ = register_module("layer", nn::Sequential());
+  for (int64_t i = 0; i < blocks; ++i) {
+    layer_->push_back(
+        WideBasicBlock(i == 0 ? in_planes : out_planes, out_planes, i == 0 ? stride : 1));
+  }
+}
+
+WideResNetImpl::WideResNetImpl(const WideResNetOptions& options) : options_(options) {
+  const int64_t k = options.widen_factor();
+  const int64_t blocks = (options.depth() - 4) / 6;
+  const int64_t widths[4] = {16, 16 * k, 32 * k, 64 * k};
+  conv1_ = register_module("conv1", conv(options.in_channels(), widths[0], 3, 1));
+  block1_ = register_module("block1", WideGroup(blocks, widths[0], widths[1], 1));
+  block2_ = register_module("block2", WideGroup(blocks, widths[1], widths[2], 2));
+  block3_ = register_module("block3", WideGroup(blocks, widths[2], widths[3], 2));
+  bn1_ = register_module("bn1", nn::BatchNorm2d(widths[3]));
+  fc_ = register_module("fc", nn::Linear(widths[3], options.num_classes()));
+
+  // The reference's initialisation: He normal on fan-out for convs, unit BatchNorm, zero fc bias.
+  for (auto& module : modules(/*include_self=*/false)) {
+    if (auto* c = module->as<nn::Conv2d>()) {
+      const auto& w = c->weight;
+      const double n = static_cast<double>(w.size(0) * w.size(2) * w.size(3));
+      torch::NoGradGuard no_grad;
+      w.normal_(0, std::sqrt(2.0 / n));
+    } else if (auto* bn = module->as<nn::BatchNorm2d>()) {
+      torch::NoGradGuard no_grad;
+      bn->weight.fill_(1);
+      bn->bias.zero_();
+    }
+  }
+  torch::NoGradGuard no_grad;
+  fc_->bias.zero_();
+}
+
+ModelOutput WideResNetImpl::forward(const torch::Tensor& inputs) {
+  ModelOutput out;
+  torch::Tensor x = conv1_->forward(inputs);
+  x = block1_->forward(x);
+  out.features.push_back(x);
+  x = block2_->forward(x);
+  out.features.push_back(x);
+  x = block3_->forward(x);
+  out.features.push_back(x);
+  x = torch::relu(bn1_->forward(x));
+  // Global average pooling: the reference's 8x8 pool on 32x32 inputs, any size here.
+  x = x.mean({2, 3});
+  out.logits = fc_->forward(x);
+  return out;
+}
+
+std::string WideResNetImpl::last_conv_name() const {
+  const int64_t blocks = (options_.depth() - 4) / 6;
+  return "block3.layer." + std::to_string(blocks - 1) + ".conv2";
+}
+
+}  // namespace nad::models

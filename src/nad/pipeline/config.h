@@ -1,0 +1,88 @@
+#pragma once
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nad/attacks/attack.h"
+#include "nad/data/dataset.h"
+#include "nad/defenses/attention.h"
+#include "nad/defenses/lr_search.h"
+
+// Typed configuration of each end-to-end run. The CLI fills these; the library validates and
+// runs them. Defaults live here.
+namespace nad::pipeline {
+
+struct CommonConfig {
+  data::DatasetOptions dataset;
+  attacks::AttackOptions attack;
+  uint64_t seed = 0;
+  int threads = 0;  // 0: all cores
+  std::string device = "cpu";
+  std::string out;
+  int64_t eval_batch_size = 500;
+  bool quiet = false;
+
+  nlohmann::json to_json() const;
+};
+
+struct TrainConfig {
+  CommonConfig common;
+  std::string arch = "wrn-16-1";
+  int epochs = 30;
+  int64_t batch_size = 128;
+  double lr = 0.05;
+  double momentum = 0.9;
+  double weight_decay = 5e-4;
+  std::string schedule = "cosine";
+  std::vector<int> milestones;
+  int64_t crop_padding = 4;
+  std::optional<bool> horizontal_flip;  // default: when natural for the dataset
+  int64_t cutout_holes = 0;
+  int64_t cutout_length = 3;
+};
+
+struct EvalConfig {
+  CommonConfig common;
+  std::string model;
+};
+
+// Options shared by the finetuning baseline and NAD.
+struct DefenseConfig {
+  CommonConfig common;
+  std::string model;
+  double clean_ratio = 0.05;
+  std::string clean_indices;  // a file from an earlier run; overrides clean_ratio
+  std::string lr = "auto";    // "auto" or a number
+  defenses::LrSearchOptions lr_search;
+  double validation_fraction = 0.1;  // share of the clean subset held out by --lr auto
+  std::string schedule = "cosine";   // constant | step | cosine | reference
+  int epochs = 20;                   // finetuning / student epochs
+  int64_t batch_size = 64;
+  double momentum = 0.9;
+  double weight_decay = 1e-4;
+  int64_t crop_padding = 4;
+  std::optional<bool> horizontal_flip;
+  int64_t cutout_holes = 1;
+  int64_t cutout_length = 3;
+};
+
+struct EraseConfig {
+  DefenseConfig defense;
+  std::string teacher;  // a checkpoint; empty: finetune one
+  int teacher_epochs = 10;
+  std::vector<double> betas;  // empty: the model's defaults
+  double power = 2.0;
+  std::string attention = "sum-p";
+};
+
+struct DemoConfig {
+  std::string data_dir;  // Fashion-MNIST; empty: the Debian package's folder
+  std::string out = "demo-out";
+  uint64_t seed = 0;
+  int threads = 0;
+  std::string device = "cpu";
+  int train_epochs = 3;
+};
+
+}  // namespace nad::pipeline

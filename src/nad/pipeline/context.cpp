@@ -1,0 +1,116 @@
+#include "nad/pipeline/context.h"
+
+#include <cstdio>
+
+#include "nad/io/report.h"
+#include "nad/util/error.h"
+#include "nad/util/files.h"
+#include "nad/util/threads.h"
+
+namespace nad::pipeline {
+
+nlohmann::json CommonConfig::to_json() const {
+  return {{"dataset", dataset.name},
+          {"data_dir", dataset.data_dir},
+          {"image_size", dataset.image_size},
+          {"attack", attack.to_json()},
+          {"seed", seed},
+          {"threads", threads},
+          {"device", device},
+          {"out", out},
+          {"eval_batch_size", eval_batch_size}};
+}
+
+double RunContext::seconds() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+void RunContext::log(const std::string& line) const {
+  if (quiet) return;
+  std::fprintf(stderr, "%s\n", line.c_str());
+  std::fflush(stderr);
+}
+
+torch::Device parse_device(const std::string& text) {
+  if (text == "cpu") return torch::kCPU;
+  if (text == "cuda" || text.rfind("cuda:", 0) == 0) {
+    if (!torch::cuda::is_available()) {
+      throw UserError("--device " + text + ": this build of nad has no usable CUDA device");
+    }
+    return torch::Device(text);
+  }
+  throw UserError("--device must be cpu or cuda[:N], not '" + text + "'");
+}
+
+RunContext open_run(const CommonConfig& config) {
+  RunContext context;
+  context.quiet = config.quiet;
+  if (config.out.empty()) throw UserError("--out is required");
+  context.out = config.out;
+  ensure_directory(context.out);
+  context.device = parse_device(config.device);
+  set_threads(config.threads);
+
+  context.log("loading " + config.dataset.name + " ...");
+  context.data = data::load_dataset(config.dataset);
+  const auto& test = context.data.test;
+  context.log("  train " + std::to_string(context.data.train.size()) + ", test " +
+              std::to_string(test.size()) + " images of " + std::to_string(test.height()) + "x" +
+              std::to_string(test.width()) + "x" + std::to_string(test.channels()) + ", " +
+              std::to_string(context.data.num_classes()) + " classes");
+  context.attack = attacks::create_attack(config.attack, test.height(), test.width(),
+                                          test.channels(), context.data.num_classes());
+  context.evaluator = std::make_unique<train::Evaluator>(test, context.attack.get(), context.device,
+                                                         config.eval_batch_size);
+  return context;
+}
+
+io::LoadedModel load_model_for(const std::string& file, const RunContext& context,
+                               const char* option) {
+  if (file.empty()) throw UserError(std::string(option) + " is required");
+  io::LoadedModel loaded = io::load_checkpoint(file, context.device);
+  const auto& test = context.data.test;
+  const auto& spec = loaded.spec;
+  if (spec.in_channels != test.channels() || spec.height != test.height() ||
+      spec.width != test.width() || spec.num_classes != context.data.num_classes()) {
+    throw UserError(std::string(option) + " '" + file + "' expects " +
+                    std::to_string(spec.in_channels) + "x" + std::to_string(spec.height) + "x" +
+                    std::to_string(spec.width) + " inputs and " + std::to_string(spec.num_classes) +
+                    " classes, but the dataset has " + std::to_string(test.channels()) + "x" +
+                    std::to_string(test.height()) + "x" + std::to_string(test.width()) + " and " +
+                    std::to_string(context.data.num_classes()));
+  }
+  return loaded;
+}
+
+data::AugmentOptions augment_options(int64_t crop_padding, std::optional<bool> flip,
+                                     int64_t cutout_holes, int64_t cutout_length,
+                                     const data::DatasetPair& data) {
+  if (crop_padding < 0 || cutout_holes < 0 || cutout_length < 0) {
+    throw UserError("augmentation sizes must be >= 0");
+  }
+  data::AugmentOptions options;
+  options.crop_padding = crop_padding;
+  options.horizontal_flip = flip.value_or(data.natural_hflip);
+  options.cutout_holes = cutout_holes;
+  options.cutout_length = cutout_length;
+  return options;
+}
+
+void write_run_files(const RunContext& context, const nlohmann::json& config,
+                     const nlohmann::json& summary, const std::vector<train::EpochRecord>& records,
+                     const std::string& report) {
+  io::write_json(context.out / "config.json", config);
+  io::write_metrics_csv(context.out / "metrics.csv", records);
+  io::write_json(context.out / "summary.json", summary);
+  write_text_atomic(context.out / "report.md", report);
+}
+
+std::string percent_or_dash(const std::optional<double>& value) {
+  if (!value) return "-";
+  char buffer[16];
+  std::snprintf(buffer, sizeof buffer, "%.2f", *value);
+  return buffer;
+}
+
+}  // namespace nad::pipeline

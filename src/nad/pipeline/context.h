@@ -1,0 +1,50 @@
+#pragma once
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "nad/attacks/attack.h"
+#include "nad/data/augment.h"
+#include "nad/data/dataset.h"
+#include "nad/io/checkpoint.h"
+#include "nad/pipeline/config.h"
+#include "nad/train/evaluate.h"
+#include "nad/train/trainer.h"
+
+namespace nad::pipeline {
+
+// What every run sets up first: the output folder, the device, the data, the attack used to
+// measure ASR and the evaluator.
+struct RunContext {
+  std::filesystem::path out;
+  torch::Device device = torch::kCPU;
+  data::DatasetPair data;
+  std::unique_ptr<attacks::Attack> attack;
+  std::unique_ptr<train::Evaluator> evaluator;
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+
+  double seconds() const;
+  void log(const std::string& line) const;
+  bool quiet = false;
+};
+
+torch::Device parse_device(const std::string& text);
+RunContext open_run(const CommonConfig& config);
+
+// Loads --model (or --teacher) and checks that it fits the dataset.
+io::LoadedModel load_model_for(const std::string& file, const RunContext& context,
+                               const char* option);
+
+data::AugmentOptions augment_options(int64_t crop_padding, std::optional<bool> flip,
+                                     int64_t cutout_holes, int64_t cutout_length,
+                                     const data::DatasetPair& data);
+
+// Standard outputs.
+void write_run_files(const RunContext& context, const nlohmann::json& config,
+                     const nlohmann::json& summary, const std::vector<train::EpochRecord>& records,
+                     const std::string& report);
+
+std::string percent_or_dash(const std::optional<double>& value);
+
+}  // namespace nad::pipeline

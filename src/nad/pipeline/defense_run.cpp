@@ -1,0 +1,234 @@
+#include <cstdlib>
+#include <sstream>
+
+#include "nad/defenses/clean_subset.h"
+#include "nad/defenses/finetune.h"
+#include "nad/defenses/nad.h"
+#include "nad/io/checkpoint.h"
+#include "nad/io/report.h"
+#include "nad/pipeline/context.h"
+#include "nad/pipeline/runs.h"
+#include "nad/util/error.h"
+
+namespace nad::pipeline {
+
+namespace {
+
+struct DefenseSetup {
+  RunContext context;
+  io::LoadedModel model;
+  defenses::CleanData clean;
+  defenses::FinetuneOptions finetune;  // epochs, lr and schedule of the main run
+  train::Metrics before;
+  nlohmann::json clean_json;
+};
+
+// Parses --lr: "auto" or a positive number.
+std::optional<double> parse_lr(const std::string& text) {
+  if (text == "auto") return std::nullopt;
+  char* end = nullptr;
+  const double value = std::strtod(text.c_str(), &end);
+  if (end == text.c_str() || *end != '\0' || !(value > 0)) {
+    throw UserError("--lr must be 'auto' or a positive number, not '" + text + "'");
+  }
+  return value;
+}
+
+DefenseSetup prepare(const DefenseConfig& config) {
+  DefenseSetup s{open_run(config.common)};
+  s.model = load_model_for(config.model, s.context, "--model");
+
+  // The paper code's schedule is a fixed recipe: lr 0.1 (unless given), then / 10 at epoch 2.
+  const train::Schedule schedule = train::parse_schedule(config.schedule);
+  std::optional<double> lr = parse_lr(config.lr);
+  if (schedule == train::Schedule::kReference && !lr) lr = 0.1;
+  s.finetune.auto_lr = !lr.has_value();
+  s.finetune.lr_search = config.lr_search;
+  if (s.finetune.auto_lr && !(config.validation_fraction > 0 && config.validation_fraction < 1)) {
+    throw UserError("--validation-fraction must be in (0, 1)");
+  }
+
+  const double holdout = s.finetune.auto_lr ? config.validation_fraction : 0.0;
+  if (config.clean_indices.empty()) {
+    s.clean = defenses::make_clean_data(s.context.data.train, config.clean_ratio,
+                                        config.common.seed, holdout);
+  } else {
+    s.clean = defenses::clean_data_from_file(s.context.data.train, config.clean_indices,
+                                             config.common.seed, holdout);
+  }
+  defenses::write_indices(s.context.out / "clean_indices.txt", s.clean.indices);
+  s.clean_json = {
+      {"ratio",
+       config.clean_indices.empty() ? nlohmann::json(config.clean_ratio) : nlohmann::json(nullptr)},
+      {"size", s.clean.indices.size(0)},
+      {"train_size", s.clean.train.size()},
+      {"validation_size", s.clean.validation.size()},
+      {"indices_file", "clean_indices.txt"},
+      {"source", config.clean_indices.empty() ? "seeded stratified sample" : config.clean_indices}};
+  s.context.log("clean subset: " + std::to_string(s.clean.indices.size(0)) + " images (" +
+                std::to_string(s.clean.train.size()) + " to train on, " +
+                std::to_string(s.clean.validation.size()) + " held out)");
+
+  train::TrainOptions& t = s.finetune.train;
+  t.epochs = config.epochs;
+  t.batch_size = config.batch_size;
+  t.lr = lr.value_or(0);
+  t.momentum = config.momentum;
+  t.weight_decay = config.weight_decay;
+  t.schedule = schedule;
+  t.augment = augment_options(config.crop_padding, config.horizontal_flip, config.cutout_holes,
+                              config.cutout_length, s.context.data);
+  t.seed = config.common.seed;
+  t.device = s.context.device;
+  t.quiet = config.common.quiet;
+
+  s.before = (*s.context.evaluator)(s.model.model);
+  s.context.log("before: " + s.before.summary());
+  return s;
+}
+
+train::EpochRecord before_record(const train::Metrics& before) {
+  train::EpochRecord r;
+  r.phase = "before";
+  r.metrics = before;
+  return r;
+}
+
+nlohmann::json defense_config_json(const DefenseConfig& config, const DefenseSetup& s) {
+  return {{"common", config.common.to_json()},
+          {"model", config.model},
+          {"clean_ratio", config.clean_ratio},
+          {"clean_indices", config.clean_indices},
+          {"lr", config.lr},
+          {"lr_grid", config.lr_search.grid},
+          {"lr_tolerance", config.lr_search.tolerance},
+          {"validation_fraction", config.validation_fraction},
+          {"train", s.finetune.train.to_json()}};
+}
+
+std::string lr_text(const defenses::FinetuneResult& run) {
+  std::ostringstream out;
+  out << run.lr;
+  if (!run.lr_search.is_null()) out << " (chosen by --lr auto)";
+  return out.str();
+}
+
+}  // namespace
+
+nlohmann::json run_finetune(const DefenseConfig& config) {
+  DefenseSetup s = prepare(config);
+  s.finetune.train.label = "finetune";
+  nlohmann::json config_json = defense_config_json(config, s);
+  config_json["command"] = "finetune";
+  io::write_json(s.context.out / "config.json", config_json);
+
+  const auto& evaluator = *s.context.evaluator;
+  defenses::FinetuneResult run = defenses::finetune(
+      s.model.model, s.model.spec, s.clean, s.finetune,
+      [&](const models::Classifier& m) { return evaluator(m); }, {}, 1e9,
+      [&](const std::string& line) { s.context.log(line); });
+  const train::Metrics after = evaluator(run.model);
+  io::save_checkpoint(s.context.out / "model.pt", run.model, s.model.spec);
+
+  std::vector<train::EpochRecord> records{before_record(s.before)};
+  records.insert(records.end(), run.records.begin(), run.records.end());
+  nlohmann::json summary = {{"before", s.before.to_json()},
+                            {"after", after.to_json()},
+                            {"seconds", s.context.seconds()},
+                            {"clean_subset", s.clean_json},
+                            {"lr", run.lr},
+                            {"lr_search", run.lr_search}};
+  std::ostringstream report;
+  report << "# nad finetune\n\nFinetuned `" << config.model << "` on " << s.clean.indices.size(0)
+         << " clean images for " << config.epochs << " epochs, lr " << lr_text(run) << ", in "
+         << static_cast<int>(s.context.seconds()) << " s.\n\n"
+         << io::metrics_table({{"before", s.before}, {"after finetuning", after}});
+  write_run_files(s.context, config_json, summary, records, report.str());
+  s.context.log("after: " + after.summary());
+  return summary;
+}
+
+nlohmann::json run_erase(const EraseConfig& config) {
+  const DefenseConfig& dc = config.defense;
+  DefenseSetup s = prepare(dc);
+  if (config.teacher_epochs < 0) throw UserError("--teacher-epochs must be >= 0");
+
+  defenses::NadOptions options;
+  options.student = s.finetune;
+  options.student.train.label = "student";
+  options.teacher = s.finetune;
+  options.teacher.train.label = "teacher";
+  options.teacher.train.epochs = config.teacher_epochs;
+  options.betas = config.betas;
+  options.power = config.power;
+  options.attention = defenses::parse_attention_kind(config.attention);
+  if (!(config.power > 0)) throw UserError("--power must be positive");
+
+  models::Classifier teacher;
+  std::string teacher_source = "finetuned from the model";
+  if (!config.teacher.empty()) {
+    teacher = load_model_for(config.teacher, s.context, "--teacher").model;
+    teacher_source = config.teacher;
+  }
+
+  nlohmann::json config_json = defense_config_json(dc, s);
+  config_json["command"] = "erase";
+  config_json["teacher"] = config.teacher;
+  config_json["teacher_epochs"] = config.teacher_epochs;
+  config_json["betas"] = config.betas.empty() ? s.model.model->default_betas() : config.betas;
+  config_json["groups"] = s.model.model->group_names();
+  config_json["power"] = config.power;
+  config_json["attention"] = config.attention;
+  io::write_json(s.context.out / "config.json", config_json);
+
+  const auto& evaluator = *s.context.evaluator;
+  defenses::NadResult result = defenses::neural_attention_distillation(
+      s.model.model, s.model.spec, s.clean, options, teacher,
+      [&](const models::Classifier& m) { return evaluator(m); },
+      [&](const std::string& line) { s.context.log(line); });
+  const train::Metrics teacher_metrics = evaluator(result.teacher);
+  const train::Metrics after = evaluator(result.student);
+  io::save_checkpoint(s.context.out / "model.pt", result.student, s.model.spec);
+  if (config.teacher.empty())
+    io::save_checkpoint(s.context.out / "teacher.pt", result.teacher, s.model.spec);
+
+  std::vector<train::EpochRecord> records{before_record(s.before)};
+  records.insert(records.end(), result.teacher_run.records.begin(),
+                 result.teacher_run.records.end());
+  records.insert(records.end(), result.student_run.records.begin(),
+                 result.student_run.records.end());
+
+  nlohmann::json summary = {
+      {"before", s.before.to_json()},
+      {"after", after.to_json()},
+      {"teacher", teacher_metrics.to_json()},
+      {"teacher_source", teacher_source},
+      {"seconds", s.context.seconds()},
+      {"clean_subset", s.clean_json},
+      {"lr",
+       {{"teacher",
+         config.teacher.empty() ? nlohmann::json(result.teacher_run.lr) : nlohmann::json(nullptr)},
+        {"student", result.student_run.lr}}},
+      {"lr_search",
+       {{"teacher", result.teacher_run.lr_search}, {"student", result.student_run.lr_search}}}};
+  std::ostringstream report;
+  report << "# nad erase\n\nNeural Attention Distillation of `" << dc.model << "` ("
+         << s.model.spec.arch << ") on " << s.clean.indices.size(0) << " clean images of "
+         << s.context.data.name << ". Teacher: " << teacher_source;
+  if (config.teacher.empty()) {
+    report << ", " << config.teacher_epochs << " epochs at lr " << lr_text(result.teacher_run);
+  }
+  report << ". Student: " << dc.epochs << " epochs at lr " << lr_text(result.student_run)
+         << ", schedule " << dc.schedule << ", betas " << config_json["betas"].dump()
+         << " on groups " << config_json["groups"].dump() << ". Took "
+         << static_cast<int>(s.context.seconds()) << " s.\n\n"
+         << io::metrics_table({{"before (backdoored)", s.before},
+                               {"teacher", teacher_metrics},
+                               {"after NAD", after}});
+  write_run_files(s.context, config_json, summary, records, report.str());
+  s.context.log("teacher: " + teacher_metrics.summary());
+  s.context.log("after: " + after.summary());
+  return summary;
+}
+
+}  // namespace nad::pipeline

@@ -1,0 +1,18 @@
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include "nad/pipeline/config.h"
+
+// The subcommands' work: each loads what it needs, runs, writes its output folder (model.pt,
+// summary.json, metrics.csv, config.json, report.md) and returns the summary.
+namespace nad::pipeline {
+
+nlohmann::json run_train(const TrainConfig& config);
+nlohmann::json run_eval(const EvalConfig& config);
+nlohmann::json run_finetune(const DefenseConfig& config);
+nlohmann::json run_erase(const EraseConfig& config);
+// Fashion-MNIST, mnist-cnn, BadNets grid to class 0 at 10%: train, erase from 5% clean data,
+// print the before/after table.
+nlohmann::json run_demo(const DemoConfig& config);
+
+}  // namespace nad::pipeline

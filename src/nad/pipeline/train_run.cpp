@@ -1,0 +1,102 @@
+#include <sstream>
+
+#include "nad/defenses/clean_subset.h"
+#include "nad/io/checkpoint.h"
+#include "nad/io/report.h"
+#include "nad/pipeline/context.h"
+#include "nad/pipeline/runs.h"
+#include "nad/util/error.h"
+
+namespace nad::pipeline {
+
+nlohmann::json run_train(const TrainConfig& config) {
+  RunContext context = open_run(config.common);
+  const data::DatasetPair& data = context.data;
+
+  // Poison once, eagerly; the poisoned rows are saved so the run can be audited.
+  data::Dataset train_set = data.train;
+  nlohmann::json poison_info = nullptr;
+  if (context.attack) {
+    attacks::PoisonedSet poisoned = context.attack->poison(data.train, config.common.seed);
+    train_set = poisoned.data;
+    defenses::write_indices(context.out / "poisoned_indices.txt", poisoned.indices);
+    poison_info = {{"count", poisoned.indices.size(0)}, {"indices_file", "poisoned_indices.txt"}};
+    context.log("poisoned " + std::to_string(poisoned.indices.size(0)) + " of " +
+                std::to_string(train_set.size()) + " training images (" +
+                config.common.attack.name + ")");
+  }
+
+  models::ModelSpec spec{config.arch, data.train.channels(), data.num_classes(),
+                         data.train.height(), data.train.width()};
+  torch::manual_seed(config.common.seed);
+  models::Classifier model = models::create_model(spec);
+
+  train::TrainOptions options;
+  options.epochs = config.epochs;
+  options.batch_size = config.batch_size;
+  options.lr = config.lr;
+  options.momentum = config.momentum;
+  options.weight_decay = config.weight_decay;
+  options.schedule = train::parse_schedule(config.schedule);
+  options.milestones = config.milestones;
+  if (options.schedule == train::Schedule::kStep && options.milestones.empty()) {
+    options.milestones = {config.epochs / 2, config.epochs * 3 / 4};
+  }
+  options.augment = augment_options(config.crop_padding, config.horizontal_flip,
+                                    config.cutout_holes, config.cutout_length, data);
+  options.seed = config.common.seed;
+  options.device = context.device;
+  options.quiet = config.common.quiet;
+
+  nlohmann::json config_json = {{"command", "train"},
+                                {"common", config.common.to_json()},
+                                {"arch", config.arch},
+                                {"train", options.to_json()}};
+  io::write_json(context.out / "config.json", config_json);
+
+  const auto& evaluator = *context.evaluator;
+  std::vector<train::EpochRecord> records = train::train_model(
+      model, train_set, options, [&](const models::Classifier& m) { return evaluator(m); });
+  const train::Metrics final_metrics = records.empty() ? evaluator(model) : records.back().metrics;
+
+  io::save_checkpoint(context.out / "model.pt", model, spec);
+  nlohmann::json summary = final_metrics.to_json();
+  summary["seconds"] = context.seconds();
+  summary["epochs"] = config.epochs;
+  summary["arch"] = config.arch;
+  summary["dataset"] = data.name;
+  summary["attack"] = config.common.attack.to_json();
+  summary["poisoned"] = poison_info;
+
+  std::ostringstream report;
+  report << "# nad train\n\n"
+         << "Trained `" << config.arch << "` on " << data.name << " for " << config.epochs
+         << " epochs (attack: " << config.common.attack.name << ", seed " << config.common.seed
+         << ") in " << static_cast<int>(context.seconds()) << " s.\n\n"
+         << io::metrics_table({{"trained model", final_metrics}});
+  write_run_files(context, config_json, summary, records, report.str());
+  context.log("final: " + final_metrics.summary());
+  return summary;
+}
+
+nlohmann::json run_eval(const EvalConfig& config) {
+  RunContext context = open_run(config.common);
+  io::LoadedModel loaded = load_model_for(config.model, context, "--model");
+  const train::Metrics metrics = (*context.evaluator)(loaded.model);
+  nlohmann::json summary = metrics.to_json();
+  summary["seconds"] = context.seconds();
+  summary["model"] = config.model;
+  summary["arch"] = loaded.spec.arch;
+  summary["attack"] = config.common.attack.to_json();
+  nlohmann::json config_json = {
+      {"command", "eval"}, {"common", config.common.to_json()}, {"model", config.model}};
+  std::ostringstream report;
+  report << "# nad eval\n\n`" << config.model << "` (" << loaded.spec.arch << ") on "
+         << context.data.name << ", attack " << config.common.attack.name << ".\n\n"
+         << io::metrics_table({{"model", metrics}});
+  write_run_files(context, config_json, summary, {}, report.str());
+  context.log(metrics.summary());
+  return summary;
+}
+
+}  // namespace nad::pipeline

@@ -1,0 +1,50 @@
+#pragma once
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "nad/attacks/attack.h"
+#include "nad/data/dataset.h"
+#include "nad/models/classifier.h"
+
+namespace nad::train {
+
+// Clean accuracy, attack success rate and robust accuracy, all in percent. ASR and RA are
+// empty when no attack was given.
+struct Metrics {
+  double clean_acc = 0;
+  std::optional<double> asr;
+  std::optional<double> robust_acc;
+
+  nlohmann::json to_json() const;
+  std::string summary() const;  // "ACC 85.10% ASR 99.90% RA 0.05%"
+};
+
+// Predicted labels for uint8 N x H x W x C images, in eval mode and batches.
+torch::Tensor predict(const models::Classifier& model, const torch::Tensor& images,
+                      int64_t batch_size);
+
+// Percent of `images` predicted as `labels`.
+double accuracy(const models::Classifier& model, const data::Dataset& set, int64_t batch_size);
+
+// Holds the clean test set and, with an attack, its triggered version, prepared once on the
+// target device, and measures a model on both.
+class Evaluator {
+ public:
+  Evaluator(const data::Dataset& test, const attacks::Attack* attack, torch::Device device,
+            int64_t batch_size = 500);
+  Metrics operator()(const models::Classifier& model) const;
+  const data::Dataset& clean() const { return clean_; }
+  bool has_attack() const { return has_attack_; }
+
+ private:
+  data::Dataset clean_;
+  bool has_attack_ = false;
+  data::Dataset triggered_;
+  torch::Tensor attack_targets_;
+  int64_t batch_size_;
+};
+
+}  // namespace nad::train

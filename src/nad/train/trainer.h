@@ -1,0 +1,75 @@
+#pragma once
+#include <torch/torch.h>
+
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nad/data/augment.h"
+#include "nad/data/dataset.h"
+#include "nad/models/classifier.h"
+#include "nad/train/evaluate.h"
+
+namespace nad::train {
+
+// Learning-rate schedules: constant; step (times gamma at each milestone); cosine (annealed
+// per epoch towards 0); reference (the NAD code: lr for epochs 0-1, then lr / 10).
+enum class Schedule { kConstant, kStep, kCosine, kReference };
+Schedule parse_schedule(const std::string& text);
+std::string schedule_name(Schedule schedule);
+
+struct TrainOptions {
+  int epochs = 10;
+  int64_t batch_size = 128;
+  double lr = 0.1;
+  double momentum = 0.9;
+  double weight_decay = 5e-4;
+  bool nesterov = true;
+  Schedule schedule = Schedule::kCosine;
+  std::vector<int> milestones;  // step schedule
+  double gamma = 0.1;           // step schedule
+  data::AugmentOptions augment;
+  uint64_t seed = 0;
+  torch::Device device = torch::kCPU;
+  std::string label = "train";  // shown in progress lines
+  bool quiet = false;
+
+  nlohmann::json to_json() const;
+};
+
+// The learning rate used during `epoch` (0-based).
+double lr_at(const TrainOptions& options, int epoch);
+
+struct EpochRecord {
+  std::string phase;
+  int epoch = 0;  // 1-based; 0 is the model before training
+  double lr = 0;
+  double loss = 0;
+  double train_acc = 0;
+  Metrics metrics;
+  double seconds = 0;
+};
+
+// An extra loss term added to cross-entropy (NAD's attention loss), given the batch inputs
+// and the model's output on them.
+using ExtraLoss =
+    std::function<torch::Tensor(const torch::Tensor& inputs, const models::ModelOutput& output)>;
+// Measures the model after each epoch.
+using EpochEvaluation = std::function<Metrics(const models::Classifier& model)>;
+
+// Trains `model` in place with SGD on `data` (uint8 images on any device; moved to
+// options.device). Throws std::runtime_error("... diverged ...") when the loss is not finite.
+std::vector<EpochRecord> train_model(const models::Classifier& model, const data::Dataset& data,
+                                     const TrainOptions& options,
+                                     const EpochEvaluation& evaluate = {},
+                                     const ExtraLoss& extra_loss = {});
+
+// Thrown when training produced a non-finite loss (too large a learning rate, usually).
+class DivergedError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace nad::train

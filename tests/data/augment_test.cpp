@@ -1,0 +1,74 @@
+#include "nad/data/augment.h"
+
+#include <gtest/gtest.h>
+
+namespace nad::data {
+namespace {
+
+TEST(Augment, CropShiftsWithZeroPadding) {
+  // A single bright pixel moves by the crop offset or falls off; nothing else appears.
+  torch::Tensor images = torch::zeros({64, 8, 8, 1}, torch::kUInt8);
+  images.select(1, 4).select(1, 4).fill_(200);
+  AugmentOptions o;
+  o.crop_padding = 2;
+  o.horizontal_flip = false;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(1);
+  torch::Tensor out = augment_batch(images, o, gen);
+  ASSERT_EQ(out.sizes(), images.sizes());
+  std::set<std::pair<int64_t, int64_t>> positions;
+  for (int n = 0; n < 64; ++n) {
+    torch::Tensor lit = torch::nonzero(out[n].squeeze(-1));
+    ASSERT_EQ(lit.size(0), 1);  // offsets of at most 2 keep the pixel inside
+    const int64_t y = lit[0][0].item<int64_t>(), x = lit[0][1].item<int64_t>();
+    EXPECT_GE(y, 2);
+    EXPECT_LE(y, 6);
+    EXPECT_GE(x, 2);
+    EXPECT_LE(x, 6);
+    positions.insert({y, x});
+    EXPECT_EQ(out[n][y][x][0].item<int>(), 200);
+  }
+  EXPECT_GT(positions.size(), 10u);  // offsets really vary per sample
+}
+
+TEST(Augment, FlipMirrorsAboutHalfTheBatch) {
+  torch::Tensor images = torch::zeros({200, 4, 4, 1}, torch::kUInt8);
+  images.select(2, 0).fill_(9);  // left column
+  AugmentOptions o;
+  o.crop_padding = 0;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(2);
+  torch::Tensor out = augment_batch(images, o, gen);
+  const int64_t flipped = out.select(2, 3).eq(9).all(1).squeeze(-1).sum().item<int64_t>();
+  const int64_t kept = out.select(2, 0).eq(9).all(1).squeeze(-1).sum().item<int64_t>();
+  EXPECT_EQ(flipped + kept, 200);
+  EXPECT_GT(flipped, 70);
+  EXPECT_LT(flipped, 130);
+}
+
+TEST(Augment, CutoutZeroesTheReferenceHole) {
+  torch::Tensor images = torch::full({50, 10, 10, 3}, 255, torch::kUInt8);
+  AugmentOptions o;
+  o.crop_padding = 0;
+  o.horizontal_flip = false;
+  o.cutout_holes = 1;
+  o.cutout_length = 4;  // [c - 2, c + 2): at most 4 x 4 pixels, fewer at the border
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
+  torch::Tensor out = augment_batch(images, o, gen);
+  for (int n = 0; n < 50; ++n) {
+    const int64_t zeros = out[n].select(2, 0).eq(0).sum().item<int64_t>();
+    EXPECT_GE(zeros, 4);
+    EXPECT_LE(zeros, 16);
+    EXPECT_TRUE(out[n].select(2, 0).eq(out[n].select(2, 2)).all().item<bool>());
+  }
+}
+
+TEST(Augment, ToInputScalesAndTransposes) {
+  torch::Tensor images = torch::tensor({0, 255, 51, 102}, torch::kUInt8).view({1, 2, 1, 2});
+  torch::Tensor x = to_input(images);
+  ASSERT_EQ(x.sizes(), torch::IntArrayRef({1, 2, 2, 1}));
+  EXPECT_FLOAT_EQ(x[0][0][0][0].item<float>(), 0.0f);
+  EXPECT_FLOAT_EQ(x[0][1][0][0].item<float>(), 1.0f);
+  EXPECT_FLOAT_EQ(x[0][0][1][0].item<float>(), 0.2f);
+}
+
+}  // namespace
+}  // namespace nad::data

@@ -1,0 +1,89 @@
+#include "support/cli.h"
+
+#include <sys/wait.h>
+#include <torch/torch.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+
+namespace nad::test {
+
+CommandResult run_nad(const std::string& arguments) {
+  CommandResult result;
+  const std::string command = std::string(NAD_BINARY) + " " + arguments + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return result;
+  std::array<char, 4096> buffer;
+  size_t n;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
+    result.output.append(buffer.data(), n);
+  const int status = pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+namespace {
+void write_be32(std::ofstream& out, uint32_t v) {
+  const unsigned char b[4] = {static_cast<unsigned char>(v >> 24),
+                              static_cast<unsigned char>(v >> 16),
+                              static_cast<unsigned char>(v >> 8), static_cast<unsigned char>(v)};
+  out.write(reinterpret_cast<const char*>(b), 4);
+}
+
+void write_split(const std::filesystem::path& dir, const std::string& prefix, int64_t count,
+                 int64_t size, int64_t classes, at::Generator& gen) {
+  torch::Tensor labels = torch::arange(count, torch::kLong).remainder(classes);
+  torch::Tensor images = torch::randint(0, 60, {count, size, size}, gen, torch::kLong);
+  auto img = images.accessor<int64_t, 3>();
+  auto random = [&](int64_t low, int64_t high) {
+    return torch::randint(low, high, {1}, gen).item<int64_t>();
+  };
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t k = labels[i].item<int64_t>();
+    const int64_t v = random(150, 256);
+    // Shapes that survive random crops: horizontal bar, vertical bar, diagonal, hollow box.
+    const int64_t p = random(2, size - 4);
+    switch (k % 4) {
+      case 0:
+        for (int64_t a = 0; a < size; ++a) img[i][p][a] = img[i][p + 1][a] = v;
+        break;
+      case 1:
+        for (int64_t a = 0; a < size; ++a) img[i][a][p] = img[i][a][p + 1] = v;
+        break;
+      case 2:
+        for (int64_t a = 0; a + 1 < size; ++a) img[i][a][a] = img[i][a + 1][a] = v;
+        break;
+      default: {
+        const int64_t side = size / 2, y = random(0, size - side), x = random(0, size - side);
+        for (int64_t a = 0; a < side; ++a) {
+          img[i][y][x + a] = img[i][y + side - 1][x + a] = v;
+          img[i][y + a][x] = img[i][y + a][x + side - 1] = v;
+        }
+      }
+    }
+  }
+  std::ofstream im(dir / (prefix + "-images-idx3-ubyte"), std::ios::binary);
+  write_be32(im, 2051);
+  write_be32(im, static_cast<uint32_t>(count));
+  write_be32(im, static_cast<uint32_t>(size));
+  write_be32(im, static_cast<uint32_t>(size));
+  torch::Tensor bytes = images.to(torch::kUInt8).contiguous();
+  im.write(reinterpret_cast<const char*>(bytes.data_ptr<uint8_t>()), bytes.numel());
+  std::ofstream lb(dir / (prefix + "-labels-idx1-ubyte"), std::ios::binary);
+  write_be32(lb, 2049);
+  write_be32(lb, static_cast<uint32_t>(count));
+  torch::Tensor label_bytes = labels.to(torch::kUInt8).contiguous();
+  lb.write(reinterpret_cast<const char*>(label_bytes.data_ptr<uint8_t>()), label_bytes.numel());
+}
+}  // namespace
+
+void write_synthetic_idx(const std::filesystem::path& dir, int64_t train_count, int64_t test_count,
+                         int64_t size, int64_t classes, uint64_t seed) {
+  std::filesystem::create_directories(dir);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  write_split(dir, "train", train_count, size, classes, gen);
+  write_split(dir, "t10k", test_count, size, classes, gen);
+}
+
+}  // namespace nad::test

@@ -1,0 +1,21 @@
+#pragma once
+#include <filesystem>
+#include <string>
+
+namespace nad::test {
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+// Runs the nad binary built with the tests with the given arguments (shell-quoted by caller).
+CommandResult run_nad(const std::string& arguments);
+
+// Writes a small synthetic image-classification dataset as MNIST-style IDX files:
+// `classes` classes of size x size greyscale images, each class a shape (bar, bar, diagonal, box;
+// repeating) plus noise, so a small CNN learns it in a few epochs.
+void write_synthetic_idx(const std::filesystem::path& dir, int64_t train_count, int64_t test_count,
+                         int64_t size, int64_t classes, uint64_t seed);
+
+}  // namespace nad::test
