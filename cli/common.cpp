@@ -61,14 +61,14 @@ void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::st
   app.add_option("--epochs", config.epochs, "finetuning epochs")->capture_default_str();
   app.add_option("--batch-size", config.batch_size, "batch size")->capture_default_str();
   app.add_option("--lr", config.lr,
-                 "learning rate, or 'auto': the largest of --lr-grid keeping held-out clean "
-                 "accuracy within --lr-tolerance points of the model's")
+                 "learning rate, or 'auto': the largest of --lr-grid whose held-out clean accuracy "
+                 "stays within --lr-tolerance points of the best finetuned run")
       ->capture_default_str();
   app.add_option("--lr-grid", config.lr_search.grid, "candidate rates for --lr auto")
       ->delimiter(',')
       ->capture_default_str();
   app.add_option("--lr-tolerance", config.lr_search.tolerance,
-                 "accuracy points --lr auto may lose on the held-out data")
+                 "accuracy points a larger rate may lose on the held-out data")
       ->capture_default_str();
   app.add_option("--validation-fraction", config.validation_fraction,
                  "share of the clean subset held out by --lr auto")

@@ -60,3 +60,30 @@ class WideResNet(nn.Module):
         out = self.relu(self.bn1(a3))
         out = F.adaptive_avg_pool2d(out, 1).view(-1, self.nChannels)
         return a1, a2, a3, self.fc(out)
+
+
+class MnistCnn(nn.Module):
+    """nad's mnist-cnn in PyTorch."""
+
+    def __init__(self, in_channels=1, num_classes=10, height=28, width=28):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 32, 3, padding=1)
+        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
+        self.fc1 = nn.Linear(64 * (height // 4) * (width // 4), 128)
+        self.fc2 = nn.Linear(128, num_classes)
+
+    def forward(self, x):
+        a1 = F.relu(self.conv1(x))
+        a2 = F.relu(self.conv2(F.max_pool2d(a1, 2)))
+        x = F.max_pool2d(a2, 2).flatten(1)
+        return a1, a2, self.fc2(F.relu(self.fc1(x)))
+
+
+def build(arch, num_classes, input_shape):
+    c, h, w = input_shape
+    if arch.startswith("wrn-"):
+        _, depth, width = arch.split("-")
+        return WideResNet(int(depth), num_classes, int(width), c)
+    if arch == "mnist-cnn":
+        return MnistCnn(c, num_classes, h, w)
+    raise ValueError(f"no reference for {arch}")

@@ -28,18 +28,18 @@ TEST(EndToEnd, BackdoorIsLearntThenErasedByNad) {
   TempDir dir;
   write_synthetic_idx(dir / "data", 3000, 600, 16, 4, 11);
   const std::string data = " --dataset mnist --data-dir " + (dir / "data").string();
-  const std::string attack = " --attack badnets --trigger grid --target 0 --poison-rate 0.1";
+  const std::string attack = " --attack badnets --trigger grid --target 0 --poison-rate 0.2";
 
-  CommandResult trained =
-      run_nad("train" + data + attack + " --arch mnist-cnn --epochs 6 --seed 1 --out " +
-              (dir / "bd").string());
+  CommandResult trained = run_nad("train" + data + attack +
+                                  " --arch mnist-cnn --epochs 8 --crop-padding 0 --seed 1 --out " +
+                                  (dir / "bd").string());
   ASSERT_EQ(trained.exit_code, 0) << trained.output;
   const nlohmann::json bd = read_json(dir / "bd" / "summary.json");
   EXPECT_GT(bd["clean_acc"].get<double>(), 90.0) << trained.output;
   EXPECT_GT(bd["asr"].get<double>(), 90.0) << trained.output;
   EXPECT_TRUE(std::filesystem::exists(dir / "bd" / "model.pt"));
-  EXPECT_EQ(count_lines(dir / "bd" / "poisoned_indices.txt"), 300);
-  EXPECT_EQ(count_lines(dir / "bd" / "metrics.csv"), 1 + 6);
+  EXPECT_EQ(count_lines(dir / "bd" / "poisoned_indices.txt"), 600);
+  EXPECT_EQ(count_lines(dir / "bd" / "metrics.csv"), 1 + 8);
   EXPECT_EQ(read_json(dir / "bd" / "config.json")["common"]["seed"], 1);
 
   CommandResult evaluated =

@@ -5,50 +5,90 @@
 
 namespace nad::defenses {
 
+namespace {
+std::vector<torch::Tensor> copy_state(const models::Classifier& model) {
+  std::vector<torch::Tensor> state;
+  for (const auto& t : model->parameters()) state.push_back(t.detach().clone());
+  for (const auto& t : model->buffers()) state.push_back(t.detach().clone());
+  return state;
+}
+
+void restore_state(const models::Classifier& model, const std::vector<torch::Tensor>& state) {
+  torch::NoGradGuard no_grad;
+  size_t i = 0;
+  for (auto& t : model->parameters()) t.copy_(state[i++]);
+  for (auto& t : model->buffers()) t.copy_(state[i++]);
+}
+}  // namespace
+
 FinetuneResult finetune(const models::Classifier& model, const models::ModelSpec& spec,
                         const CleanData& clean, const FinetuneOptions& options,
                         const train::EpochEvaluation& evaluate, const train::ExtraLoss& extra_loss,
                         double max_lr, const std::function<void(const std::string&)>& log) {
+  const bool search = options.auto_lr;
+  const torch::Device device = options.train.device;
+  const data::Dataset validation = clean.validation.to(device);
+
+  // With a search, most runs are thrown away: each epoch's weights are kept (small next to the
+  // data) and only the chosen run is measured on the test data afterwards.
   auto run = [&](double lr) {
     LrTrial trial;
     trial.lr = lr;
     trial.model = models::clone_model(model, spec);
     train::TrainOptions train_options = options.train;
     train_options.lr = lr;
+    train::EpochEvaluation per_epoch = evaluate;
+    if (search && evaluate) {
+      per_epoch = [&trial](const models::Classifier& m) -> std::optional<train::Metrics> {
+        trial.epoch_weights.push_back(copy_state(m));
+        return std::nullopt;
+      };
+    }
     try {
       trial.records =
-          train::train_model(trial.model, clean.train, train_options, evaluate, extra_loss);
+          train::train_model(trial.model, clean.train, train_options, per_epoch, extra_loss);
     } catch (const train::DivergedError& e) {
-      if (!options.auto_lr) throw UserError(e.what());
+      if (!search) throw UserError(e.what());
       trial.diverged = true;
       return trial;
     }
-    if (clean.validation.size() > 0) {
-      trial.val_acc = train::accuracy(trial.model, clean.validation.to(options.train.device), 500);
-    }
+    if (validation.size() > 0) trial.val_acc = train::accuracy(trial.model, validation, 500);
     return trial;
   };
 
   FinetuneResult result;
-  if (!options.auto_lr) {
+  if (!search) {
     LrTrial trial = run(options.train.lr);
     result.model = trial.model;
     result.records = std::move(trial.records);
     result.lr = trial.lr;
+    if (validation.size() > 0) result.validation_acc = trial.val_acc;
     return result;
   }
-  if (clean.validation.size() == 0) throw UserError("--lr auto needs a validation split");
-  const double baseline = train::accuracy(model, clean.validation.to(options.train.device), 500);
-  LrSearchResult search =
-      search_lr(options.lr_search, baseline, run, clean.validation, max_lr, log);
-  if (search.chosen.diverged) {
+  if (validation.size() == 0) throw UserError("--lr auto needs a validation split");
+  const double baseline = train::accuracy(model, validation, 500);
+  LrSearchResult found = search_lr(options.lr_search, baseline, run, max_lr, log);
+  if (found.chosen.diverged) {
     throw UserError(options.train.label + ": training diverged at every learning rate tried");
   }
-  result.model = search.chosen.model;
-  result.records = std::move(search.chosen.records);
-  result.lr = search.chosen.lr;
-  result.validation_acc = search.chosen.val_acc;
-  result.lr_search = {{"baseline_val_acc", baseline}, {"tried", search.tried}};
+  result.model = found.chosen.model;
+  result.records = std::move(found.chosen.records);
+  if (evaluate && found.chosen.epoch_weights.size() == result.records.size()) {
+    models::Classifier replay = models::clone_model(result.model, spec);
+    for (size_t e = 0; e < result.records.size(); ++e) {
+      restore_state(replay, found.chosen.epoch_weights[e]);
+      if (auto metrics = evaluate(replay)) result.records[e].metrics = *metrics;
+    }
+  }
+  result.lr = found.chosen.lr;
+  result.validation_acc = found.chosen.val_acc;
+  result.lr_search = {{"baseline_val_acc", baseline}, {"tried", found.tried}};
+  for (const auto& t : found.tried) {
+    if (t["val_acc"].is_number()) {
+      result.best_validation_acc =
+          std::max(result.best_validation_acc.value_or(0.0), t["val_acc"].get<double>());
+    }
+  }
   return result;
 }
 

@@ -21,8 +21,9 @@ struct FinetuneResult {
   models::Classifier model;
   std::vector<train::EpochRecord> records;
   double lr = 0;
-  std::optional<double> validation_acc;  // after; with auto_lr
-  nlohmann::json lr_search;              // what was tried, with auto_lr
+  std::optional<double> validation_acc;       // after, when the clean data has a hold-out
+  std::optional<double> best_validation_acc;  // the best run of the search, with auto_lr
+  nlohmann::json lr_search;                   // what was tried, with auto_lr
 };
 
 // Finetunes a copy of `model` (never the original). With auto_lr, rates above `max_lr` are

@@ -10,11 +10,17 @@
 namespace nad::defenses {
 
 // `--lr auto`: without any knowledge of the attack, take the largest learning rate whose
-// finetuned model keeps validation accuracy (on held-out clean data) within `tolerance`
-// points of the original model's. Large rates erase backdoors best, but how large a rate a
+// finetuned model keeps validation accuracy (held-out clean data) within `tolerance` points of
+// the best finetuned model seen. Large rates erase backdoors best, but how large a rate a
 // model tolerates depends on the model and the data, which only validation can tell.
+//
+// The reference is the best *finetuned* model, not the original: the held-out images come from
+// the training set the model may have memorised, so finetuning at any rate loses some of that
+// memorised accuracy (measured here on CIFAR-10: 88.4% on the hold-out before, 86.4% after the
+// gentlest finetuning, 83.1% on the test set). Comparing finetuned models with each other
+// measures only the damage a larger rate adds.
 struct LrSearchOptions {
-  std::vector<double> grid = {0.1, 0.05, 0.02, 0.01, 0.005, 0.002};
+  std::vector<double> grid = {0.002, 0.005, 0.01, 0.02, 0.05, 0.1};
   double tolerance = 2.0;  // percentage points of validation accuracy
 };
 
@@ -23,6 +29,7 @@ struct LrTrial {
   double lr = 0;
   models::Classifier model;
   std::vector<train::EpochRecord> records;
+  std::vector<std::vector<torch::Tensor>> epoch_weights;  // to measure the chosen run later
   double val_acc = 0;
   bool diverged = false;
 };
@@ -30,16 +37,15 @@ using TrialRunner = std::function<LrTrial(double lr)>;
 
 struct LrSearchResult {
   LrTrial chosen;
-  double baseline_val_acc = 0;
+  double baseline_val_acc = 0;        // the original model, for the record
   std::vector<nlohmann::json> tried;  // {lr, val_acc, accepted}
 };
 
-// Tries the grid from the largest rate down, stopping at the first accepted one; the runs
-// that are accepted are kept whole, so the search costs nothing when the first rate fits.
-// `start_below` skips rates above it. Falls back to the smallest rate when none is accepted.
+// Tries the grid from the smallest rate up, keeping the best validation accuracy seen, and
+// stops at the first rate that falls more than `tolerance` below it (or diverges); the last
+// accepted run is returned whole. Rates above `max_lr` are not tried.
 LrSearchResult search_lr(const LrSearchOptions& options, double baseline_val_acc,
-                         const TrialRunner& run, const data::Dataset& validation,
-                         double start_below = 1e9,
+                         const TrialRunner& run, double max_lr = 1e9,
                          const std::function<void(const std::string&)>& log = {});
 
 }  // namespace nad::defenses

@@ -134,11 +134,16 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
     record.lr = lr;
     record.loss = seen ? loss_sum / seen : 0;
     record.train_acc = seen ? 100.0 * correct / seen : 0;
-    if (evaluate) record.metrics = evaluate(model);
+    std::string summary;
+    if (evaluate) {
+      if (std::optional<Metrics> metrics = evaluate(model)) {
+        record.metrics = *metrics;
+        summary = metrics->summary();
+      }
+    }
     record.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    progress.end_epoch(epoch, record.loss, record.train_acc,
-                       evaluate ? record.metrics.summary() : std::string());
+    progress.end_epoch(epoch, record.loss, record.train_acc, summary);
     records.push_back(record);
   }
   return records;

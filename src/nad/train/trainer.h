@@ -56,8 +56,9 @@ struct EpochRecord {
 // and the model's output on them.
 using ExtraLoss =
     std::function<torch::Tensor(const torch::Tensor& inputs, const models::ModelOutput& output)>;
-// Measures the model after each epoch.
-using EpochEvaluation = std::function<Metrics(const models::Classifier& model)>;
+// Called after each epoch; returns the epoch's metrics, or nothing when it only took note of
+// the model (a snapshot to measure later).
+using EpochEvaluation = std::function<std::optional<Metrics>(const models::Classifier& model)>;
 
 // Trains `model` in place with SGD on `data` (uint8 images on any device; moved to
 // options.device). Throws std::runtime_error("... diverged ...") when the loss is not finite.
