@@ -85,6 +85,34 @@ TEST(EndToEnd, SameSeedSameNumbers) {
   EXPECT_EQ(a["asr"], b["asr"]);
 }
 
+TEST(EndToEnd, FixedRateAndReferenceScheduleNeedNoHoldOut) {
+  TempDir dir;
+  write_synthetic_idx(dir / "data", 400, 100, 16, 4, 5);
+  const std::string data = " --dataset mnist --data-dir " + (dir / "data").string();
+  ASSERT_EQ(
+      run_nad("train" + data + " --arch mnist-cnn --epochs 1 --quiet --out " + (dir / "m").string())
+          .exit_code,
+      0);
+  const std::string model = " --model " + (dir / "m" / "model.pt").string();
+  CommandResult fixed =
+      run_nad("finetune" + data + model + " --clean-ratio 0.2 --lr 0.01 --epochs 1 --out " +
+              (dir / "ft").string());
+  ASSERT_EQ(fixed.exit_code, 0) << fixed.output;
+  const nlohmann::json ft = read_json(dir / "ft" / "summary.json");
+  EXPECT_EQ(ft["clean_subset"]["validation_size"], 0);  // a fixed rate trains on all 80 images
+  EXPECT_EQ(ft["clean_subset"]["train_size"], 80);
+  EXPECT_DOUBLE_EQ(ft["lr"].get<double>(), 0.01);
+  CommandResult reference =
+      run_nad("erase" + data + model +
+              " --clean-ratio 0.2 --schedule reference --teacher-epochs 1 --epochs 3 --out " +
+              (dir / "ref").string());
+  ASSERT_EQ(reference.exit_code, 0) << reference.output;
+  const nlohmann::json ref = read_json(dir / "ref" / "summary.json");
+  EXPECT_DOUBLE_EQ(ref["lr"]["student"].get<double>(), 0.1);
+  EXPECT_EQ(count_lines(dir / "ref" / "metrics.csv"),
+            1 + 1 + 1 + 3);  // header, before, teacher, student
+}
+
 TEST(EndToEnd, UserMistakesExitWithCode2AndOneClearMessage) {
   TempDir dir;
   CommandResult missing = run_nad("eval --dataset mnist --data-dir " + (dir / "nowhere").string() +

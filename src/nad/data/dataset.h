@@ -17,7 +17,10 @@ struct Dataset {
   int64_t channels() const { return images.size(3); }
   // The rows at `indices` (int64), copied.
   Dataset select(const torch::Tensor& indices) const;
-  Dataset to(torch::Device device) const { return {images.to(device), labels.to(device)}; }
+  Dataset to(torch::Device device) const {
+    if (!images.defined()) return *this;  // an empty split (no hold-out) stays empty
+    return {images.to(device), labels.to(device)};
+  }
 };
 
 // The train and test splits of one dataset plus what the rest of the tool needs to know.
