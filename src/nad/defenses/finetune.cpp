@@ -24,7 +24,7 @@ void restore_state(const models::Classifier& model, const std::vector<torch::Ten
 FinetuneResult finetune(const models::Classifier& model, const models::ModelSpec& spec,
                         const CleanData& clean, const FinetuneOptions& options,
                         const train::EpochEvaluation& evaluate, const train::ExtraLoss& extra_loss,
-                        double max_lr, const std::function<void(const std::string&)>& log) {
+                        const std::function<void(const std::string&)>& log) {
   const bool search = options.auto_lr;
   const torch::Device device = options.train.device;
   const data::Dataset validation = clean.validation.to(device);
@@ -67,7 +67,7 @@ FinetuneResult finetune(const models::Classifier& model, const models::ModelSpec
   }
   if (validation.size() == 0) throw UserError("--lr auto needs a validation split");
   const double baseline = train::accuracy(model, validation, 500);
-  LrSearchResult found = search_lr(options.lr_search, baseline, run, max_lr, log);
+  LrSearchResult found = search_lr(options.lr_search, baseline, run, 1e9, log);
   if (found.chosen.diverged) {
     throw UserError(options.train.label + ": training diverged at every learning rate tried");
   }

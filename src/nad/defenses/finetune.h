@@ -26,12 +26,11 @@ struct FinetuneResult {
   nlohmann::json lr_search;                   // what was tried, with auto_lr
 };
 
-// Finetunes a copy of `model` (never the original). With auto_lr, rates above `max_lr` are
-// not tried.
+// Finetunes a copy of `model` (never the original).
 FinetuneResult finetune(const models::Classifier& model, const models::ModelSpec& spec,
                         const CleanData& clean, const FinetuneOptions& options,
                         const train::EpochEvaluation& evaluate = {},
-                        const train::ExtraLoss& extra_loss = {}, double max_lr = 1e9,
+                        const train::ExtraLoss& extra_loss = {},
                         const std::function<void(const std::string&)>& log = {});
 
 }  // namespace nad::defenses

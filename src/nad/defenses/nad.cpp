@@ -52,7 +52,7 @@ NadResult neural_attention_distillation(const models::Classifier& model,
   std::optional<double> reference_val;
   if (!teacher) {
     if (log) log("teacher: finetuning a copy of the model on the clean subset");
-    result.teacher_run = finetune(model, spec, clean, options.teacher, evaluate, {}, 1e9, log);
+    result.teacher_run = finetune(model, spec, clean, options.teacher, evaluate, {}, log);
     teacher = result.teacher_run.model;
     // The student is the same finetuning plus distillation towards this teacher, so it starts
     // at the rate the teacher's search validated; distillation can still destabilise a large
@@ -74,12 +74,12 @@ NadResult neural_attention_distillation(const models::Classifier& model,
   if (log) log("student: distilling attention from the teacher");
   train::ExtraLoss loss = make_attention_loss(teacher, betas, options.power, options.attention);
   if (student_rates.empty()) {
-    result.student_run = finetune(model, spec, clean, student_options, evaluate, loss, 1e9, log);
+    result.student_run = finetune(model, spec, clean, student_options, evaluate, loss, log);
   } else {
     nlohmann::json tried = nlohmann::json::array();
     for (size_t i = 0; i < student_rates.size(); ++i) {
       student_options.train.lr = student_rates[i];
-      result.student_run = finetune(model, spec, clean, student_options, evaluate, loss, 1e9, log);
+      result.student_run = finetune(model, spec, clean, student_options, evaluate, loss, log);
       const double val = result.student_run.validation_acc.value_or(0);
       const bool accepted =
           !reference_val || val >= *reference_val - options.student.lr_search.tolerance;

@@ -125,7 +125,7 @@ nlohmann::json run_finetune(const DefenseConfig& config) {
   const auto& evaluator = *s.context.evaluator;
   defenses::FinetuneResult run = defenses::finetune(
       s.model.model, s.model.spec, s.clean, s.finetune,
-      [&](const models::Classifier& m) { return evaluator(m); }, {}, 1e9,
+      [&](const models::Classifier& m) { return evaluator(m); }, {},
       [&](const std::string& line) { s.context.log(line); });
   const train::Metrics after = evaluator(run.model);
   io::save_checkpoint(s.context.out / "model.pt", run.model, s.model.spec);
