@@ -80,12 +80,21 @@ void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::st
       ->check(CLI::IsMember({"constant", "step", "cosine", "reference"}));
   app.add_option("--momentum", config.momentum)->capture_default_str();
   app.add_option("--weight-decay", config.weight_decay)->capture_default_str();
+  add_augment_options(app, config.augment);
+}
+
+void add_augment_options(CLI::App& app, pipeline::AugmentConfig& config) {
   app.add_option("--crop-padding", config.crop_padding, "random-crop padding (0: off)")
       ->capture_default_str();
   app.add_option("--flip", config.horizontal_flip,
                  "horizontal flips (default: where natural for the dataset)");
   app.add_option("--cutout", config.cutout_holes, "Cutout holes (0: off)")->capture_default_str();
-  app.add_option("--cutout-length", config.cutout_length)->capture_default_str();
+  app.add_option("--cutout-length", config.cutout_length, "Cutout hole side")
+      ->capture_default_str();
+  app.add_option("--cutout-fill", config.cutout_fill,
+                 "what fills a Cutout hole: zero (the original Cutout) or noise (random pixels)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"zero", "noise"}));
 }
 
 }  // namespace nad::cli

@@ -12,6 +12,9 @@ void add_attack_options(CLI::App& app, attacks::AttackOptions& attack, std::stri
 // Options of the finetuning baseline and NAD.
 void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::string& label_mode);
 
+// Training-time augmentation.
+void add_augment_options(CLI::App& app, pipeline::AugmentConfig& config);
+
 // Converts the parsed label mode string into the config (after parsing).
 void finish_attack_options(attacks::AttackOptions& attack, const std::string& label_mode);
 

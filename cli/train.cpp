@@ -25,11 +25,7 @@ void setup_train(CLI::App& parent) {
       ->check(CLI::IsMember({"constant", "step", "cosine"}));
   app->add_option("--milestones", config->milestones, "step schedule: epochs where lr drops 10x")
       ->delimiter(',');
-  app->add_option("--crop-padding", config->crop_padding, "random-crop padding (0: off)")
-      ->capture_default_str();
-  app->add_option("--flip", config->horizontal_flip, "horizontal flips (default: where natural)");
-  app->add_option("--cutout", config->cutout_holes, "Cutout holes (0: off)")->capture_default_str();
-  app->add_option("--cutout-length", config->cutout_length)->capture_default_str();
+  add_augment_options(*app, config->augment);
   app->callback([config, label_mode] {
     finish_attack_options(config->common.attack, *label_mode);
     pipeline::run_train(*config);

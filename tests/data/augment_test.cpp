@@ -61,6 +61,37 @@ TEST(Augment, CutoutZeroesTheReferenceHole) {
   }
 }
 
+TEST(Augment, NoiseCutoutFillsOnlyTheHoleWithRandomPixels) {
+  // A constant image of 128 everywhere: the hole is wherever pixels differ from 128.
+  torch::Tensor images = torch::full({200, 10, 10, 1}, 128, torch::kUInt8);
+  AugmentOptions o;
+  o.crop_padding = 0;
+  o.horizontal_flip = false;
+  o.cutout_holes = 1;
+  o.cutout_length = 4;
+  o.cutout_fill = CutoutFill::kNoise;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(5);
+  torch::Tensor out = augment_batch(images, o, gen);
+  torch::Tensor changed = out.ne(128).squeeze(-1);  // N x H x W
+  for (int n = 0; n < 200; ++n) {
+    // At most a 4 x 4 hole: the changed pixels lie within 4 rows and 4 columns.
+    torch::Tensor rows = changed[n].any(1).nonzero();
+    torch::Tensor cols = changed[n].any(0).nonzero();
+    if (rows.numel() == 0) continue;
+    EXPECT_LE(rows.max().item<int64_t>() - rows.min().item<int64_t>(), 3);
+    EXPECT_LE(cols.max().item<int64_t>() - cols.min().item<int64_t>(), 3);
+  }
+  // The fill is spread over 0..255, not a constant.
+  torch::Tensor filled = out.masked_select(out.ne(128)).to(torch::kFloat);
+  ASSERT_GT(filled.numel(), 1000);
+  EXPECT_LT(filled.min().item<float>(), 20);
+  EXPECT_GT(filled.max().item<float>(), 235);
+  EXPECT_NEAR(filled.mean().item<float>(), 127.5, 8);
+  // Same seed, same batch.
+  auto again = at::make_generator<at::CPUGeneratorImpl>(5);
+  EXPECT_TRUE(out.equal(augment_batch(images, o, again)));
+}
+
 TEST(Augment, ToInputScalesAndTransposes) {
   torch::Tensor images = torch::tensor({0, 255, 51, 102}, torch::kUInt8).view({1, 2, 1, 2});
   torch::Tensor x = to_input(images);

@@ -1,6 +1,18 @@
 #include "nad/data/augment.h"
 
+#include "nad/util/error.h"
+
 namespace nad::data {
+
+CutoutFill parse_cutout_fill(const std::string& name) {
+  if (name == "zero") return CutoutFill::kZero;
+  if (name == "noise") return CutoutFill::kNoise;
+  throw UserError("unknown Cutout fill '" + name + "' (expected zero or noise)");
+}
+
+std::string cutout_fill_name(CutoutFill fill) {
+  return fill == CutoutFill::kNoise ? "noise" : "zero";
+}
 
 torch::Tensor augment_batch(const torch::Tensor& images, const AugmentOptions& options,
                             at::Generator& generator) {
@@ -37,7 +49,13 @@ torch::Tensor augment_batch(const torch::Tensor& images, const AugmentOptions& o
           torch::randint(0, w, {n}, generator, torch::kLong).to(device).view({n, 1, 1});
       keep &= ~((r >= cy - half) & (r < cy + half) & (c >= cx - half) & (c < cx + half));
     }
-    out = out * keep.unsqueeze(-1).to(out.dtype());
+    if (options.cutout_fill == CutoutFill::kNoise) {
+      torch::Tensor noise =
+          torch::randint(0, 256, out.sizes(), generator, torch::kLong).to(out.dtype()).to(device);
+      out = torch::where(keep.unsqueeze(-1), out, noise);
+    } else {
+      out = out * keep.unsqueeze(-1).to(out.dtype());
+    }
   }
   return out;
 }

@@ -26,6 +26,24 @@ struct CommonConfig {
   nlohmann::json to_json() const;
 };
 
+// Training-time augmentation, as given on the command line.
+struct AugmentConfig {
+  int64_t crop_padding = 4;
+  std::optional<bool> horizontal_flip;  // default: when natural for the dataset
+  int64_t cutout_holes = 0;
+  int64_t cutout_length = 3;
+  std::string cutout_fill = "zero";  // zero | noise
+};
+
+// Defenses add Cutout as the NAD reference does, but fill its hole with noise: see
+// data::CutoutFill.
+inline AugmentConfig defense_augment() {
+  AugmentConfig config;
+  config.cutout_holes = 1;
+  config.cutout_fill = "noise";
+  return config;
+}
+
 struct TrainConfig {
   CommonConfig common;
   std::string arch = "wrn-16-1";
@@ -36,10 +54,7 @@ struct TrainConfig {
   double weight_decay = 5e-4;
   std::string schedule = "cosine";
   std::vector<int> milestones;
-  int64_t crop_padding = 4;
-  std::optional<bool> horizontal_flip;  // default: when natural for the dataset
-  int64_t cutout_holes = 0;
-  int64_t cutout_length = 3;
+  AugmentConfig augment;
 };
 
 struct EvalConfig {
@@ -61,10 +76,7 @@ struct DefenseConfig {
   int64_t batch_size = 64;
   double momentum = 0.9;
   double weight_decay = 1e-4;
-  int64_t crop_padding = 4;
-  std::optional<bool> horizontal_flip;
-  int64_t cutout_holes = 1;
-  int64_t cutout_length = 3;
+  AugmentConfig augment = defense_augment();
 };
 
 struct EraseConfig {

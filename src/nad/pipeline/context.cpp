@@ -83,17 +83,16 @@ io::LoadedModel load_model_for(const std::string& file, const RunContext& contex
   return loaded;
 }
 
-data::AugmentOptions augment_options(int64_t crop_padding, std::optional<bool> flip,
-                                     int64_t cutout_holes, int64_t cutout_length,
-                                     const data::DatasetPair& data) {
-  if (crop_padding < 0 || cutout_holes < 0 || cutout_length < 0) {
+data::AugmentOptions augment_options(const AugmentConfig& config, const data::DatasetPair& data) {
+  if (config.crop_padding < 0 || config.cutout_holes < 0 || config.cutout_length < 0) {
     throw UserError("augmentation sizes must be >= 0");
   }
   data::AugmentOptions options;
-  options.crop_padding = crop_padding;
-  options.horizontal_flip = flip.value_or(data.natural_hflip);
-  options.cutout_holes = cutout_holes;
-  options.cutout_length = cutout_length;
+  options.crop_padding = config.crop_padding;
+  options.horizontal_flip = config.horizontal_flip.value_or(data.natural_hflip);
+  options.cutout_holes = config.cutout_holes;
+  options.cutout_length = config.cutout_length;
+  options.cutout_fill = data::parse_cutout_fill(config.cutout_fill);
   return options;
 }
 

@@ -36,9 +36,7 @@ RunContext open_run(const CommonConfig& config);
 io::LoadedModel load_model_for(const std::string& file, const RunContext& context,
                                const char* option);
 
-data::AugmentOptions augment_options(int64_t crop_padding, std::optional<bool> flip,
-                                     int64_t cutout_holes, int64_t cutout_length,
-                                     const data::DatasetPair& data);
+data::AugmentOptions augment_options(const AugmentConfig& config, const data::DatasetPair& data);
 
 // Standard outputs.
 void write_run_files(const RunContext& context, const nlohmann::json& config,

@@ -76,8 +76,7 @@ DefenseSetup prepare(const DefenseConfig& config) {
   t.momentum = config.momentum;
   t.weight_decay = config.weight_decay;
   t.schedule = schedule;
-  t.augment = augment_options(config.crop_padding, config.horizontal_flip, config.cutout_holes,
-                              config.cutout_length, s.context.data);
+  t.augment = augment_options(config.augment, s.context.data);
   t.seed = config.common.seed;
   t.device = s.context.device;
   t.quiet = config.common.quiet;

@@ -42,8 +42,7 @@ nlohmann::json run_train(const TrainConfig& config) {
   if (options.schedule == train::Schedule::kStep && options.milestones.empty()) {
     options.milestones = {config.epochs / 2, config.epochs * 3 / 4};
   }
-  options.augment = augment_options(config.crop_padding, config.horizontal_flip,
-                                    config.cutout_holes, config.cutout_length, data);
+  options.augment = augment_options(config.augment, data);
   options.seed = config.common.seed;
   options.device = context.device;
   options.quiet = config.common.quiet;

@@ -44,7 +44,8 @@ nlohmann::json TrainOptions::to_json() const {
            {{"crop_padding", augment.crop_padding},
             {"horizontal_flip", augment.horizontal_flip},
             {"cutout_holes", augment.cutout_holes},
-            {"cutout_length", augment.cutout_length}}},
+            {"cutout_length", augment.cutout_length},
+            {"cutout_fill", data::cutout_fill_name(augment.cutout_fill)}}},
           {"seed", seed},
           {"device", device.str()}};
 }
