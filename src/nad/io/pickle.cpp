@@ -217,6 +217,11 @@ void Unpickler::fail(const std::string& why) const {
                   std::to_string(opcode_pos_) + ")");
 }
 
+void Unpickler::charge(size_t items) {
+  copied_items_ += items;
+  if (copied_items_ > kMaxCopiedItems) fail("too many objects");
+}
+
 uint32_t Unpickler::add(Value value) {
   if (values_.size() >= kMaxValues) fail("too many objects");
   values_.push_back(std::move(value));
@@ -230,6 +235,7 @@ uint32_t Unpickler::make_global(const std::string& module, const std::string& na
       {"__builtin__", "builtins"}, {"exceptions", "builtins"}, {"copy_reg", "copyreg"},
       {"commands", "subprocess"},  {"cPickle", "pickle"},      {"UserDict", "collections"},
       {"UserList", "collections"}, {"Queue", "queue"},         {"urllib2", "urllib.request"}};
+  if (module.size() + name.size() > kMaxName) fail("global name too long");
   auto it = renamed.find(module);
   Value v;
   v.kind = Kind::kGlobal;
@@ -245,8 +251,11 @@ bool is_str(const Value& v, const char* text) {
 }  // namespace
 
 uint32_t Unpickler::persistent_load(uint32_t pid_index) {
-  const Value pid = values_[pid_index];  // copy: add() may reallocate
-  if (pid.kind != Kind::kTuple || pid.items.empty()) fail("persistent id is not a tuple");
+  if (values_[pid_index].kind != Kind::kTuple || values_[pid_index].items.empty() ||
+      values_[pid_index].items.size() > 6) {
+    fail("persistent id is not a short tuple");
+  }
+  const Value pid = values_[pid_index];  // a copy (add() may move values_); at most 6 items
   if (!is_str(values_[pid.items[0]], "storage")) {
     // torch's legacy whole-module pickles use ('module', cls, file, source): keep the class so
     // that the placeholder names it; anything else is unknown.
@@ -331,19 +340,37 @@ uint32_t Unpickler::instantiate(uint32_t cls_index, uint32_t args) {
 }
 
 uint32_t Unpickler::call(uint32_t callable_index, uint32_t args_index) {
-  const Value callable = values_[callable_index];
-  const Value args = values_[args_index];
-  const Builtin builtin = callable.kind == Kind::kGlobal ? classify(callable.text) : Builtin::kNone;
-  auto arg = [&](size_t i) -> const Value& { return values_[args.items[i]]; };
-  if (builtin != Builtin::kNone && args.kind != Kind::kTuple) fail("call arguments not a tuple");
+  // _rebuild_from_type_v2(func, type, args, state) stands for func(*args): unwrapped a bounded
+  // number of times instead of recursing.
+  for (int unwrap = 0;; ++unwrap) {
+    const Value& c = values_[callable_index];
+    if (c.kind != Kind::kGlobal || classify(c.text) != Builtin::kRebuildFromType) break;
+    const Value& a = values_[args_index];
+    if (unwrap == 8) fail("_rebuild_from_type_v2 nested too deeply");
+    if (a.kind != Kind::kTuple || a.items.size() < 3 || values_[a.items[2]].kind != Kind::kTuple) {
+      fail("bad _rebuild_from_type_v2");
+    }
+    callable_index = a.items[0];
+    args_index = a.items[2];
+  }
+  // Only the callable's name is copied (add() may move values_; names are short).
+  const Kind callable_kind = values_[callable_index].kind;
+  const bool named = callable_kind == Kind::kGlobal || callable_kind == Kind::kObject;
+  const std::string callable_text = named ? values_[callable_index].text : std::string();
+  const bool callable_allowed = values_[callable_index].allowed;
+  const Builtin builtin = callable_kind == Kind::kGlobal ? classify(callable_text) : Builtin::kNone;
+  auto args = [&]() -> const Value& { return values_[args_index]; };
+  auto arg = [&](size_t i) -> const Value& { return values_[values_[args_index].items[i]]; };
+  if (builtin != Builtin::kNone && args().kind != Kind::kTuple) fail("call arguments not a tuple");
   switch (builtin) {
     case Builtin::kOrderedDict: {
       Value v;
       v.kind = Kind::kDict;
-      if (!args.items.empty()) {
+      if (!args().items.empty()) {
         // OrderedDict([(key, value), ...])
         const Value& pairs = arg(0);
         if (pairs.kind != Kind::kList && pairs.kind != Kind::kTuple) fail("bad OrderedDict");
+        charge(pairs.items.size());
         for (uint32_t p : pairs.items) {
           const Value& pair = values_[p];
           if ((pair.kind != Kind::kTuple && pair.kind != Kind::kList) || pair.items.size() != 2) {
@@ -357,7 +384,7 @@ uint32_t Unpickler::call(uint32_t callable_index, uint32_t args_index) {
     }
     case Builtin::kRebuildTensor: {
       // (storage, storage_offset, size, stride[, requires_grad, backward_hooks[, metadata]])
-      if (args.items.size() < 4) fail("_rebuild_tensor with too few arguments");
+      if (args().items.size() < 4) fail("_rebuild_tensor with too few arguments");
       const Value &storage = arg(0), &offset = arg(1), &sizes = arg(2), &strides = arg(3);
       if (storage.kind != Kind::kStorage) fail("tensor without a storage");
       if (offset.kind != Kind::kInt || offset.big || offset.integer < 0) {
@@ -387,25 +414,24 @@ uint32_t Unpickler::call(uint32_t callable_index, uint32_t args_index) {
     }
     case Builtin::kRebuildParameter:
       // (data, requires_grad, backward_hooks[, state]): the data tensor is what matters.
-      if (args.items.empty() || arg(0).kind != Kind::kTensor) fail("parameter without a tensor");
-      return args.items[0];
-    case Builtin::kRebuildFromType:
-      // (func, type, args, state): the tensor func(*args) builds, whatever its Python type.
-      if (args.items.size() < 3 || arg(2).kind != Kind::kTuple) fail("bad _rebuild_from_type_v2");
-      return call(args.items[0], args.items[2]);
+      if (args().items.empty() || arg(0).kind != Kind::kTensor) fail("parameter without a tensor");
+      return args().items[0];
+    case Builtin::kRebuildFromType:  // unwrapped above
+      fail("bad _rebuild_from_type_v2");
     case Builtin::kIdentity:
-      if (args.items.empty()) fail("missing argument");
-      return args.items[0];
+      if (args().items.empty()) fail("missing argument");
+      return args().items[0];
     case Builtin::kSize:
     case Builtin::kSet: {
       Value v;
       v.kind = builtin == Builtin::kSize ? Kind::kTuple : Kind::kSet;
-      if (!args.items.empty()) {
+      if (!args().items.empty()) {
         const Value& source = arg(0);
         if (source.kind != Kind::kList && source.kind != Kind::kTuple &&
             source.kind != Kind::kSet) {
           fail("bad torch.Size or set argument");
         }
+        charge(source.items.size());
         v.items = source.items;
       }
       return add(std::move(v));
@@ -414,7 +440,7 @@ uint32_t Unpickler::call(uint32_t callable_index, uint32_t args_index) {
     case Builtin::kBytearray: {
       Value v;
       v.kind = Kind::kBytes;
-      if (!args.items.empty()) {
+      if (!args().items.empty()) {
         const Value& source = arg(0);
         if (source.kind == Kind::kString) {
           if (!utf8_to_latin1(source.text, v.text)) fail("bytes not encodable as latin-1");
@@ -435,11 +461,11 @@ uint32_t Unpickler::call(uint32_t callable_index, uint32_t args_index) {
   // Never called: an inert object that remembers what would have been called, and with what.
   Value v;
   v.kind = Kind::kObject;
-  if (callable.kind == Kind::kGlobal || callable.kind == Kind::kObject) {
-    v.text = callable.text;
-    v.allowed = callable.allowed;
+  if (named) {
+    v.text = callable_text;
+    v.allowed = callable_allowed;
   } else {
-    v.text = std::string("<call of a ") + kind_name(callable.kind) + ">";
+    v.text = std::string("<call of a ") + kind_name(callable_kind) + ">";
     v.allowed = false;
   }
   v.items.push_back(args_index);

@@ -82,11 +82,15 @@ class Unpickler {
 
   // Small content kept for kBytes values; longer byte strings only keep their length.
   static constexpr size_t kKeptBytes = 256;
-  // Most values one buffer may create (each costs ~100 bytes of memory).
+  // Most values one buffer may create (each costs ~100 bytes of memory), most container items
+  // copied by calls such as set(list), and the longest global name.
   static constexpr size_t kMaxValues = 10'000'000;
+  static constexpr uint64_t kMaxCopiedItems = 50'000'000;
+  static constexpr size_t kMaxName = 1000;
 
  private:
   uint32_t add(Value value);
+  void charge(size_t items);  // counts copied items against kMaxCopiedItems
   [[noreturn]] void fail(const std::string& why) const;
   uint32_t call(uint32_t callable, uint32_t args);
   uint32_t instantiate(uint32_t cls, uint32_t args);
@@ -102,6 +106,7 @@ class Unpickler {
   std::vector<StorageRef> storages_;
   std::unordered_map<std::string, uint32_t> storage_by_key_;
   std::vector<TensorRef> tensors_;
+  uint64_t copied_items_ = 0;
 };
 
 // The dtype of a torch storage class ("torch.FloatStorage" -> Float), or false.

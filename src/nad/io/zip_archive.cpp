@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <unordered_set>
 
 #include "nad/util/error.h"
 
@@ -89,7 +88,6 @@ Reader::Reader(const unsigned char* data, size_t size, std::string where)
   if (!inside(directory_offset, directory_size)) fail("central directory outside the file");
   if (count > directory_size / kCentralHeaderSize) fail("entry count exceeds the directory");
 
-  std::unordered_set<std::string> names;
   uint64_t pos = directory_offset;
   const uint64_t directory_end = directory_offset + directory_size;
   entries_.reserve(static_cast<size_t>(count));
@@ -144,17 +142,17 @@ Reader::Reader(const unsigned char* data, size_t size, std::string where)
     if (!inside(entry.offset, entry.size)) {
       fail("entry '" + entry.name + "' runs past the end of the file (truncated?)");
     }
-    if (!names.insert(entry.name).second) fail("duplicate entry '" + entry.name + "'");
+    if (!by_name_.emplace(entry.name, entries_.size()).second) {
+      fail("duplicate entry '" + entry.name + "'");
+    }
     entries_.push_back(std::move(entry));
     pos += kCentralHeaderSize + variable;
   }
 }
 
 const Entry* Reader::find(const std::string& name) const {
-  for (const Entry& entry : entries_) {
-    if (entry.name == name) return &entry;
-  }
-  return nullptr;
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : &entries_[it->second];
 }
 
 const unsigned char* Reader::data(const Entry& entry) const {

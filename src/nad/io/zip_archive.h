@@ -2,6 +2,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 // The zip container of torch.save (PyTorch >= 1.6): every entry is stored uncompressed, so a
@@ -38,6 +39,7 @@ class Reader {
   size_t size_;
   std::string where_;
   std::vector<Entry> entries_;
+  std::unordered_map<std::string, size_t> by_name_;
 };
 
 // True when the buffer starts like a zip archive (a local file header).
