@@ -125,6 +125,9 @@ TEST(PyTorchCheckpoint, WrnFixturesReproducePyTorchOutputs) {
 
 TEST(PyTorchCheckpoint, AttackResultLoadsWithOneWarningNamingWhatWasSkipped) {
   LoadedModel loaded = load_checkpoint(kFixtures / "wrn10_attack_result.pt");
+  EXPECT_EQ(loaded.description,
+            "wrn-10-1 (guessed from the weight names), 10 classes; zip format, weights under "
+            "'model'");
   ASSERT_EQ(loaded.warnings.size(), 1u);
   EXPECT_NE(loaded.warnings[0].find("PIL.Image.Image"), std::string::npos) << loaded.warnings[0];
   EXPECT_NE(loaded.warnings[0].find("prepro_cls_DatasetBD_v2"), std::string::npos);

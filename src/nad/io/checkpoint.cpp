@@ -198,6 +198,14 @@ LoadedModel load_checkpoint(const std::filesystem::path& file, const LoadOptions
   spec.height = shape[1];
   spec.width = shape[2];
 
+  const char* how = file_state.arch         ? "as the file says"
+                    : !options.arch.empty() ? "from --arch"
+                                            : "guessed from the weight names";
+  out.description =
+      spec.arch + " (" + how + "), " + std::to_string(spec.num_classes) + " classes; " +
+      (file_state.format == TorchFormat::kZip ? "zip" : "legacy torch.save") + " format, " +
+      (file_state.container.empty() ? std::string("bare state_dict")
+                                    : "weights under '" + file_state.container + "'");
   out.model = models::create_model(spec);
   const std::vector<std::string> partial = load_state_dict(
       out.model, map_names(file_state.tensors, out.model), where, options.allow_partial);

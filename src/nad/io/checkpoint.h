@@ -31,6 +31,9 @@ struct LoadedModel {
   // Things skipped on the way (globals beside the weights, --allow-partial leftovers), for the
   // caller to print.
   std::vector<std::string> warnings;
+  // What was read, for logs: "wrn-16-1 (guessed from the weight names), 10 classes; legacy
+  // torch.save format, bare state_dict".
+  std::string description;
 };
 
 // Reads nad's model.pt or any torch.save checkpoint (zip or legacy format; a bare state_dict

@@ -85,6 +85,7 @@ io::LoadedModel load_model_for(const std::string& file, const RunContext& contex
   load.input_shape = {test.channels(), test.height(), test.width()};
   load.device = context.device;
   io::LoadedModel loaded = io::load_checkpoint(file, load);
+  context.log(std::string(option) + " " + file + ": " + loaded.description);
   print_warnings(loaded.warnings);
   const auto& spec = loaded.spec;
   if (spec.in_channels != test.channels() || spec.height != test.height() ||
