@@ -283,3 +283,21 @@ TEST(TorchFile, RandomCorruptionNeverCrashes) {
 
 }  // namespace
 }  // namespace nad::io
+
+namespace nad::io {
+namespace {
+
+TEST(TorchFile, DeepNestingIsHarmless) {
+  // 100,000 nested lists instead of a state_dict: read without recursion, then refused.
+  pickle::Pickler p;
+  for (int i = 0; i < 100000; ++i) p.op(']');
+  for (int i = 0; i < 99999; ++i) p.op('a');
+  p.stop();
+  zip::Writer writer;
+  writer.add("archive/data.pkl", p.bytes().data(), p.bytes().size());
+  const std::vector<unsigned char> bytes = writer.finish();
+  EXPECT_THROW(parse_torch_state_dict(bytes.data(), bytes.size(), "deep.pt"), UserError);
+}
+
+}  // namespace
+}  // namespace nad::io
