@@ -174,6 +174,30 @@ TEST(PyTorchCheckpoint, NamesAreMappedOntoNadModels) {
   EXPECT_EQ(guess_arch({{"encoder.weight", torch::zeros({1})}}), "");
 }
 
+TEST(PyTorchCheckpoint, ForeignArchEntriesAreIgnoredAndArchOptionWins) {
+  test::TempDir dir;
+  models::Classifier model = models::create_model({"wrn-10-1", 3, 10, 32, 32});
+  c10::Dict<std::string, at::Tensor> state;
+  for (const auto& [name, tensor] : model_state(model)) state.insert(name, tensor.detach());
+  // A training script's checkpoint whose "arch" names a model nad does not have.
+  c10::impl::GenericDict top(c10::StringType::get(), c10::AnyType::get());
+  top.insert("arch", std::string("resnet50"));
+  top.insert("state_dict", state);
+  const std::vector<char> bytes = torch::pickle_save(c10::IValue(top));
+  test::write_bytes(dir / "x.pt", bytes);
+  LoadedModel loaded = load_checkpoint(dir / "x.pt");
+  EXPECT_EQ(loaded.spec.arch, "wrn-10-1");
+  EXPECT_NE(loaded.description.find("guessed"), std::string::npos) << loaded.description;
+
+  // nad's own model.pt says its arch; --arch still wins (and then does not fit).
+  save_checkpoint(dir / "model.pt", model, {"wrn-10-1", 3, 10, 32, 32});
+  EXPECT_NE(load_checkpoint(dir / "model.pt").description.find("as the file says"),
+            std::string::npos);
+  LoadOptions options;
+  options.arch = "resnet18";
+  EXPECT_THROW(load_checkpoint(dir / "model.pt", options), UserError);
+}
+
 TEST(PyTorchCheckpoint, OldCheckpointsWithoutNumBatchesTrackedLoad) {
   models::Classifier model = models::create_model({"wrn-10-1", 3, 10, 32, 32});
   NamedTensors state;

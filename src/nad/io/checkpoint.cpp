@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -49,6 +50,12 @@ const torch::Tensor* find(const NamedTensors& state, const std::string& name) {
     if (key == name) return &tensor;
   }
   return nullptr;
+}
+
+bool known_arch(const std::string& arch) {
+  static const std::regex wrn("wrn-\\d+-\\d+");
+  return arch == "preact-resnet18" || arch == "resnet18" || arch == "mnist-cnn" ||
+         std::regex_match(arch, wrn);
 }
 
 }  // namespace
@@ -160,17 +167,19 @@ LoadedModel load_checkpoint(const std::filesystem::path& file, const LoadOptions
     state.emplace_back(name.rfind("module.", 0) == 0 ? name.substr(7) : name, tensor);
   }
 
+  // The command line wins; then what the file says, when it is one of nad's names (other
+  // checkpoints' "arch" entries, such as torchvision's "resnet50", name other models); then
+  // the weights.
   models::ModelSpec& spec = out.spec;
-  spec.arch = file_state.arch.value_or(options.arch);
-  if (file_state.arch && !options.arch.empty() && options.arch != *file_state.arch) {
-    throw UserError("'" + where + "' holds a " + *file_state.arch + ", not a " + options.arch);
-  }
-  if (spec.arch.empty()) spec.arch = guess_arch(state);
+  const bool file_arch = options.arch.empty() && file_state.arch && known_arch(*file_state.arch);
+  spec.arch = !options.arch.empty() ? options.arch
+              : file_arch           ? *file_state.arch
+                                    : guess_arch(state);
   if (spec.arch.empty()) {
     throw UserError("'" + where + "' does not say its architecture and its weight names fit " +
                     "none of nad's: give --arch");
   }
-  // The classifier's rows, when the file does not say the class count.
+  // The classifier's rows, when neither the command line nor the file gives the class count.
   int64_t rows = 0;
   for (const char* head : {"fc.weight", "linear.weight", "fc2.weight"}) {
     if (const torch::Tensor* w = find(state, head); w && w->dim() == 2 && rows == 0) {
@@ -178,11 +187,15 @@ LoadedModel load_checkpoint(const std::filesystem::path& file, const LoadOptions
     }
   }
   spec.num_classes =
-      file_state.num_classes.value_or(options.num_classes > 0 ? options.num_classes : rows);
+      options.num_classes > 0 ? options.num_classes : file_state.num_classes.value_or(rows);
   if (spec.num_classes <= 0) {
     throw UserError("'" + where + "' does not say its number of classes: give --num-classes");
   }
-  std::vector<int64_t> shape = file_state.input_shape.value_or(options.input_shape);
+  // Input shape: the file's (nad's model.pt), else the caller's (the dataset), else C from the
+  // first convolution and 32 x 32 (mnist-cnn: the side its fc1 reads).
+  std::vector<int64_t> shape = options.input_shape;
+  if (file_state.input_shape && file_state.input_shape->size() == 3)
+    shape = *file_state.input_shape;
   if (shape.empty()) {
     const torch::Tensor* conv = find(state, "conv1.weight");
     shape = {conv && conv->dim() == 4 ? conv->size(1) : 3, 32, 32};
@@ -193,12 +206,12 @@ LoadedModel load_checkpoint(const std::filesystem::path& file, const LoadOptions
       shape[1] = shape[2] = 4 * side;
     }
   }
-  if (shape.size() != 3) throw UserError("'" + where + "': input_shape must be [C, H, W]");
+  if (shape.size() != 3) throw UserError("'" + where + "': the input shape must be C,H,W");
   spec.in_channels = shape[0];
   spec.height = shape[1];
   spec.width = shape[2];
 
-  const char* how = file_state.arch         ? "as the file says"
+  const char* how = file_arch               ? "as the file says"
                     : !options.arch.empty() ? "from --arch"
                                             : "guessed from the weight names";
   out.description =
