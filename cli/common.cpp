@@ -50,11 +50,11 @@ void finish_attack_options(attacks::AttackOptions& attack, const std::string& la
 
 void add_model_file_options(CLI::App& app, pipeline::ModelFileOptions& options) {
   app.add_option("--arch", options.arch,
-                 "architecture of a PyTorch checkpoint that does not say it (default: guessed "
+                 "architecture of the checkpoint (default: what the file says, else guessed "
                  "from the weight names)");
   app.add_option("--num-classes", options.num_classes,
-                 "classes of a PyTorch checkpoint that does not say it (default: the "
-                 "classifier's rows)")
+                 "classes of the checkpoint (default: what the file says, else the classifier's "
+                 "rows)")
       ->check(CLI::PositiveNumber);
   app.add_flag("--allow-partial", options.allow_partial,
                "load the weights that match and keep initial values for the rest");

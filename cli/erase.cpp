@@ -15,7 +15,7 @@ void setup_erase(CLI::App& parent) {
   app->add_option("--teacher", config->teacher,
                   "teacher checkpoint, nad's or a torch.save file (default: finetune one)");
   app->add_option("--teacher-arch", config->teacher_arch,
-                  "architecture of a PyTorch teacher file that does not say it (default: guessed)");
+                  "architecture of the teacher file (default: what it says, else guessed)");
   app->add_option("--teacher-epochs", config->teacher_epochs, "epochs of teacher finetuning")
       ->capture_default_str();
   app->add_option(
