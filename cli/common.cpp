@@ -48,11 +48,26 @@ void finish_attack_options(attacks::AttackOptions& attack, const std::string& la
   attack.label_mode = attacks::parse_label_mode(label_mode);
 }
 
+void add_model_file_options(CLI::App& app, pipeline::ModelFileOptions& options) {
+  app.add_option("--arch", options.arch,
+                 "architecture of the checkpoint (default: what the file says, else guessed "
+                 "from the weight names)");
+  app.add_option("--num-classes", options.num_classes,
+                 "classes of the checkpoint (default: what the file says, else the classifier's "
+                 "rows)")
+      ->check(CLI::PositiveNumber);
+  app.add_flag("--allow-partial", options.allow_partial,
+               "load the weights that match and keep initial values for the rest");
+}
+
 void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::string& label_mode) {
   add_common_options(app, config.common);
   add_attack_options(app, config.common.attack, label_mode);
-  app.add_option("--model", config.model, "checkpoint of the (possibly backdoored) model")
+  app.add_option("--model", config.model,
+                 "checkpoint of the (possibly backdoored) model: nad's model.pt or a torch.save "
+                 "file")
       ->required();
+  add_model_file_options(app, config.model_options);
   app.add_option("--clean-ratio", config.clean_ratio,
                  "fraction of the clean training set the defender has")
       ->capture_default_str();

@@ -9,6 +9,8 @@ namespace nad::cli {
 void add_common_options(CLI::App& app, pipeline::CommonConfig& config, bool needs_out = true);
 // Attack options (how to poison, or only how to measure ASR).
 void add_attack_options(CLI::App& app, attacks::AttackOptions& attack, std::string& label_mode);
+// --arch, --num-classes, --allow-partial: how to read a checkpoint that does not say them.
+void add_model_file_options(CLI::App& app, pipeline::ModelFileOptions& options);
 // Options of the finetuning baseline and NAD.
 void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::string& label_mode);
 
@@ -23,5 +25,6 @@ void setup_eval(CLI::App& app);
 void setup_finetune(CLI::App& app);
 void setup_erase(CLI::App& app);
 void setup_demo(CLI::App& app);
+void setup_export(CLI::App& app);
 
 }  // namespace nad::cli

@@ -12,7 +12,10 @@ void setup_erase(CLI::App& parent) {
   auto config = std::make_shared<pipeline::EraseConfig>();
   auto label_mode = std::make_shared<std::string>("all2one");
   add_defense_options(*app, config->defense, *label_mode);
-  app->add_option("--teacher", config->teacher, "teacher checkpoint (default: finetune one)");
+  app->add_option("--teacher", config->teacher,
+                  "teacher checkpoint, nad's or a torch.save file (default: finetune one)");
+  app->add_option("--teacher-arch", config->teacher_arch,
+                  "architecture of the teacher file (default: what it says, else guessed)");
   app->add_option("--teacher-epochs", config->teacher_epochs, "epochs of teacher finetuning")
       ->capture_default_str();
   app->add_option(

@@ -11,7 +11,10 @@ void setup_eval(CLI::App& parent) {
   auto label_mode = std::make_shared<std::string>("all2one");
   add_common_options(*app, config->common);
   add_attack_options(*app, config->common.attack, *label_mode);
-  app->add_option("--model", config->model, "checkpoint to evaluate")->required();
+  app->add_option("--model", config->model,
+                  "checkpoint to evaluate: nad's model.pt or a torch.save file")
+      ->required();
+  add_model_file_options(*app, config->model_options);
   app->callback([config, label_mode] {
     finish_attack_options(config->common.attack, *label_mode);
     pipeline::run_eval(*config);

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   nad::cli::setup_finetune(app);
   nad::cli::setup_erase(app);
   nad::cli::setup_demo(app);
+  nad::cli::setup_export(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

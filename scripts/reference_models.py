@@ -79,6 +79,79 @@ class MnistCnn(nn.Module):
         return a1, a2, self.fc2(F.relu(self.fc1(x)))
 
 
+class PreActBlock(nn.Module):
+    """BackdoorBench's PreActBlock."""
+
+    def __init__(self, in_planes, planes, stride=1):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(x))
+        shortcut = self.shortcut(out) if hasattr(self, "shortcut") else x
+        out = self.conv1(out)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + shortcut
+
+
+class ResNetBlock(nn.Module):
+    """The widely copied post-activation CIFAR BasicBlock (kuangliu/pytorch-cifar)."""
+
+    def __init__(self, in_planes, planes, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False),
+                                          nn.BatchNorm2d(planes))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """BackdoorBench's PreActResNet18 (preact=True) or the CIFAR ResNet-18; `head` names the
+    classifier (`linear` in both originals, `fc` in many copies)."""
+
+    def __init__(self, num_classes=10, in_channels=3, preact=False, head="linear"):
+        super().__init__()
+        self.preact = preact
+        self.head = head
+        self.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
+        if not preact:
+            self.bn1 = nn.BatchNorm2d(64)
+        block = PreActBlock if preact else ResNetBlock
+        in_planes = 64
+        for i, planes in enumerate([64, 128, 256, 512]):
+            layers = []
+            for stride in [1 if i == 0 else 2, 1]:
+                layers.append(block(in_planes, planes, stride))
+                in_planes = planes
+            setattr(self, f"layer{i + 1}", nn.Sequential(*layers))
+        setattr(self, head, nn.Linear(512, num_classes))
+
+    def forward(self, x):
+        out = self.conv1(x)
+        if not self.preact:
+            out = F.relu(self.bn1(out))
+        out = self.layer1(out)
+        a2 = self.layer2(out)
+        a3 = self.layer3(a2)
+        a4 = self.layer4(a3)
+        out = F.adaptive_avg_pool2d(a4, 1).flatten(1)
+        return a2, a3, a4, getattr(self, self.head)(out)
+
+
 def build(arch, num_classes, input_shape):
     c, h, w = input_shape
     if arch.startswith("wrn-"):
@@ -86,4 +159,6 @@ def build(arch, num_classes, input_shape):
         return WideResNet(int(depth), num_classes, int(width), c)
     if arch == "mnist-cnn":
         return MnistCnn(c, num_classes, h, w)
+    if arch in ("preact-resnet18", "resnet18"):
+        return ResNet18(num_classes, c, preact=arch == "preact-resnet18")
     raise ValueError(f"no reference for {arch}")

@@ -4,6 +4,8 @@
 set -euo pipefail
 packages=(g++ cmake make pkg-config ccache libtorch-dev libopenblas0-openmp libcli11-dev
           nlohmann-json3-dev libstb-dev zlib1g-dev libgtest-dev dataset-fashion-mnist)
+# `scripts/setup.sh fuzz`: also what the checkpoint reader's libFuzzer target (fuzz/) needs.
+if [ "${1:-}" = fuzz ]; then packages+=(clang libclang-rt-14-dev); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

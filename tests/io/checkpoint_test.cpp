@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 
 #include "nad/util/error.h"
+#include "support/python.h"
 #include "support/temp_dir.h"
 
 namespace nad::io {
@@ -70,6 +72,195 @@ TEST(Checkpoint, GarbageAndMissingFilesAreUserErrors) {
   { std::ofstream(dir / "junk.pt") << "not a checkpoint"; }
   EXPECT_THROW(load_checkpoint(dir / "junk.pt"), UserError);
   EXPECT_THROW(load_checkpoint(dir / "absent.pt"), UserError);
+}
+
+}  // namespace
+}  // namespace nad::io
+
+namespace nad::io {
+namespace {
+
+namespace fs = std::filesystem;
+const fs::path kFixtures = fs::path(NAD_FIXTURES_DIR) / "checkpoints";
+
+// Loads `file`, runs the expected file's input through it in eval mode and compares logits
+// and group features with PyTorch's.
+void expect_parity(const fs::path& file, const fs::path& expected_file, const std::string& arch,
+                   const LoadOptions& options = {}) {
+  SCOPED_TRACE(file.filename().string());
+  LoadedModel loaded = load_checkpoint(file, options);
+  EXPECT_EQ(loaded.spec.arch, arch);
+  EXPECT_EQ(loaded.spec.num_classes, 10);
+  std::map<std::string, torch::Tensor> expected;
+  for (const auto& [name, tensor] : read_torch_state_dict(expected_file).tensors) {
+    expected[name] = tensor;
+  }
+  loaded.model->eval();
+  torch::NoGradGuard no_grad;
+  const models::ModelOutput out = loaded.model->forward(expected.at("input"));
+  EXPECT_LT((out.logits - expected.at("logits")).abs().max().item<float>(), 1e-4);
+  ASSERT_EQ(out.features.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    const torch::Tensor& want = expected.at("feature" + std::to_string(i));
+    ASSERT_EQ(out.features[i].sizes(), want.sizes());
+    EXPECT_LT((out.features[i] - want).abs().max().item<float>(), 1e-4) << "feature " << i;
+  }
+}
+
+TEST(PyTorchCheckpoint, WrnFixturesReproducePyTorchOutputs) {
+  expect_parity(kFixtures / "wrn16_zip.pt", kFixtures / "wrn16_expected.pt", "wrn-16-1");
+  expect_parity(kFixtures / "wrn16_legacy.pt", kFixtures / "wrn16_expected.pt", "wrn-16-1");
+  LoadOptions explicit_arch;
+  explicit_arch.arch = "wrn-16-1";
+  explicit_arch.num_classes = 10;
+  expect_parity(kFixtures / "wrn16_zip.pt", kFixtures / "wrn16_expected.pt", "wrn-16-1",
+                explicit_arch);
+  for (const char* file : {"wrn10_wrapped_zip.pt", "wrn10_module_legacy.pt", "wrn10_params_zip.pt",
+                           "wrn10_attack_result.pt"}) {
+    expect_parity(kFixtures / file, kFixtures / "wrn10_expected.pt", "wrn-10-1");
+  }
+  expect_parity(kFixtures / "wrn10_half_legacy.pt", kFixtures / "wrn10_half_expected.pt",
+                "wrn-10-1");
+}
+
+TEST(PyTorchCheckpoint, AttackResultLoadsWithOneWarningNamingWhatWasSkipped) {
+  LoadedModel loaded = load_checkpoint(kFixtures / "wrn10_attack_result.pt");
+  EXPECT_EQ(loaded.description,
+            "wrn-10-1 (guessed from the weight names), 10 classes; zip format, weights under "
+            "'model'");
+  ASSERT_EQ(loaded.warnings.size(), 1u);
+  EXPECT_NE(loaded.warnings[0].find("PIL.Image.Image"), std::string::npos) << loaded.warnings[0];
+  EXPECT_NE(loaded.warnings[0].find("prepro_cls_DatasetBD_v2"), std::string::npos);
+}
+
+TEST(PyTorchCheckpoint, WrongArchitectureListsTheKeys) {
+  LoadOptions options;
+  options.arch = "wrn-16-1";
+  try {
+    load_checkpoint(kFixtures / "wrn10_wrapped_zip.pt", options);
+    FAIL() << "expected a UserError";
+  } catch (const UserError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("wrn10_wrapped_zip.pt"), std::string::npos) << message;
+    EXPECT_NE(message.find("missing keys: block1.layer.1.bn1.bias"), std::string::npos) << message;
+    EXPECT_NE(message.find("--allow-partial"), std::string::npos) << message;
+  }
+  options.allow_partial = true;
+  LoadedModel partial = load_checkpoint(kFixtures / "wrn10_wrapped_zip.pt", options);
+  ASSERT_EQ(partial.warnings.size(), 1u);
+  EXPECT_NE(partial.warnings[0].find("missing keys"), std::string::npos);
+}
+
+TEST(PyTorchCheckpoint, NamesAreMappedOntoNadModels) {
+  models::Classifier resnet = models::create_model({"resnet18", 3, 10, 32, 32});
+  NamedTensors state = {{"module.fc.weight", torch::zeros({10, 512})},
+                        {"module.fc.bias", torch::zeros({10})},
+                        {"module.conv1.weight", torch::zeros({64, 3, 3, 3})}};
+  const NamedTensors mapped = map_names(state, resnet);
+  EXPECT_EQ(mapped[0].first, "linear.weight");
+  EXPECT_EQ(mapped[1].first, "linear.bias");
+  EXPECT_EQ(mapped[2].first, "conv1.weight");
+  // The WRN wants `fc`: names stay.
+  models::Classifier wrn = models::create_model({"wrn-10-1", 3, 10, 32, 32});
+  EXPECT_EQ(map_names({{"fc.weight", torch::zeros({10, 64})}}, wrn)[0].first, "fc.weight");
+
+  EXPECT_EQ(guess_arch(model_state(wrn)), "wrn-10-1");
+  EXPECT_EQ(guess_arch(model_state(models::create_model({"wrn-16-4", 3, 10, 32, 32}))), "wrn-16-4");
+  EXPECT_EQ(guess_arch(model_state(resnet)), "resnet18");
+  EXPECT_EQ(guess_arch(model_state(models::create_model({"preact-resnet18", 3, 10, 32, 32}))),
+            "preact-resnet18");
+  EXPECT_EQ(guess_arch(model_state(models::create_model({"mnist-cnn", 1, 10, 28, 28}))),
+            "mnist-cnn");
+  EXPECT_EQ(guess_arch({{"encoder.weight", torch::zeros({1})}}), "");
+}
+
+TEST(PyTorchCheckpoint, ForeignArchEntriesAreIgnoredAndArchOptionWins) {
+  test::TempDir dir;
+  models::Classifier model = models::create_model({"wrn-10-1", 3, 10, 32, 32});
+  c10::Dict<std::string, at::Tensor> state;
+  for (const auto& [name, tensor] : model_state(model)) state.insert(name, tensor.detach());
+  // A training script's checkpoint whose "arch" names a model nad does not have.
+  c10::impl::GenericDict top(c10::StringType::get(), c10::AnyType::get());
+  top.insert("arch", std::string("resnet50"));
+  top.insert("state_dict", state);
+  const std::vector<char> bytes = torch::pickle_save(c10::IValue(top));
+  test::write_bytes(dir / "x.pt", bytes);
+  LoadedModel loaded = load_checkpoint(dir / "x.pt");
+  EXPECT_EQ(loaded.spec.arch, "wrn-10-1");
+  EXPECT_NE(loaded.description.find("guessed"), std::string::npos) << loaded.description;
+
+  // nad's own model.pt says its arch; --arch still wins (and then does not fit).
+  save_checkpoint(dir / "model.pt", model, {"wrn-10-1", 3, 10, 32, 32});
+  EXPECT_NE(load_checkpoint(dir / "model.pt").description.find("as the file says"),
+            std::string::npos);
+  LoadOptions options;
+  options.arch = "resnet18";
+  EXPECT_THROW(load_checkpoint(dir / "model.pt", options), UserError);
+}
+
+TEST(PyTorchCheckpoint, OldCheckpointsWithoutNumBatchesTrackedLoad) {
+  models::Classifier model = models::create_model({"wrn-10-1", 3, 10, 32, 32});
+  NamedTensors state;
+  for (const auto& [name, tensor] : model_state(model)) {
+    if (name.find("num_batches_tracked") == std::string::npos) state.emplace_back(name, tensor);
+  }
+  EXPECT_TRUE(load_state_dict(model, state, "old.pt").empty());
+}
+
+TEST(PyTorchCheckpoint, ResNetsFromPyTorchReproduceItsOutputs) {
+  if (!test::python_torch_available()) GTEST_SKIP() << "no /usr/bin/python3 with torch";
+  test::TempDir dir;
+  std::string output;
+  ASSERT_EQ(test::run_python_script("make_checkpoint_fixtures.py", "resnets " + dir.path().string(),
+                                    &output),
+            0)
+      << output;
+  // BackdoorBench's PreAct-ResNet-18 under "model"; a ResNet-18 with `fc` naming saved from
+  // nn.DataParallel under "net" in the legacy format.
+  expect_parity(dir / "preact_resnet18_zip.pt", dir / "preact_resnet18_expected.pt",
+                "preact-resnet18");
+  expect_parity(dir / "resnet18_fc_legacy.pt", dir / "resnet18_expected.pt", "resnet18");
+}
+
+TEST(PyTorchCheckpoint, ExportedModelsGiveTheSameLogitsInPyTorch) {
+  if (!test::python_torch_available()) GTEST_SKIP() << "no /usr/bin/python3 with torch";
+  test::TempDir dir;
+  torch::manual_seed(3);
+  const torch::Tensor input = torch::rand({2, 3, 32, 32});
+  write_torch_state_dict(dir / "input.pt", {{"input", input}}, TorchFormat::kZip);
+  for (const auto& [arch, format] : std::vector<std::pair<std::string, TorchFormat>>{
+           {"wrn-10-1", TorchFormat::kZip}, {"preact-resnet18", TorchFormat::kLegacy}}) {
+    SCOPED_TRACE(arch);
+    models::ModelSpec spec{arch, 3, 10, 32, 32};
+    models::Classifier model = models::create_model(spec);
+    {
+      // Non-trivial BatchNorm statistics.
+      torch::NoGradGuard no_grad;
+      for (auto& item : model->named_buffers()) {
+        if (item.key().find("running_mean") != std::string::npos) item.value().normal_(0, 0.1);
+        if (item.key().find("running_var") != std::string::npos) item.value().uniform_(0.5, 1.5);
+      }
+    }
+    model->eval();
+    NamedTensors state;
+    for (const auto& [name, tensor] : model_state(model)) state.emplace_back(name, tensor.detach());
+    write_torch_state_dict(dir / "exported.pt", state, format);
+    std::string output;
+    ASSERT_EQ(test::run_python_script("make_checkpoint_fixtures.py",
+                                      "roundtrip " + (dir / "exported.pt").string() + " " + arch +
+                                          " 10 " + (dir / "input.pt").string() + " " +
+                                          (dir / "torch_out.pt").string(),
+                                      &output),
+              0)
+        << output;
+    std::map<std::string, torch::Tensor> torch_out;
+    for (const auto& [name, tensor] : read_torch_state_dict(dir / "torch_out.pt").tensors) {
+      torch_out[name] = tensor;
+    }
+    torch::NoGradGuard no_grad;
+    const torch::Tensor logits = model->forward(input).logits;
+    EXPECT_LT((logits - torch_out.at("logits")).abs().max().item<float>(), 1e-4);
+  }
 }
 
 }  // namespace

@@ -44,6 +44,16 @@ inline AugmentConfig defense_augment() {
   return config;
 }
 
+// How to read a --model / --teacher checkpoint that does not say what it holds (a PyTorch
+// state_dict): nad's model.pt says it all.
+struct ModelFileOptions {
+  std::string arch;         // empty: the file's, else guessed from the weight names
+  int64_t num_classes = 0;  // 0: the file's, else the classifier's rows
+  bool allow_partial = false;
+
+  nlohmann::json to_json() const;
+};
+
 struct TrainConfig {
   CommonConfig common;
   std::string arch = "wrn-16-1";
@@ -60,12 +70,14 @@ struct TrainConfig {
 struct EvalConfig {
   CommonConfig common;
   std::string model;
+  ModelFileOptions model_options;
 };
 
 // Options shared by the finetuning baseline and NAD.
 struct DefenseConfig {
   CommonConfig common;
   std::string model;
+  ModelFileOptions model_options;
   double clean_ratio = 0.05;
   std::string clean_indices;  // a file from an earlier run; overrides clean_ratio
   std::string lr = "auto";    // "auto" or a number
@@ -81,11 +93,21 @@ struct DefenseConfig {
 
 struct EraseConfig {
   DefenseConfig defense;
-  std::string teacher;  // a checkpoint; empty: finetune one
+  std::string teacher;       // a checkpoint; empty: finetune one
+  std::string teacher_arch;  // when the teacher file does not say it; empty: guessed
   int teacher_epochs = 10;
   std::vector<double> betas;  // empty: the model's defaults
   double power = 2.0;
   std::string attention = "sum-p";
+};
+
+// `nad export`: a checkpoint's weights as a bare PyTorch state_dict.
+struct ExportConfig {
+  std::string model;
+  std::string out;             // the file to write
+  std::string format = "zip";  // zip | legacy
+  ModelFileOptions model_options;
+  std::vector<int64_t> input_shape;  // [C, H, W] when the file does not say it
 };
 
 struct DemoConfig {

@@ -65,11 +65,28 @@ RunContext open_run(const CommonConfig& config) {
   return context;
 }
 
+nlohmann::json ModelFileOptions::to_json() const {
+  return {{"arch", arch}, {"num_classes", num_classes}, {"allow_partial", allow_partial}};
+}
+
+void print_warnings(const std::vector<std::string>& warnings) {
+  for (const auto& warning : warnings) std::fprintf(stderr, "nad: warning: %s\n", warning.c_str());
+  std::fflush(stderr);
+}
+
 io::LoadedModel load_model_for(const std::string& file, const RunContext& context,
-                               const char* option) {
+                               const char* option, const ModelFileOptions& options) {
   if (file.empty()) throw UserError(std::string(option) + " is required");
-  io::LoadedModel loaded = io::load_checkpoint(file, context.device);
   const auto& test = context.data.test;
+  io::LoadOptions load;
+  load.arch = options.arch;
+  load.num_classes = options.num_classes;
+  load.allow_partial = options.allow_partial;
+  load.input_shape = {test.channels(), test.height(), test.width()};
+  load.device = context.device;
+  io::LoadedModel loaded = io::load_checkpoint(file, load);
+  context.log(std::string(option) + " " + file + ": " + loaded.description);
+  print_warnings(loaded.warnings);
   const auto& spec = loaded.spec;
   if (spec.in_channels != test.channels() || spec.height != test.height() ||
       spec.width != test.width() || spec.num_classes != context.data.num_classes()) {

@@ -32,9 +32,14 @@ struct RunContext {
 torch::Device parse_device(const std::string& text);
 RunContext open_run(const CommonConfig& config);
 
-// Loads --model (or --teacher) and checks that it fits the dataset.
+// Loads --model (or --teacher), nad's or a PyTorch checkpoint (the dataset gives the input
+// shape a PyTorch file does not say), prints what was skipped, and checks that it fits the
+// dataset.
 io::LoadedModel load_model_for(const std::string& file, const RunContext& context,
-                               const char* option);
+                               const char* option, const ModelFileOptions& options = {});
+
+// Prints each warning on stderr ("nad: warning: ...").
+void print_warnings(const std::vector<std::string>& warnings);
 
 data::AugmentOptions augment_options(const AugmentConfig& config, const data::DatasetPair& data);
 

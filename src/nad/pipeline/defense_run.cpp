@@ -36,7 +36,7 @@ std::optional<double> parse_lr(const std::string& text) {
 
 DefenseSetup prepare(const DefenseConfig& config) {
   DefenseSetup s{open_run(config.common)};
-  s.model = load_model_for(config.model, s.context, "--model");
+  s.model = load_model_for(config.model, s.context, "--model", config.model_options);
 
   // The paper code's schedule is a fixed recipe: lr 0.1 (unless given), then / 10 at epoch 2.
   const train::Schedule schedule = train::parse_schedule(config.schedule);
@@ -96,6 +96,7 @@ train::EpochRecord before_record(const train::Metrics& before) {
 nlohmann::json defense_config_json(const DefenseConfig& config, const DefenseSetup& s) {
   return {{"common", config.common.to_json()},
           {"model", config.model},
+          {"model_options", config.model_options.to_json()},
           {"clean_ratio", config.clean_ratio},
           {"clean_indices", config.clean_indices},
           {"lr", config.lr},
@@ -166,13 +167,16 @@ nlohmann::json run_erase(const EraseConfig& config) {
   models::Classifier teacher;
   std::string teacher_source = "finetuned from the model";
   if (!config.teacher.empty()) {
-    teacher = load_model_for(config.teacher, s.context, "--teacher").model;
+    ModelFileOptions teacher_options = config.defense.model_options;
+    teacher_options.arch = config.teacher_arch;  // the teacher's architecture may differ
+    teacher = load_model_for(config.teacher, s.context, "--teacher", teacher_options).model;
     teacher_source = config.teacher;
   }
 
   nlohmann::json config_json = defense_config_json(dc, s);
   config_json["command"] = "erase";
   config_json["teacher"] = config.teacher;
+  config_json["teacher_arch"] = config.teacher_arch;
   config_json["teacher_epochs"] = config.teacher_epochs;
   config_json["betas"] = config.betas.empty() ? s.model.model->default_betas() : config.betas;
   config_json["groups"] = s.model.model->group_names();

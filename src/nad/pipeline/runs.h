@@ -14,5 +14,7 @@ nlohmann::json run_erase(const EraseConfig& config);
 // Fashion-MNIST, mnist-cnn, BadNets grid to class 0 at 10%: train, erase from 5% clean data,
 // print the before/after table.
 nlohmann::json run_demo(const DemoConfig& config);
+// Writes the model of any checkpoint nad reads as a bare state_dict that torch.load reads.
+nlohmann::json run_export(const ExportConfig& config);
 
 }  // namespace nad::pipeline

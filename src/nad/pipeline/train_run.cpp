@@ -80,15 +80,17 @@ nlohmann::json run_train(const TrainConfig& config) {
 
 nlohmann::json run_eval(const EvalConfig& config) {
   RunContext context = open_run(config.common);
-  io::LoadedModel loaded = load_model_for(config.model, context, "--model");
+  io::LoadedModel loaded = load_model_for(config.model, context, "--model", config.model_options);
   const train::Metrics metrics = (*context.evaluator)(loaded.model);
   nlohmann::json summary = metrics.to_json();
   summary["seconds"] = context.seconds();
   summary["model"] = config.model;
   summary["arch"] = loaded.spec.arch;
   summary["attack"] = config.common.attack.to_json();
-  nlohmann::json config_json = {
-      {"command", "eval"}, {"common", config.common.to_json()}, {"model", config.model}};
+  nlohmann::json config_json = {{"command", "eval"},
+                                {"common", config.common.to_json()},
+                                {"model", config.model},
+                                {"model_options", config.model_options.to_json()}};
   std::ostringstream report;
   report << "# nad eval\n\n`" << config.model << "` (" << loaded.spec.arch << ") on "
          << context.data.name << ", attack " << config.common.attack.name << ".\n\n"

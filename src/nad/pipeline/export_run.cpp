@@ -1,0 +1,48 @@
+#include <cstdio>
+
+#include "nad/io/checkpoint.h"
+#include "nad/io/torch_file.h"
+#include "nad/pipeline/context.h"
+#include "nad/pipeline/runs.h"
+#include "nad/util/error.h"
+
+namespace nad::pipeline {
+
+nlohmann::json run_export(const ExportConfig& config) {
+  if (config.format != "zip" && config.format != "legacy") {
+    throw UserError("--format must be zip or legacy, not '" + config.format + "'");
+  }
+  if (config.out.empty()) throw UserError("--out is required");
+  io::LoadOptions options;
+  options.arch = config.model_options.arch;
+  options.num_classes = config.model_options.num_classes;
+  options.allow_partial = config.model_options.allow_partial;
+  options.input_shape = config.input_shape;
+  io::LoadedModel loaded = io::load_checkpoint(config.model, options);
+  print_warnings(loaded.warnings);
+
+  io::NamedTensors state;
+  size_t bytes = 0;
+  for (const auto& [name, tensor] : io::model_state(loaded.model)) {
+    state.emplace_back(name, tensor.detach().to(torch::kCPU));
+    bytes += tensor.nbytes();
+  }
+  io::write_torch_state_dict(
+      config.out, state, config.format == "zip" ? io::TorchFormat::kZip : io::TorchFormat::kLegacy);
+  const auto& spec = loaded.spec;
+  std::fprintf(stderr,
+               "exported %s (%lld classes, %lldx%lldx%lld inputs): %zu tensors, %.2f MB, %s "
+               "format -> %s\n",
+               spec.arch.c_str(), static_cast<long long>(spec.num_classes),
+               static_cast<long long>(spec.in_channels), static_cast<long long>(spec.height),
+               static_cast<long long>(spec.width), state.size(), bytes / 1e6, config.format.c_str(),
+               config.out.c_str());
+  return {{"arch", spec.arch},
+          {"num_classes", spec.num_classes},
+          {"input_shape", {spec.in_channels, spec.height, spec.width}},
+          {"tensors", state.size()},
+          {"format", config.format},
+          {"out", config.out}};
+}
+
+}  // namespace nad::pipeline
