@@ -46,15 +46,43 @@ TEST(LrSearch, TheReferenceIsTheBestFinetunedRun) {
   EXPECT_EQ(tried.size(), 4u);
 }
 
-TEST(LrSearch, StopsAtDivergenceAndRespectsTheCap) {
+TEST(LrSearch, StopsAtDivergence) {
   LrSearchOptions o;
   o.grid = {0.1, 0.05, 0.01, 0.005};
   std::vector<double> tried;
-  LrSearchResult r = search_lr(
-      o, 90, fake_runner({{0.005, 85}, {0.01, 86}, {0.05, 86}, {0.1, 86}}, tried, 0.02), 0.05);
+  LrSearchResult r =
+      search_lr(o, 90, fake_runner({{0.005, 85}, {0.01, 86}, {0.05, 86}, {0.1, 86}}, tried, 0.02));
   EXPECT_EQ(tried, (std::vector<double>{0.005, 0.01, 0.05}));
   EXPECT_DOUBLE_EQ(r.chosen.lr, 0.01);
   EXPECT_FALSE(r.chosen.diverged);
+}
+
+TEST(LrSearch, StepDownStartsAtTheGivenRateAndTakesTheFirstWithinTolerance) {
+  LrSearchOptions o;
+  o.grid = {0.005, 0.01, 0.02, 0.05, 0.1};
+  o.step_down_from = 0.05;
+  o.reference_val_acc = 88.0;
+  std::vector<double> tried;
+  // 0.05 falls 3 points short, 0.02 is within 2.
+  LrSearchResult r = search_lr(
+      o, 90, fake_runner({{0.005, 87}, {0.01, 87}, {0.02, 86.5}, {0.05, 85}, {0.1, 88}}, tried));
+  EXPECT_EQ(tried, (std::vector<double>{0.05, 0.02}));
+  EXPECT_DOUBLE_EQ(r.chosen.lr, 0.02);
+  ASSERT_EQ(r.tried.size(), 2u);
+  EXPECT_FALSE(r.tried[0]["accepted"].get<bool>());
+  EXPECT_TRUE(r.tried[1]["accepted"].get<bool>());
+}
+
+TEST(LrSearch, StepDownKeepsTheSmallestRateWhenNoneIsAccepted) {
+  LrSearchOptions o;
+  o.grid = {0.01, 0.02, 0.05};
+  o.step_down_from = 0.02;
+  o.reference_val_acc = 95.0;
+  std::vector<double> tried;
+  LrSearchResult r = search_lr(o, 90, fake_runner({{0.01, 80}, {0.02, 81}, {0.05, 99}}, tried));
+  EXPECT_EQ(tried, (std::vector<double>{0.02, 0.01}));
+  EXPECT_DOUBLE_EQ(r.chosen.lr, 0.01);
+  EXPECT_FALSE(r.tried[1]["accepted"].get<bool>());
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "nad/defenses/finetune.h"
 
+#include <cstdio>
+
 #include "nad/train/evaluate.h"
 #include "nad/util/error.h"
 
@@ -67,7 +69,7 @@ FinetuneResult finetune(const models::Classifier& model, const models::ModelSpec
   }
   if (validation.size() == 0) throw UserError("--lr auto needs a validation split");
   const double baseline = train::accuracy(model, validation, 500);
-  LrSearchResult found = search_lr(options.lr_search, baseline, run, 1e9, log);
+  LrSearchResult found = search_lr(options.lr_search, baseline, run, log);
   if (found.chosen.diverged) {
     throw UserError(options.train.label + ": training diverged at every learning rate tried");
   }
@@ -75,14 +77,30 @@ FinetuneResult finetune(const models::Classifier& model, const models::ModelSpec
   result.records = std::move(found.chosen.records);
   if (evaluate && found.chosen.epoch_weights.size() == result.records.size()) {
     models::Classifier replay = models::clone_model(result.model, spec);
+    if (log) {
+      char line[120];
+      std::snprintf(line, sizeof line,
+                    "measuring each epoch of the chosen run (lr %.4g) on the test data",
+                    found.chosen.lr);
+      log(line);
+    }
     for (size_t e = 0; e < result.records.size(); ++e) {
       restore_state(replay, found.chosen.epoch_weights[e]);
-      if (auto metrics = evaluate(replay)) result.records[e].metrics = *metrics;
+      if (auto metrics = evaluate(replay)) {
+        result.records[e].metrics = *metrics;
+        if (log) {
+          log(options.train.label + " epoch " + std::to_string(e + 1) + "/" +
+              std::to_string(result.records.size()) + ": " + metrics->summary());
+        }
+      }
     }
   }
   result.lr = found.chosen.lr;
   result.validation_acc = found.chosen.val_acc;
   result.lr_search = {{"baseline_val_acc", baseline}, {"tried", found.tried}};
+  if (options.lr_search.step_down_from) {
+    result.lr_search["reference_val_acc"] = options.lr_search.reference_val_acc;
+  }
   for (const auto& t : found.tried) {
     if (t["val_acc"].is_number()) {
       result.best_validation_acc =

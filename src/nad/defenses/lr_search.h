@@ -1,6 +1,7 @@
 #pragma once
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <vector>
 
 #include "nad/data/dataset.h"
@@ -22,6 +23,11 @@ namespace nad::defenses {
 struct LrSearchOptions {
   std::vector<double> grid = {0.002, 0.005, 0.01, 0.02, 0.05, 0.1};
   double tolerance = 2.0;  // percentage points of validation accuracy
+  // Step-down mode (NAD's student): start at this rate and step down the grid until a run's
+  // validation accuracy is within `tolerance` of `reference_val_acc` (the teacher search's
+  // best). Unset: the ascending search above.
+  std::optional<double> step_down_from;
+  double reference_val_acc = 0;
 };
 
 // One run: trains a fresh copy of the model at `lr` and returns it with its epoch records.
@@ -41,11 +47,12 @@ struct LrSearchResult {
   std::vector<nlohmann::json> tried;  // {lr, val_acc, accepted}
 };
 
-// Tries the grid from the smallest rate up, keeping the best validation accuracy seen, and
-// stops at the first rate that falls more than `tolerance` below it (or diverges); the last
-// accepted run is returned whole. Rates above `max_lr` are not tried.
+// Ascending mode: tries the grid from the smallest rate up, keeping the best validation accuracy
+// seen, and stops at the first rate that falls more than `tolerance` below it (or diverges);
+// the last accepted run is returned whole. Step-down mode: tries the rates at or below
+// `step_down_from`, largest first, and returns the first accepted run (or the smallest rate's).
 LrSearchResult search_lr(const LrSearchOptions& options, double baseline_val_acc,
-                         const TrialRunner& run, double max_lr = 1e9,
+                         const TrialRunner& run,
                          const std::function<void(const std::string&)>& log = {});
 
 }  // namespace nad::defenses

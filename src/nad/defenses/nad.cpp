@@ -1,6 +1,5 @@
 #include "nad/defenses/nad.h"
 
-#include <algorithm>
 #include <cstdio>
 
 #include "nad/util/error.h"
@@ -47,23 +46,17 @@ NadResult neural_attention_distillation(const models::Classifier& model,
   }
   NadResult result;
   FinetuneOptions student_options = options.student;
-  // Rates the student may try, largest first (used when the teacher was finetuned here).
-  std::vector<double> student_rates;
-  std::optional<double> reference_val;
   if (!teacher) {
     if (log) log("teacher: finetuning a copy of the model on the clean subset");
     result.teacher_run = finetune(model, spec, clean, options.teacher, evaluate, {}, log);
     teacher = result.teacher_run.model;
     // The student is the same finetuning plus distillation towards this teacher, so it starts
     // at the rate the teacher's search validated; distillation can still destabilise a large
-    // rate, so it steps down the grid while its hold-out accuracy falls short.
-    if (student_options.auto_lr) {
-      student_options.auto_lr = false;
-      reference_val = result.teacher_run.best_validation_acc;
-      for (double lr : options.student.lr_search.grid) {
-        if (lr <= result.teacher_run.lr * (1 + 1e-9)) student_rates.push_back(lr);
-      }
-      std::sort(student_rates.rbegin(), student_rates.rend());
+    // rate, so it steps down the grid while its hold-out accuracy falls short of the teacher
+    // search's best.
+    if (student_options.auto_lr && result.teacher_run.best_validation_acc) {
+      student_options.lr_search.step_down_from = result.teacher_run.lr;
+      student_options.lr_search.reference_val_acc = *result.teacher_run.best_validation_acc;
     }
   }
   teacher->to(options.student.train.device);
@@ -73,30 +66,7 @@ NadResult neural_attention_distillation(const models::Classifier& model,
 
   if (log) log("student: distilling attention from the teacher");
   train::ExtraLoss loss = make_attention_loss(teacher, betas, options.power, options.attention);
-  if (student_rates.empty()) {
-    result.student_run = finetune(model, spec, clean, student_options, evaluate, loss, log);
-  } else {
-    nlohmann::json tried = nlohmann::json::array();
-    for (size_t i = 0; i < student_rates.size(); ++i) {
-      student_options.train.lr = student_rates[i];
-      result.student_run = finetune(model, spec, clean, student_options, evaluate, loss, log);
-      const double val = result.student_run.validation_acc.value_or(0);
-      const bool accepted =
-          !reference_val || val >= *reference_val - options.student.lr_search.tolerance;
-      tried.push_back({{"lr", student_rates[i]}, {"val_acc", val}, {"accepted", accepted}});
-      if (log) {
-        char line[160];
-        std::snprintf(line, sizeof line,
-                      "student lr %.4g: validation accuracy %.2f%% (best finetuned %.2f%%) -> %s",
-                      student_rates[i], val, reference_val.value_or(0),
-                      accepted ? "accepted" : "rejected");
-        log(line);
-      }
-      if (accepted) break;
-    }
-    result.student_run.lr_search = {{"reference_val_acc", reference_val.value_or(0)},
-                                    {"tried", tried}};
-  }
+  result.student_run = finetune(model, spec, clean, student_options, evaluate, loss, log);
   result.student = result.student_run.model;
   return result;
 }

