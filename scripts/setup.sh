@@ -6,6 +6,10 @@ packages=(g++ cmake make pkg-config ccache libtorch-dev libopenblas0-openmp libc
           nlohmann-json3-dev libstb-dev zlib1g-dev libgtest-dev dataset-fashion-mnist)
 # `scripts/setup.sh fuzz`: also what the checkpoint reader's libFuzzer target (fuzz/) needs.
 if [ "${1:-}" = fuzz ]; then packages+=(clang libclang-rt-14-dev); fi
+# `scripts/setup.sh test`: Debian's PyTorch, so the tests that compare with PyTorch (checkpoint
+# parity for the ResNet-18s, export round trip) run instead of being skipped. Never a runtime
+# dependency of nad.
+if [ "${1:-}" = test ]; then packages+=(python3-torch); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
