@@ -67,6 +67,10 @@ nlohmann::json run_poison(const PoisonConfig& config) {
   context.log("poisoned " + std::to_string(poisoned.indices.size(0)) + " of " +
               std::to_string(data.train.size()) + " training images (" + config.common.attack.name +
               ")");
+  if (poisoned.noise_indices.size(0) > 0) {
+    context.log("noise mode: " + std::to_string(poisoned.noise_indices.size(0)) +
+                " more warped with noise, labels kept");
+  }
 
   const std::vector<std::string> folders = class_folder_names(data.num_classes());
   context.log("writing " + std::to_string(data.train.size() + data.test.size()) + " PNG files");

@@ -28,6 +28,8 @@ nlohmann::json run_train(const TrainConfig& config) {
       defenses::write_indices(context.out / "noise_indices.txt", poisoned.noise_indices);
       poison_info["noise_count"] = poisoned.noise_indices.size(0);
       poison_info["noise_indices_file"] = "noise_indices.txt";
+      context.log("noise mode: " + std::to_string(poisoned.noise_indices.size(0)) +
+                  " more warped with noise, labels kept");
     }
     io::write_sample_grid(context.out / "samples.png", data.train, *context.attack,
                           data.num_classes());
