@@ -26,20 +26,33 @@ void add_common_options(CLI::App& app, pipeline::CommonConfig& config, bool need
 }
 
 void add_attack_options(CLI::App& app, attacks::AttackOptions& attack, std::string& label_mode) {
-  app.add_option("--attack", attack.name, "none | badnets | blend")
+  app.add_option("--attack", attack.name, "none | badnets | blend | sig (clean-label) | wanet")
       ->capture_default_str()
-      ->check(CLI::IsMember({"none", "badnets", "blend"}));
+      ->check(CLI::IsMember({"none", "badnets", "blend", "sig", "wanet"}));
   app.add_option("--trigger", attack.trigger, "badnets trigger: grid | square | four-corner")
       ->capture_default_str()
       ->check(CLI::IsMember({"grid", "square", "four-corner"}));
   app.add_option("--alpha", attack.alpha, "blend: weight of the pattern")->capture_default_str();
   app.add_option("--pattern", attack.pattern_file, "blend: pattern image (default: seeded noise)");
-  app.add_option("--pattern-seed", attack.pattern_seed, "blend: seed of the noise pattern")
+  app.add_option("--pattern-seed", attack.pattern_seed,
+                 "blend: seed of the noise pattern; wanet: seed of the warping field")
+      ->capture_default_str();
+  app.add_option("--delta", attack.delta, "sig: amplitude of the sinusoid (0-255 scale)")
+      ->capture_default_str();
+  app.add_option("--freq", attack.freq, "sig: periods of the sinusoid across the image width")
+      ->capture_default_str();
+  app.add_option("--grid-k", attack.grid_k, "wanet: side of the random control grid")
+      ->capture_default_str();
+  app.add_option("--strength", attack.strength, "wanet: warping strength s")->capture_default_str();
+  app.add_option("--cross-ratio", attack.cross_ratio,
+                 "wanet: noise-mode images (warp + noise, label kept) per poisoned image")
       ->capture_default_str();
   app.add_option("--target", attack.target, "target label")->capture_default_str();
-  app.add_option("--poison-rate", attack.poison_rate, "fraction of training images poisoned")
-      ->capture_default_str();
-  app.add_option("--label-mode", label_mode, "all2one | all2all")
+  app.add_option_function<double>(
+      "--poison-rate", [&attack](const double& rate) { attack.poison_rate = rate; },
+      "fraction of training images poisoned (default 0.1); clean-label attacks (sig): fraction "
+      "of the target class (default 0.8)");
+  app.add_option("--label-mode", label_mode, "all2one | all2all (clean-label: all2one only)")
       ->capture_default_str()
       ->check(CLI::IsMember({"all2one", "all2all"}));
 }

@@ -26,5 +26,6 @@ void setup_finetune(CLI::App& app);
 void setup_erase(CLI::App& app);
 void setup_demo(CLI::App& app);
 void setup_export(CLI::App& app);
+void setup_poison(CLI::App& app);
 
 }  // namespace nad::cli

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   nad::cli::setup_erase(app);
   nad::cli::setup_demo(app);
   nad::cli::setup_export(app);
+  nad::cli::setup_poison(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

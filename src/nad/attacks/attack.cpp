@@ -4,20 +4,43 @@
 
 #include "nad/attacks/badnets.h"
 #include "nad/attacks/blend.h"
+#include "nad/attacks/sig.h"
+#include "nad/attacks/wanet.h"
 #include "nad/util/error.h"
 
 namespace nad::attacks {
+
+bool is_clean_label(const std::string& attack_name) { return attack_name == "sig"; }
+
+double default_poison_rate(const std::string& attack_name) {
+  return is_clean_label(attack_name) ? 0.8 : 0.1;
+}
+
+double AttackOptions::effective_poison_rate() const {
+  return poison_rate ? *poison_rate : default_poison_rate(name);
+}
 
 nlohmann::json AttackOptions::to_json() const {
   nlohmann::json j = {{"name", name}};
   if (name == "none") return j;
   j["target"] = target;
-  j["poison_rate"] = poison_rate;
+  j["poison_rate"] = effective_poison_rate();
+  j["clean_label"] = is_clean_label(name);
   j["label_mode"] = label_mode_name(label_mode);
   if (name == "badnets") j["trigger"] = trigger;
   if (name == "blend") {
     j["alpha"] = alpha;
     j["pattern_file"] = pattern_file;
+    j["pattern_seed"] = pattern_seed;
+  }
+  if (name == "sig") {
+    j["delta"] = delta;
+    j["freq"] = freq;
+  }
+  if (name == "wanet") {
+    j["grid_k"] = grid_k;
+    j["strength"] = strength;
+    j["cross_ratio"] = cross_ratio;
     j["pattern_seed"] = pattern_seed;
   }
   return j;
@@ -35,13 +58,18 @@ std::string label_mode_name(LabelMode mode) {
 
 Attack::Attack(AttackOptions options, int64_t num_classes)
     : options_(std::move(options)), num_classes_(num_classes) {
+  options_.poison_rate = options_.effective_poison_rate();
+  if (is_clean_label(options_.name) && options_.label_mode == LabelMode::kAllToAll) {
+    throw UserError("--attack " + options_.name +
+                    " is a clean-label attack: it only supports --label-mode all2one");
+  }
   // All-to-all attacks have no single target; --target only matters for all-to-one.
   if (options_.label_mode == LabelMode::kAllToOne &&
       (options_.target < 0 || options_.target >= num_classes)) {
     throw UserError("--target " + std::to_string(options_.target) + " is not a class (0.." +
                     std::to_string(num_classes - 1) + ")");
   }
-  if (!(options_.poison_rate >= 0 && options_.poison_rate <= 1)) {
+  if (!(*options_.poison_rate >= 0 && *options_.poison_rate <= 1)) {
     throw UserError("--poison-rate must be in [0, 1]");
   }
 }
@@ -52,11 +80,19 @@ torch::Tensor Attack::target_labels(const torch::Tensor& labels) const {
 }
 
 PoisonedSet Attack::poison(const data::Dataset& train, uint64_t seed) const {
-  torch::Tensor eligible = options_.label_mode == LabelMode::kAllToOne
-                               ? torch::nonzero(train.labels != options_.target).flatten()
-                               : torch::arange(train.size(), torch::kLong);
+  const bool clean = clean_label();
+  torch::Tensor eligible;
+  if (clean) {
+    eligible = torch::nonzero(train.labels == options_.target).flatten();
+  } else if (options_.label_mode == LabelMode::kAllToOne) {
+    eligible = torch::nonzero(train.labels != options_.target).flatten();
+  } else {
+    eligible = torch::arange(train.size(), torch::kLong);
+  }
+  // Clean-label attacks: the rate is a fraction of the target class.
+  const int64_t base = clean ? eligible.size(0) : train.size();
   const int64_t count = std::min<int64_t>(
-      eligible.size(0), std::llround(options_.poison_rate * static_cast<double>(train.size())));
+      eligible.size(0), std::llround(*options_.poison_rate * static_cast<double>(base)));
   auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
   torch::Tensor order = torch::randperm(eligible.size(0), generator, torch::kLong);
   torch::Tensor indices = std::get<0>(eligible.index_select(0, order.slice(0, 0, count)).sort());
@@ -67,7 +103,9 @@ PoisonedSet Attack::poison(const data::Dataset& train, uint64_t seed) const {
   out.data.labels = train.labels.clone();
   if (count > 0) {
     out.data.images.index_copy_(0, indices, apply(train.images.index_select(0, indices)));
-    out.data.labels.index_copy_(0, indices, target_labels(train.labels.index_select(0, indices)));
+    if (!clean) {
+      out.data.labels.index_copy_(0, indices, target_labels(train.labels.index_select(0, indices)));
+    }
   }
   return out;
 }
@@ -92,7 +130,10 @@ std::unique_ptr<Attack> create_attack(const AttackOptions& options, int64_t heig
   if (options.name == "blend") {
     return std::make_unique<Blend>(options, num_classes, height, width, channels);
   }
-  throw UserError("unknown --attack '" + options.name + "' (choose none, badnets, blend)");
+  if (options.name == "sig") return std::make_unique<Sig>(options, num_classes, height, width);
+  if (options.name == "wanet") return std::make_unique<WaNet>(options, num_classes, height, width);
+  throw UserError("unknown --attack '" + options.name +
+                  "' (choose none, badnets, blend, sig, wanet)");
 }
 
 }  // namespace nad::attacks

@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "nad/data/dataset.h"
@@ -13,22 +14,38 @@ enum class LabelMode { kAllToOne, kAllToAll };
 
 // Everything that defines a backdoor attack. `name` "none" means no attack.
 struct AttackOptions {
-  std::string name = "none";     // none | badnets | blend
+  std::string name = "none";     // none | badnets | blend | sig | wanet
   std::string trigger = "grid";  // badnets: grid | square | four-corner
   double alpha = 0.2;            // blend weight of the pattern
   std::string pattern_file;      // blend: an image file; empty means seeded uniform noise
-  uint64_t pattern_seed = 0;     // blend: seed of the noise pattern (fixed, not the run seed)
+  uint64_t pattern_seed = 0;     // blend, wanet: seed of the pattern / warping field (fixed)
+  double delta = 20;             // sig: amplitude on the 0-255 scale
+  double freq = 6;               // sig: periods across the image width
+  int64_t grid_k = 4;            // wanet: control grid side
+  double strength = 0.5;         // wanet: warping strength s
+  double cross_ratio = 2;        // wanet: noise-mode rows per poisoned row
   int64_t target = 0;
-  double poison_rate = 0.1;
+  // Poison-label attacks: the fraction of the training set poisoned. Clean-label attacks: the
+  // fraction of the target class. Unset: default_poison_rate().
+  std::optional<double> poison_rate;
   LabelMode label_mode = LabelMode::kAllToOne;
 
+  double effective_poison_rate() const;
   nlohmann::json to_json() const;
 };
+
+// Clean-label attacks poison only target-class training images, which keep their label.
+bool is_clean_label(const std::string& attack_name);
+// 0.8 (of the target class) for clean-label attacks, else 0.1 (of the training set).
+double default_poison_rate(const std::string& attack_name);
 
 // The training set after poisoning, and which rows were poisoned.
 struct PoisonedSet {
   data::Dataset data;
-  torch::Tensor indices;  // int64, sorted
+  torch::Tensor indices;  // int64, sorted: triggered rows (relabelled unless clean-label)
+  // WaNet noise mode: rows warped with extra noise that keep their label (int64, sorted; empty
+  // for other attacks).
+  torch::Tensor noise_indices = torch::empty({0}, torch::kLong);
 };
 
 // The triggered test images used for ASR and robust accuracy.
@@ -43,13 +60,15 @@ class Attack {
   Attack(AttackOptions options, int64_t num_classes);
   virtual ~Attack() = default;
 
-  const AttackOptions& options() const { return options_; }
+  const AttackOptions& options() const { return options_; }  // poison_rate resolved
+  bool clean_label() const { return is_clean_label(options_.name); }
   // Stamps the trigger on every image; returns a new tensor.
   virtual torch::Tensor apply(const torch::Tensor& images) const = 0;
   // The label the attacker wants for images of true class `labels`.
   torch::Tensor target_labels(const torch::Tensor& labels) const;
   // Picks round(poison_rate * N) rows with the seed (all-to-one: among non-target rows),
-  // stamps the trigger and relabels them.
+  // stamps the trigger and relabels them. Clean-label attacks: round(poison_rate * T) of the
+  // T target-class rows, labels kept.
   virtual PoisonedSet poison(const data::Dataset& train, uint64_t seed) const;
   // The test rows an ASR is measured on (all-to-one: those not already of the target class),
   // triggered.

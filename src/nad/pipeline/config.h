@@ -113,6 +113,12 @@ struct ExportConfig {
   std::vector<int64_t> input_shape;  // [C, H, W] when the file does not say it
 };
 
+// `nad poison`: the poisoned training set written out as an image folder.
+struct PoisonConfig {
+  CommonConfig common;
+  int64_t pairs_per_row = 4;  // samples.png
+};
+
 struct DemoConfig {
   std::string data_dir;  // Fashion-MNIST; empty: the Debian package's folder
   std::string out = "demo-out";

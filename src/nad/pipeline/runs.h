@@ -14,6 +14,10 @@ nlohmann::json run_erase(const EraseConfig& config);
 // Fashion-MNIST, mnist-cnn, BadNets grid to class 0 at 10%: train, erase from 5% clean data,
 // print the before/after table.
 nlohmann::json run_demo(const DemoConfig& config);
+// Writes the poisoned training set as train/<class>/<index>.png (and the clean test set as
+// test/<class>/<index>.png, so the folder dataset reads it back), manifest.json and
+// samples.png.
+nlohmann::json run_poison(const PoisonConfig& config);
 // Writes the model of any checkpoint nad reads as a bare state_dict that torch.load reads.
 nlohmann::json run_export(const ExportConfig& config);
 

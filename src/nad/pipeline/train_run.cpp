@@ -3,6 +3,7 @@
 #include "nad/defenses/clean_subset.h"
 #include "nad/io/checkpoint.h"
 #include "nad/io/report.h"
+#include "nad/io/sample_grid.h"
 #include "nad/pipeline/context.h"
 #include "nad/pipeline/runs.h"
 #include "nad/util/error.h"
@@ -20,7 +21,18 @@ nlohmann::json run_train(const TrainConfig& config) {
     attacks::PoisonedSet poisoned = context.attack->poison(data.train, config.common.seed);
     train_set = poisoned.data;
     defenses::write_indices(context.out / "poisoned_indices.txt", poisoned.indices);
-    poison_info = {{"count", poisoned.indices.size(0)}, {"indices_file", "poisoned_indices.txt"}};
+    poison_info = {{"count", poisoned.indices.size(0)},
+                   {"indices_file", "poisoned_indices.txt"},
+                   {"samples", "samples.png"}};
+    if (poisoned.noise_indices.size(0) > 0) {
+      defenses::write_indices(context.out / "noise_indices.txt", poisoned.noise_indices);
+      poison_info["noise_count"] = poisoned.noise_indices.size(0);
+      poison_info["noise_indices_file"] = "noise_indices.txt";
+      context.log("noise mode: " + std::to_string(poisoned.noise_indices.size(0)) +
+                  " more warped with noise, labels kept");
+    }
+    io::write_sample_grid(context.out / "samples.png", data.train, *context.attack,
+                          data.num_classes());
     context.log("poisoned " + std::to_string(poisoned.indices.size(0)) + " of " +
                 std::to_string(train_set.size()) + " training images (" +
                 config.common.attack.name + ")");

@@ -1,0 +1,27 @@
+#include <memory>
+
+#include "common.h"
+#include "nad/pipeline/runs.h"
+
+namespace nad::cli {
+
+void setup_poison(CLI::App& parent) {
+  auto* app = parent.add_subcommand(
+      "poison",
+      "write the poisoned training set as an image folder (train/<class>/<index>.png, clean "
+      "test/), manifest.json and samples.png");
+  auto config = std::make_shared<pipeline::PoisonConfig>();
+  auto label_mode = std::make_shared<std::string>("all2one");
+  add_common_options(*app, config->common);
+  add_attack_options(*app, config->common.attack, *label_mode);
+  app->add_option("--sample-pairs", config->pairs_per_row,
+                  "samples.png: clean/triggered pairs per class row")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app->callback([config, label_mode] {
+    finish_attack_options(config->common.attack, *label_mode);
+    pipeline::run_poison(*config);
+  });
+}
+
+}  // namespace nad::cli

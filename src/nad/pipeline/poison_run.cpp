@@ -1,0 +1,124 @@
+#include <ATen/Parallel.h>
+
+#include <sstream>
+
+#include "nad/io/png.h"
+#include "nad/io/report.h"
+#include "nad/io/sample_grid.h"
+#include "nad/pipeline/context.h"
+#include "nad/pipeline/runs.h"
+#include "nad/util/error.h"
+#include "nad/util/files.h"
+
+namespace nad::pipeline {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Class folders are the label, zero-padded so that their sorted order is the label order
+// (the folder dataset numbers classes in sorted folder order).
+std::vector<std::string> class_folder_names(int64_t num_classes) {
+  const size_t width = std::to_string(std::max<int64_t>(0, num_classes - 1)).size();
+  std::vector<std::string> names;
+  for (int64_t k = 0; k < num_classes; ++k) {
+    std::string name = std::to_string(k);
+    names.push_back(std::string(width - name.size(), '0') + name);
+  }
+  return names;
+}
+
+// root/<class>/<row>.png for every row, encoded in parallel. Only classes with images get a
+// folder (the folder dataset refuses empty ones).
+void write_split(const fs::path& root, const data::Dataset& split,
+                 const std::vector<std::string>& folders) {
+  const torch::Tensor images = split.images.to(torch::kCPU).contiguous();
+  const torch::Tensor labels = split.labels.to(torch::kCPU).contiguous();
+  const torch::Tensor present = std::get<0>(at::_unique(labels));
+  for (int64_t k = 0; k < present.size(0); ++k) {
+    ensure_directory(root / folders[static_cast<size_t>(present[k].item<int64_t>())]);
+  }
+  const int64_t* label = labels.data_ptr<int64_t>();
+  at::parallel_for(0, split.size(), 64, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      io::write_png(root / folders[static_cast<size_t>(label[i])] / (std::to_string(i) + ".png"),
+                    images[i]);
+    }
+  });
+}
+
+std::vector<int64_t> to_vector(const torch::Tensor& tensor) {
+  const torch::Tensor t = tensor.to(torch::kCPU).to(torch::kLong).contiguous();
+  return std::vector<int64_t>(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
+}
+
+}  // namespace
+
+nlohmann::json run_poison(const PoisonConfig& config) {
+  if (config.common.attack.name == "none" || config.common.attack.name.empty()) {
+    throw UserError("nad poison needs an --attack");
+  }
+  if (config.pairs_per_row < 1) throw UserError("--sample-pairs must be at least 1");
+  RunContext context = open_run(config.common);
+  const data::DatasetPair& data = context.data;
+  const attacks::Attack& attack = *context.attack;
+
+  const attacks::PoisonedSet poisoned = attack.poison(data.train, config.common.seed);
+  context.log("poisoned " + std::to_string(poisoned.indices.size(0)) + " of " +
+              std::to_string(data.train.size()) + " training images (" + config.common.attack.name +
+              ")");
+  if (poisoned.noise_indices.size(0) > 0) {
+    context.log("noise mode: " + std::to_string(poisoned.noise_indices.size(0)) +
+                " more warped with noise, labels kept");
+  }
+
+  const std::vector<std::string> folders = class_folder_names(data.num_classes());
+  context.log("writing " + std::to_string(data.train.size() + data.test.size()) + " PNG files");
+  write_split(context.out / "train", poisoned.data, folders);
+  write_split(context.out / "test", data.test, folders);
+
+  const std::vector<int64_t> indices = to_vector(poisoned.indices);
+  nlohmann::json poisoned_json = {
+      {"count", indices.size()},
+      {"indices", indices},
+      {"original_labels", to_vector(data.train.labels.index_select(0, poisoned.indices))},
+      {"new_labels", to_vector(poisoned.data.labels.index_select(0, poisoned.indices))}};
+  nlohmann::json classes = nlohmann::json::array();
+  for (size_t k = 0; k < folders.size(); ++k) {
+    classes.push_back({{"label", k}, {"folder", folders[k]}, {"name", data.class_names[k]}});
+  }
+  nlohmann::json manifest = {
+      {"command", "poison"},
+      {"dataset", data.name},
+      {"attack", attack.options().to_json()},
+      {"seed", config.common.seed},
+      {"train_size", data.train.size()},
+      {"test_size", data.test.size()},
+      {"image",
+       {{"height", data.train.height()},
+        {"width", data.train.width()},
+        {"channels", data.train.channels()}}},
+      {"classes", classes},
+      {"layout",
+       "train/<class folder>/<row>.png (poisoned), test/<class folder>/<row>.png "
+       "(clean); <row> is the index in the original split"},
+      {"poisoned", poisoned_json},
+      {"noise_mode",
+       {{"count", poisoned.noise_indices.size(0)}, {"indices", to_vector(poisoned.noise_indices)}}},
+      {"samples", "samples.png"}};
+  io::write_json(context.out / "manifest.json", manifest);
+
+  torch::Tensor grid =
+      io::sample_grid(data.train, attack, data.num_classes(), config.pairs_per_row);
+  io::write_png(context.out / "samples.png", grid);
+  context.log("wrote " + (context.out / "manifest.json").string() + " and samples.png (" +
+              std::to_string(grid.size(1)) + "x" + std::to_string(grid.size(0)) + ")");
+
+  nlohmann::json summary = {{"poisoned", indices.size()},
+                            {"noise_mode", poisoned.noise_indices.size(0)},
+                            {"train_size", data.train.size()},
+                            {"seconds", context.seconds()}};
+  return summary;
+}
+
+}  // namespace nad::pipeline
