@@ -26,9 +26,11 @@ void add_common_options(CLI::App& app, pipeline::CommonConfig& config, bool need
 }
 
 void add_attack_options(CLI::App& app, attacks::AttackOptions& attack, std::string& label_mode) {
-  app.add_option("--attack", attack.name, "none | badnets | blend | sig (clean-label) | wanet")
+  app.add_option("--attack", attack.name,
+                 "none | badnets | trojan | blend | cl | sig | refool | wanet (cl, sig and refool "
+                 "are clean-label)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"none", "badnets", "blend", "sig", "wanet"}));
+      ->check(CLI::IsMember(attacks::attack_names()));
   app.add_option("--trigger", attack.trigger, "badnets trigger: grid | square | four-corner")
       ->capture_default_str()
       ->check(CLI::IsMember({"grid", "square", "four-corner"}));
@@ -47,14 +49,41 @@ void add_attack_options(CLI::App& app, attacks::AttackOptions& attack, std::stri
   app.add_option("--cross-ratio", attack.cross_ratio,
                  "wanet: noise-mode images (warp + noise, label kept) per poisoned image")
       ->capture_default_str();
+  app.add_option("--trigger-file", attack.trigger_file,
+                 "trojan: the trigger patch image (nad trojan-trigger makes one; nad train makes "
+                 "one when omitted)");
+  app.add_option("--eps", attack.eps, "cl: PGD L-inf radius on the 0-255 scale (16 means 16/255)")
+      ->capture_default_str();
+  app.add_option("--pgd-steps", attack.pgd_steps, "cl: PGD iterations")->capture_default_str();
+  app.add_option("--reflections", attack.reflections_dir,
+                 "refool: folder of reflection images (default: 200 training images of other "
+                 "classes)");
   app.add_option("--target", attack.target, "target label")->capture_default_str();
   app.add_option_function<double>(
       "--poison-rate", [&attack](const double& rate) { attack.poison_rate = rate; },
-      "fraction of training images poisoned (default 0.1); clean-label attacks (sig): fraction "
-      "of the target class (default 0.8)");
+      "fraction of training images poisoned (default 0.1); clean-label attacks (cl, sig, "
+      "refool): fraction of the target class (default 0.8)");
   app.add_option("--label-mode", label_mode, "all2one | all2all (clean-label: all2one only)")
       ->capture_default_str()
       ->check(CLI::IsMember({"all2one", "all2all"}));
+}
+
+void add_attack_prep_options(CLI::App& app, pipeline::AttackPrepConfig& prep) {
+  app.add_option("--clean-model", prep.clean_model,
+                 "trojan and cl: a clean checkpoint to make the trigger / adversarial images with "
+                 "(default: train one for --prep-epochs)");
+  app.add_option("--prep-epochs", prep.epochs,
+                 "trojan and cl: epochs of the clean model trained when --clean-model is omitted")
+      ->capture_default_str();
+  app.add_option("--trigger-size", prep.trigger_size, "trojan: side of the generated patch")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--trigger-layer", prep.trigger_layer,
+                 "trojan: group (0-based) holding the neuron the patch excites (-1: the last)")
+      ->capture_default_str();
+  app.add_option("--trigger-neuron", prep.trigger_neuron,
+                 "trojan: channel the patch excites (-1: largest summed outgoing weight)")
+      ->capture_default_str();
 }
 
 void finish_attack_options(attacks::AttackOptions& attack, const std::string& label_mode) {

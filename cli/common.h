@@ -17,6 +17,9 @@ void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::st
 // Training-time augmentation.
 void add_augment_options(CLI::App& app, pipeline::AugmentConfig& config);
 
+// How train and poison make a missing trojan trigger or CL clean model.
+void add_attack_prep_options(CLI::App& app, pipeline::AttackPrepConfig& prep);
+
 // Converts the parsed label mode string into the config (after parsing).
 void finish_attack_options(attacks::AttackOptions& attack, const std::string& label_mode);
 
@@ -27,5 +30,6 @@ void setup_erase(CLI::App& app);
 void setup_demo(CLI::App& app);
 void setup_export(CLI::App& app);
 void setup_poison(CLI::App& app);
+void setup_trojan_trigger(CLI::App& app);
 
 }  // namespace nad::cli

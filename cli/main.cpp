@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   nad::cli::setup_demo(app);
   nad::cli::setup_export(app);
   nad::cli::setup_poison(app);
+  nad::cli::setup_trojan_trigger(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

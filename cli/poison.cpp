@@ -14,6 +14,10 @@ void setup_poison(CLI::App& parent) {
   auto label_mode = std::make_shared<std::string>("all2one");
   add_common_options(*app, config->common);
   add_attack_options(*app, config->common.attack, *label_mode);
+  add_attack_prep_options(*app, config->prep);
+  app->add_option("--prep-arch", config->prep.arch,
+                  "trojan and cl: architecture of the clean model trained here (default: "
+                  "wrn-16-1, mnist-cnn for one-channel data)");
   app->add_option("--sample-pairs", config->pairs_per_row,
                   "samples.png: clean/triggered pairs per class row")
       ->capture_default_str()

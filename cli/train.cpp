@@ -12,6 +12,7 @@ void setup_train(CLI::App& parent) {
   auto label_mode = std::make_shared<std::string>("all2one");
   add_common_options(*app, config->common);
   add_attack_options(*app, config->common.attack, *label_mode);
+  add_attack_prep_options(*app, config->prep);
   app->add_option("--arch", config->arch,
                   "wrn-16-1 (wrn-D-K) | preact-resnet18 | resnet18 | mnist-cnn")
       ->capture_default_str();

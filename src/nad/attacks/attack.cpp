@@ -4,13 +4,18 @@
 
 #include "nad/attacks/badnets.h"
 #include "nad/attacks/blend.h"
+#include "nad/attacks/clean_label.h"
+#include "nad/attacks/refool.h"
 #include "nad/attacks/sig.h"
+#include "nad/attacks/trojan.h"
 #include "nad/attacks/wanet.h"
 #include "nad/util/error.h"
 
 namespace nad::attacks {
 
-bool is_clean_label(const std::string& attack_name) { return attack_name == "sig"; }
+bool is_clean_label(const std::string& attack_name) {
+  return attack_name == "cl" || attack_name == "sig" || attack_name == "refool";
+}
 
 double default_poison_rate(const std::string& attack_name) {
   return is_clean_label(attack_name) ? 0.8 : 0.1;
@@ -36,6 +41,16 @@ nlohmann::json AttackOptions::to_json() const {
   if (name == "sig") {
     j["delta"] = delta;
     j["freq"] = freq;
+  }
+  if (name == "trojan") j["trigger_file"] = trigger_file;
+  if (name == "cl") {
+    j["trigger"] = "four-corner";
+    j["eps"] = eps;
+    j["pgd_steps"] = pgd_steps;
+  }
+  if (name == "refool") {
+    j["reflections_dir"] = reflections_dir;
+    j["pattern_seed"] = pattern_seed;
   }
   if (name == "wanet") {
     j["grid_k"] = grid_k;
@@ -102,7 +117,9 @@ PoisonedSet Attack::poison(const data::Dataset& train, uint64_t seed) const {
   out.data.images = train.images.clone();
   out.data.labels = train.labels.clone();
   if (count > 0) {
-    out.data.images.index_copy_(0, indices, apply(train.images.index_select(0, indices)));
+    out.data.images.index_copy_(0, indices,
+                                poison_images(train.images.index_select(0, indices),
+                                              train.labels.index_select(0, indices)));
     if (!clean) {
       out.data.labels.index_copy_(0, indices, target_labels(train.labels.index_select(0, indices)));
     }
@@ -121,6 +138,18 @@ TriggeredSet Attack::triggered_test_set(const data::Dataset& test) const {
   return out;
 }
 
+std::vector<std::string> attack_names() {
+  return {"none", "badnets", "trojan", "blend", "cl", "sig", "refool", "wanet"};
+}
+
+namespace {
+std::string join_attack_names() {
+  std::string out;
+  for (const auto& name : attack_names()) out += (out.empty() ? "" : ", ") + name;
+  return out;
+}
+}  // namespace
+
 std::unique_ptr<Attack> create_attack(const AttackOptions& options, int64_t height, int64_t width,
                                       int64_t channels, int64_t num_classes) {
   if (options.name == "none" || options.name.empty()) return nullptr;
@@ -130,10 +159,17 @@ std::unique_ptr<Attack> create_attack(const AttackOptions& options, int64_t heig
   if (options.name == "blend") {
     return std::make_unique<Blend>(options, num_classes, height, width, channels);
   }
+  if (options.name == "trojan") {
+    return std::make_unique<Trojan>(options, num_classes, height, width, channels);
+  }
+  if (options.name == "cl")
+    return std::make_unique<CleanLabel>(options, num_classes, height, width);
+  if (options.name == "refool") {
+    return std::make_unique<Refool>(options, num_classes, height, width, channels);
+  }
   if (options.name == "sig") return std::make_unique<Sig>(options, num_classes, height, width);
   if (options.name == "wanet") return std::make_unique<WaNet>(options, num_classes, height, width);
-  throw UserError("unknown --attack '" + options.name +
-                  "' (choose none, badnets, blend, sig, wanet)");
+  throw UserError("unknown --attack '" + options.name + "' (choose " + join_attack_names() + ")");
 }
 
 }  // namespace nad::attacks

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "nad/data/dataset.h"
 
@@ -14,7 +15,7 @@ enum class LabelMode { kAllToOne, kAllToAll };
 
 // Everything that defines a backdoor attack. `name` "none" means no attack.
 struct AttackOptions {
-  std::string name = "none";     // none | badnets | blend | sig | wanet
+  std::string name = "none";     // none | badnets | trojan | blend | cl | sig | refool | wanet
   std::string trigger = "grid";  // badnets: grid | square | four-corner
   double alpha = 0.2;            // blend weight of the pattern
   std::string pattern_file;      // blend: an image file; empty means seeded uniform noise
@@ -24,6 +25,10 @@ struct AttackOptions {
   int64_t grid_k = 4;            // wanet: control grid side
   double strength = 0.5;         // wanet: warping strength s
   double cross_ratio = 2;        // wanet: noise-mode rows per poisoned row
+  std::string trigger_file;      // trojan: the patch image (nad trojan-trigger makes one)
+  double eps = 16;               // cl: PGD L-inf radius on the 0-255 scale
+  int64_t pgd_steps = 10;        // cl: PGD iterations
+  std::string reflections_dir;   // refool: reflection images; empty: non-target training images
   int64_t target = 0;
   // Poison-label attacks: the fraction of the training set poisoned. Clean-label attacks: the
   // fraction of the target class. Unset: default_poison_rate().
@@ -64,6 +69,9 @@ class Attack {
   bool clean_label() const { return is_clean_label(options_.name); }
   // Stamps the trigger on every image; returns a new tensor.
   virtual torch::Tensor apply(const torch::Tensor& images) const = 0;
+  // Called once with the clean training set before poison() or apply(): attacks that draw
+  // material from it (Refool's default reflections) take it here.
+  virtual void prepare(const data::Dataset& train) { (void)train; }
   // The label the attacker wants for images of true class `labels`.
   torch::Tensor target_labels(const torch::Tensor& labels) const;
   // Picks round(poison_rate * N) rows with the seed (all-to-one: among non-target rows),
@@ -75,9 +83,19 @@ class Attack {
   TriggeredSet triggered_test_set(const data::Dataset& test) const;
 
  protected:
+  // What poison() writes into the chosen training rows: the triggered images by default.
+  virtual torch::Tensor poison_images(const torch::Tensor& images,
+                                      const torch::Tensor& labels) const {
+    (void)labels;
+    return apply(images);
+  }
+
   AttackOptions options_;
   int64_t num_classes_;
 };
+
+// Every --attack name, "none" first.
+std::vector<std::string> attack_names();
 
 // Builds the attack for images of the given shape; nullptr for "none". Throws UserError on a
 // bad option.

@@ -34,6 +34,10 @@ class ClassifierImpl : public torch::nn::Module {
   virtual std::vector<double> default_betas() const = 0;
   // The module whose output channels Fine-pruning ranks (the last convolution).
   virtual std::string last_conv_name() const = 0;
+  // Weight names of the layers that read group `group`'s output (dimension 1 of each weight
+  // runs over that group's channels, flattened positions after them for a linear layer).
+  // TrojanNN ranks a group's neurons by their summed outgoing weights.
+  virtual std::vector<std::string> group_consumers(size_t group) const = 0;
 };
 using Classifier = std::shared_ptr<ClassifierImpl>;
 

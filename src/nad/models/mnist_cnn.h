@@ -19,6 +19,9 @@ class MnistCnnImpl : public ClassifierImpl {
   std::vector<std::string> group_names() const override { return {"conv1", "conv2"}; }
   std::vector<double> default_betas() const override { return {500, 1000}; }
   std::string last_conv_name() const override { return "conv2"; }
+  std::vector<std::string> group_consumers(size_t group) const override {
+    return {group == 0 ? "conv2.weight" : "fc1.weight"};
+  }
 
  private:
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr};

@@ -44,6 +44,12 @@ class ResNet18Impl : public ClassifierImpl {
   std::vector<std::string> group_names() const override { return {"layer2", "layer3", "layer4"}; }
   std::vector<double> default_betas() const override { return {500, 1000, 1000}; }
   std::string last_conv_name() const override { return "layer4.1.conv2"; }
+  // Groups are the outputs of layer2..layer4.
+  std::vector<std::string> group_consumers(size_t group) const override {
+    if (group >= 2) return {"linear.weight"};
+    const std::string next = "layer" + std::to_string(group + 3) + ".0.";
+    return {next + "conv1.weight", next + "shortcut.0.weight"};
+  }
 
  private:
   ResNetOptions options_;

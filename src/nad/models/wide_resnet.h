@@ -42,6 +42,12 @@ class WideResNetImpl : public ClassifierImpl {
   std::vector<std::string> group_names() const override { return {"block1", "block2", "block3"}; }
   std::vector<double> default_betas() const override { return {500, 1000, 1000}; }
   std::string last_conv_name() const override;
+  // Groups are the outputs of block1..block3.
+  std::vector<std::string> group_consumers(size_t group) const override {
+    if (group >= 2) return {"fc.weight"};
+    const std::string next = "block" + std::to_string(group + 2) + ".layer.0.";
+    return {next + "conv1.weight", next + "convShortcut.weight"};
+  }
 
  private:
   WideResNetOptions options_;

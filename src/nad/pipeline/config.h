@@ -57,8 +57,23 @@ struct ModelFileOptions {
   nlohmann::json to_json() const;
 };
 
+// What `train` and `poison` make before poisoning when the user did not supply it: Trojan's
+// trigger (no --trigger-file) and CL's clean model for PGD, both from a clean model that is
+// either --clean-model or trained briefly here.
+struct AttackPrepConfig {
+  std::string clean_model;      // a clean checkpoint; empty: train one for `epochs`
+  std::string arch;             // of the model trained here; empty: the run's architecture
+  int epochs = 5;               // --prep-epochs
+  int64_t trigger_size = 5;     // trojan: patch side
+  int64_t trigger_layer = -1;   // trojan: group holding the neuron; -1: the last
+  int64_t trigger_neuron = -1;  // trojan: -1: the largest summed outgoing weight
+
+  nlohmann::json to_json() const;
+};
+
 struct TrainConfig {
   CommonConfig common;
+  AttackPrepConfig prep;
   std::string arch = "wrn-16-1";
   int epochs = 30;
   int64_t batch_size = 128;
@@ -104,6 +119,24 @@ struct EraseConfig {
   std::string attention = "sum-p";
 };
 
+// `nad trojan-trigger`: a TrojanNN patch optimised on a given model.
+struct TrojanTriggerConfig {
+  data::DatasetOptions dataset;
+  std::string model;
+  ModelFileOptions model_options;
+  std::string out;  // the PNG file to write
+  int64_t layer = -1;
+  int64_t size = 5;
+  int64_t neuron = -1;
+  int steps = 300;
+  double lr = 0.05;
+  int64_t images = 128;
+  uint64_t seed = 0;
+  int threads = 0;
+  std::string device = "cpu";
+  bool quiet = false;
+};
+
 // `nad export`: a checkpoint's weights as a bare PyTorch state_dict.
 struct ExportConfig {
   std::string model;
@@ -116,6 +149,7 @@ struct ExportConfig {
 // `nad poison`: the poisoned training set written out as an image folder.
 struct PoisonConfig {
   CommonConfig common;
+  AttackPrepConfig prep;      // arch defaults to wrn-16-1 (mnist-cnn for one-channel data)
   int64_t pairs_per_row = 4;  // samples.png
 };
 

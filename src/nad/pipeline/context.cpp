@@ -42,7 +42,7 @@ torch::Device parse_device(const std::string& text) {
   throw UserError("--device must be cpu or cuda[:N], not '" + text + "'");
 }
 
-RunContext open_run(const CommonConfig& config) {
+RunContext open_run(const CommonConfig& config, bool defer_trojan) {
   RunContext context;
   context.quiet = config.quiet;
   if (config.out.empty()) throw UserError("--out is required");
@@ -58,11 +58,21 @@ RunContext open_run(const CommonConfig& config) {
               std::to_string(test.size()) + " images of " + std::to_string(test.height()) + "x" +
               std::to_string(test.width()) + "x" + std::to_string(test.channels()) + ", " +
               std::to_string(context.data.num_classes()) + " classes");
-  context.attack = attacks::create_attack(config.attack, test.height(), test.width(),
-                                          test.channels(), context.data.num_classes());
-  context.evaluator = std::make_unique<train::Evaluator>(test, context.attack.get(), context.device,
-                                                         config.eval_batch_size);
+  std::unique_ptr<attacks::Attack> attack;
+  if (!(defer_trojan && config.attack.name == "trojan" && config.attack.trigger_file.empty())) {
+    attack = attacks::create_attack(config.attack, test.height(), test.width(), test.channels(),
+                                    context.data.num_classes());
+  }
+  set_attack(context, std::move(attack), config.eval_batch_size);
   return context;
+}
+
+void set_attack(RunContext& context, std::unique_ptr<attacks::Attack> attack,
+                int64_t eval_batch_size) {
+  context.attack = std::move(attack);
+  if (context.attack) context.attack->prepare(context.data.train);
+  context.evaluator = std::make_unique<train::Evaluator>(context.data.test, context.attack.get(),
+                                                         context.device, eval_batch_size);
 }
 
 nlohmann::json ModelFileOptions::to_json() const {

@@ -30,7 +30,21 @@ struct RunContext {
 };
 
 torch::Device parse_device(const std::string& text);
-RunContext open_run(const CommonConfig& config);
+// Loads the data and builds the attack. With `defer_trojan` a trojan attack without
+// --trigger-file is left unbuilt (context.attack empty) for prepare_attack to make.
+RunContext open_run(const CommonConfig& config, bool defer_trojan = false);
+
+// Replaces the attack and the evaluator that measures ASR with it.
+void set_attack(RunContext& context, std::unique_ptr<attacks::Attack> attack,
+                int64_t eval_batch_size);
+
+// Makes what the attack needs before poisoning (see AttackPrepConfig), updating
+// `attack_options` (the trojan trigger file) and context.attack; returns a record for
+// config.json, or null when nothing was needed. `run_arch`: the architecture trained by the
+// run, used for the clean model unless prep.arch is set.
+nlohmann::json prepare_attack(RunContext& context, attacks::AttackOptions& attack_options,
+                              const AttackPrepConfig& prep, const std::string& run_arch,
+                              const CommonConfig& common);
 
 // Loads --model (or --teacher), nad's or a PyTorch checkpoint (the dataset gives the input
 // shape a PyTorch file does not say), prints what was skipped, and checks that it fits the

@@ -59,8 +59,12 @@ nlohmann::json run_poison(const PoisonConfig& config) {
     throw UserError("nad poison needs an --attack");
   }
   if (config.pairs_per_row < 1) throw UserError("--sample-pairs must be at least 1");
-  RunContext context = open_run(config.common);
+  RunContext context = open_run(config.common, /*defer_trojan=*/true);
   const data::DatasetPair& data = context.data;
+  CommonConfig common = config.common;
+  const std::string prep_arch = data.train.channels() == 1 ? "mnist-cnn" : "wrn-16-1";
+  const nlohmann::json prep_record =
+      prepare_attack(context, common.attack, config.prep, prep_arch, common);
   const attacks::Attack& attack = *context.attack;
 
   const attacks::PoisonedSet poisoned = attack.poison(data.train, config.common.seed);
@@ -106,6 +110,7 @@ nlohmann::json run_poison(const PoisonConfig& config) {
       {"noise_mode",
        {{"count", poisoned.noise_indices.size(0)}, {"indices", to_vector(poisoned.noise_indices)}}},
       {"samples", "samples.png"}};
+  if (!prep_record.is_null()) manifest["attack_prep"] = prep_record;
   io::write_json(context.out / "manifest.json", manifest);
 
   torch::Tensor grid =

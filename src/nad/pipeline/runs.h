@@ -18,6 +18,9 @@ nlohmann::json run_demo(const DemoConfig& config);
 // test/<class>/<index>.png, so the folder dataset reads it back), manifest.json and
 // samples.png.
 nlohmann::json run_poison(const PoisonConfig& config);
+// Optimises a TrojanNN patch on a model (see attacks::generate_trojan_trigger) and writes it as
+// a PNG file.
+nlohmann::json run_trojan_trigger(const TrojanTriggerConfig& config);
 // Writes the model of any checkpoint nad reads as a bare state_dict that torch.load reads.
 nlohmann::json run_export(const ExportConfig& config);
 

@@ -11,14 +11,18 @@
 namespace nad::pipeline {
 
 nlohmann::json run_train(const TrainConfig& config) {
-  RunContext context = open_run(config.common);
+  RunContext context = open_run(config.common, /*defer_trojan=*/true);
   const data::DatasetPair& data = context.data;
+  // The trojan trigger made here is recorded in the configuration as the file it went to.
+  CommonConfig common = config.common;
+  const nlohmann::json prep_record =
+      prepare_attack(context, common.attack, config.prep, config.arch, common);
 
   // Poison once, eagerly; the poisoned rows are saved so the run can be audited.
   data::Dataset train_set = data.train;
   nlohmann::json poison_info = nullptr;
   if (context.attack) {
-    attacks::PoisonedSet poisoned = context.attack->poison(data.train, config.common.seed);
+    attacks::PoisonedSet poisoned = context.attack->poison(data.train, common.seed);
     train_set = poisoned.data;
     defenses::write_indices(context.out / "poisoned_indices.txt", poisoned.indices);
     poison_info = {{"count", poisoned.indices.size(0)},
@@ -34,13 +38,12 @@ nlohmann::json run_train(const TrainConfig& config) {
     io::write_sample_grid(context.out / "samples.png", data.train, *context.attack,
                           data.num_classes());
     context.log("poisoned " + std::to_string(poisoned.indices.size(0)) + " of " +
-                std::to_string(train_set.size()) + " training images (" +
-                config.common.attack.name + ")");
+                std::to_string(train_set.size()) + " training images (" + common.attack.name + ")");
   }
 
   models::ModelSpec spec{config.arch, data.train.channels(), data.num_classes(),
                          data.train.height(), data.train.width()};
-  torch::manual_seed(config.common.seed);
+  torch::manual_seed(common.seed);
   models::Classifier model = models::create_model(spec);
 
   train::TrainOptions options;
@@ -55,14 +58,15 @@ nlohmann::json run_train(const TrainConfig& config) {
     options.milestones = {config.epochs / 2, config.epochs * 3 / 4};
   }
   options.augment = augment_options(config.augment, data);
-  options.seed = config.common.seed;
+  options.seed = common.seed;
   options.device = context.device;
-  options.quiet = config.common.quiet;
+  options.quiet = common.quiet;
 
   nlohmann::json config_json = {{"command", "train"},
-                                {"common", config.common.to_json()},
+                                {"common", common.to_json()},
                                 {"arch", config.arch},
                                 {"train", options.to_json()}};
+  if (!prep_record.is_null()) config_json["attack_prep"] = prep_record;
   io::write_json(context.out / "config.json", config_json);
 
   const auto& evaluator = *context.evaluator;
@@ -76,14 +80,14 @@ nlohmann::json run_train(const TrainConfig& config) {
   summary["epochs"] = config.epochs;
   summary["arch"] = config.arch;
   summary["dataset"] = data.name;
-  summary["attack"] = config.common.attack.to_json();
+  summary["attack"] = common.attack.to_json();
   summary["poisoned"] = poison_info;
 
   std::ostringstream report;
   report << "# nad train\n\n"
          << "Trained `" << config.arch << "` on " << data.name << " for " << config.epochs
-         << " epochs (attack: " << config.common.attack.name << ", seed " << config.common.seed
-         << ") in " << static_cast<int>(context.seconds()) << " s.\n\n"
+         << " epochs (attack: " << common.attack.name << ", seed " << common.seed << ") in "
+         << static_cast<int>(context.seconds()) << " s.\n\n"
          << io::metrics_table({{"trained model", final_metrics}});
   write_run_files(context, config_json, summary, records, report.str());
   context.log("final: " + final_metrics.summary());

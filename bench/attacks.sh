@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Trains a backdoored WRN-16-1 on CIFAR-10 for each attack, erases it with `nad erase` at its
+# defaults, and collects ACC / ASR before and after into bench/results/attacks.json.
+#
+#   bench/attacks.sh [ATTACK ...]        (default: the paper's six attacks)
+#
+# Environment: NAD (binary, default build/nad), DATA_DIR (default ../shared/data/cifar10),
+# OUT (run folders, default bench/runs/attacks), EPOCHS (training epochs, default 25),
+# TARGET (default 5), SEED (default 0), THREADS (default 0: all cores), PREP_EPOCHS (epochs of
+# the clean model Trojan and CL are made with, default 5), ERASE (0: train only, default 1),
+# RESULTS (default bench/results/attacks.json).
+# Finished runs (a summary.json in their folder) are not run again, so the script resumes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+NAD=${NAD:-build/nad}
+DATA_DIR=${DATA_DIR:-../shared/data/cifar10}
+OUT=${OUT:-bench/runs/attacks}
+EPOCHS=${EPOCHS:-25}
+TARGET=${TARGET:-5}
+SEED=${SEED:-0}
+THREADS=${THREADS:-0}
+PREP_EPOCHS=${PREP_EPOCHS:-5}
+ERASE=${ERASE:-1}
+RESULTS=${RESULTS:-bench/results/attacks.json}
+ATTACKS=("$@")
+[ ${#ATTACKS[@]} -gt 0 ] || ATTACKS=(badnets trojan blend cl sig refool)
+
+DATA=(--dataset cifar10 --data-dir "$DATA_DIR" --seed "$SEED" --threads "$THREADS")
+mkdir -p "$OUT"
+for attack in "${ATTACKS[@]}"; do
+  args=(--attack "$attack" --target "$TARGET")
+  run="$OUT/$attack"
+  if [ ! -f "$run/train/summary.json" ]; then
+    echo "== $attack: train ($EPOCHS epochs)"
+    mkdir -p "$run"
+    start=$(date +%s)
+    "$NAD" train "${DATA[@]}" "${args[@]}" --arch wrn-16-1 --epochs "$EPOCHS" --prep-epochs "$PREP_EPOCHS" \
+      --out "$run/train" 2>"$run/train.log"
+    echo $(( $(date +%s) - start )) >"$run/train.seconds"
+  fi
+  # Attacks whose trigger is made while training (trojan) are replayed from the saved file.
+  if [ -f "$run/train/trigger.png" ]; then args+=(--trigger-file "$run/train/trigger.png"); fi
+  if [ "$ERASE" != 0 ] && [ ! -f "$run/erase/summary.json" ]; then
+    echo "== $attack: erase"
+    start=$(date +%s)
+    "$NAD" erase "${DATA[@]}" "${args[@]}" --model "$run/train/model.pt" \
+      --out "$run/erase" 2>"$run/erase.log"
+    echo $(( $(date +%s) - start )) >"$run/erase.seconds"
+  fi
+done
+
+python3 - "$OUT" "$RESULTS" <<'PY'
+import json, os, platform, sys
+out, results = sys.argv[1], sys.argv[2]
+def read(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+def seconds(path):
+    try:
+        return int(open(path).read())
+    except (FileNotFoundError, ValueError):
+        return None
+cpu = "unknown"
+try:
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+except OSError:
+    pass
+rows = []
+for attack in sorted(os.listdir(out)):
+    run = os.path.join(out, attack)
+    train = read(os.path.join(run, "train", "summary.json"))
+    if train is None:
+        continue
+    config = read(os.path.join(run, "train", "config.json")) or {}
+    erase = read(os.path.join(run, "erase", "summary.json"))
+    row = {
+        "attack": attack,
+        "attack_options": config.get("common", {}).get("attack"),
+        "epochs": config.get("train", {}).get("epochs"),
+        "backdoored": {k: train.get(k) for k in ("clean_acc", "asr", "robust_acc")},
+        "train_seconds": seconds(os.path.join(run, "train.seconds")),
+    }
+    if erase is not None:
+        row["nad_before"] = erase.get("before")
+        row["nad_after"] = erase.get("after")
+        row["nad_lr"] = erase.get("lr")
+        row["erase_seconds"] = seconds(os.path.join(run, "erase.seconds"))
+    rows.append(row)
+doc = {"machine": {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform()},
+       "dataset": "cifar10", "arch": "wrn-16-1", "runs": rows}
+os.makedirs(os.path.dirname(results) or ".", exist_ok=True)
+tmp = results + ".tmp"
+with open(tmp, "w") as f:
+    json.dump(doc, f, indent=2)
+    f.write("\n")
+os.replace(tmp, results)
+print(f"wrote {results} ({len(rows)} attacks)")
+PY
