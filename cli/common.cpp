@@ -116,6 +116,11 @@ void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::st
   app.add_option("--clean-indices", config.clean_indices,
                  "use the clean subset of an earlier run (its clean_indices.txt)");
   app.add_option("--epochs", config.epochs, "finetuning epochs")->capture_default_str();
+  app.add_option("--patience", config.patience,
+                 "stop after this many epochs without a better hold-out accuracy and keep the "
+                 "best epoch (0: off; holds out --validation-fraction)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--batch-size", config.batch_size, "batch size")->capture_default_str();
   app.add_option("--lr", config.lr,
                  "learning rate, or 'auto': the largest of --lr-grid whose held-out clean accuracy "
@@ -128,7 +133,7 @@ void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::st
                  "accuracy points a larger rate may lose on the held-out data")
       ->capture_default_str();
   app.add_option("--validation-fraction", config.validation_fraction,
-                 "share of the clean subset held out by --lr auto")
+                 "share of the clean subset held out by --lr auto and --patience")
       ->capture_default_str();
   app.add_option(
          "--schedule", config.schedule,

@@ -31,5 +31,9 @@ void setup_demo(CLI::App& app);
 void setup_export(CLI::App& app);
 void setup_poison(CLI::App& app);
 void setup_trojan_trigger(CLI::App& app);
+void setup_prune(CLI::App& app);
+void setup_mcr(CLI::App& app);
+void setup_attention(CLI::App& app);
+void setup_table(CLI::App& app);
 
 }  // namespace nad::cli

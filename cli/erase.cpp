@@ -22,6 +22,9 @@ void setup_erase(CLI::App& parent) {
          "--beta", config->betas,
          "attention-loss weight per group (default: 500,1000,1000; 500,1000 for mnist-cnn)")
       ->delimiter(',');
+  app->add_option("--groups", config->groups,
+                  "groups whose attention is distilled, by number or name (default: all)")
+      ->delimiter(',');
   app->add_option("--power", config->power, "p in the attention map sum |F|^p")
       ->capture_default_str();
   app->add_option("--attention", config->attention, "sum-p | sum | mean-p")

@@ -13,6 +13,10 @@ int main(int argc, char** argv) {
   nad::cli::setup_eval(app);
   nad::cli::setup_finetune(app);
   nad::cli::setup_erase(app);
+  nad::cli::setup_prune(app);
+  nad::cli::setup_mcr(app);
+  nad::cli::setup_attention(app);
+  nad::cli::setup_table(app);
   nad::cli::setup_demo(app);
   nad::cli::setup_export(app);
   nad::cli::setup_poison(app);

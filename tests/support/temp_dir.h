@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cctype>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
@@ -29,7 +30,11 @@ class TempDir {
     std::filesystem::remove_all(path_);
     std::filesystem::create_directories(path_);
   }
+  // NAD_KEEP_TEST_DIRS=1 keeps the folder, to inspect what a failing test wrote.
   ~TempDir() {
+    if (const char* keep = std::getenv("NAD_KEEP_TEST_DIRS"); keep && std::string(keep) == "1") {
+      return;
+    }
     std::error_code ignored;
     std::filesystem::remove_all(path_, ignored);
   }

@@ -63,6 +63,24 @@ TEST(Trainer, LearnsASimpleTaskReproducibly) {
   EXPECT_DOUBLE_EQ(again.back().loss, records.back().loss);
 }
 
+TEST(Trainer, KeepGoingEndsTrainingEarly) {
+  torch::manual_seed(0);
+  data::Dataset train = brightness_task(64);
+  models::Classifier model = models::create_model({"mnist-cnn", 1, 2, 8, 8});
+  TrainOptions o;
+  o.epochs = 5;
+  o.lr = 0.01;
+  o.quiet = true;
+  std::vector<int> seen;
+  o.keep_going = [&](const models::Classifier&, int epoch) {
+    seen.push_back(epoch);
+    return epoch < 1;
+  };
+  auto records = train_model(model, train, o);
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(seen, (std::vector<int>{0, 1}));
+}
+
 TEST(Trainer, DivergenceIsReported) {
   data::Dataset train = brightness_task(64);
   models::Classifier model = models::create_model({"mnist-cnn", 1, 2, 8, 8});

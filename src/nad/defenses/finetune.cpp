@@ -30,6 +30,10 @@ FinetuneResult finetune(const models::Classifier& model, const models::ModelSpec
   const bool search = options.auto_lr;
   const torch::Device device = options.train.device;
   const data::Dataset validation = clean.validation.to(device);
+  if (options.patience < 0) throw UserError("--patience must be >= 0");
+  if (options.patience > 0 && validation.size() == 0) {
+    throw UserError("--patience needs a hold-out part of the clean subset (--validation-fraction)");
+  }
 
   // With a search, most runs are thrown away: each epoch's weights are kept (small next to the
   // data) and only the chosen run is measured on the test data afterwards.
@@ -39,6 +43,25 @@ FinetuneResult finetune(const models::Classifier& model, const models::ModelSpec
     trial.model = models::clone_model(model, spec);
     train::TrainOptions train_options = options.train;
     train_options.lr = lr;
+    // Early stopping keeps the best epoch by hold-out accuracy. The untrained model is not a
+    // candidate: a backdoored model often scores best on clean data, and keeping it would undo
+    // the defense.
+    std::vector<torch::Tensor> best_state;
+    double best_acc = -1;
+    int since_best = 0;
+    if (options.patience > 0) {
+      train_options.keep_going = [&](const models::Classifier& m, int epoch) {
+        const double acc = train::accuracy(m, validation, 500);
+        if (acc > best_acc) {
+          best_acc = acc;
+          best_state = copy_state(m);
+          trial.best_epoch = epoch + 1;
+          since_best = 0;
+          return true;
+        }
+        return ++since_best < options.patience;
+      };
+    }
     train::EpochEvaluation per_epoch = evaluate;
     if (search && evaluate) {
       per_epoch = [&trial](const models::Classifier& m) -> std::optional<train::Metrics> {
@@ -54,6 +77,7 @@ FinetuneResult finetune(const models::Classifier& model, const models::ModelSpec
       trial.diverged = true;
       return trial;
     }
+    if (!best_state.empty()) restore_state(trial.model, best_state);
     if (validation.size() > 0) trial.val_acc = train::accuracy(trial.model, validation, 500);
     return trial;
   };
@@ -65,6 +89,7 @@ FinetuneResult finetune(const models::Classifier& model, const models::ModelSpec
     result.records = std::move(trial.records);
     result.lr = trial.lr;
     if (validation.size() > 0) result.validation_acc = trial.val_acc;
+    if (trial.best_epoch > 0) result.best_epoch = trial.best_epoch;
     return result;
   }
   if (validation.size() == 0) throw UserError("--lr auto needs a validation split");
@@ -96,6 +121,7 @@ FinetuneResult finetune(const models::Classifier& model, const models::ModelSpec
     }
   }
   result.lr = found.chosen.lr;
+  if (found.chosen.best_epoch > 0) result.best_epoch = found.chosen.best_epoch;
   result.validation_acc = found.chosen.val_acc;
   result.lr_search = {{"baseline_val_acc", baseline}, {"tried", found.tried}};
   if (options.lr_search.step_down_from) {

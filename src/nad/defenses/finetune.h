@@ -15,6 +15,9 @@ struct FinetuneOptions {
   train::TrainOptions train;
   bool auto_lr = true;  // choose train.lr by search_lr on the validation part
   LrSearchOptions lr_search;
+  // Early stopping: end a run after this many epochs without a better hold-out accuracy and
+  // keep its best epoch's weights (0: off; needs a hold-out).
+  int patience = 0;
 };
 
 struct FinetuneResult {
@@ -24,6 +27,7 @@ struct FinetuneResult {
   std::optional<double> validation_acc;       // after, when the clean data has a hold-out
   std::optional<double> best_validation_acc;  // the best run of the search, with auto_lr
   nlohmann::json lr_search;                   // what was tried, with auto_lr
+  std::optional<int> best_epoch;              // 1-based epoch kept, with patience
 };
 
 // Finetunes a copy of `model` (never the original).

@@ -38,6 +38,7 @@ struct LrTrial {
   std::vector<std::vector<torch::Tensor>> epoch_weights;  // to measure the chosen run later
   double val_acc = 0;
   bool diverged = false;
+  int best_epoch = 0;  // with early stopping: the 1-based epoch whose weights were kept
 };
 using TrialRunner = std::function<LrTrial(double lr)>;
 

@@ -34,6 +34,30 @@ train::ExtraLoss make_attention_loss(const models::Classifier& teacher, std::vec
   };
 }
 
+std::vector<double> select_groups(std::vector<double> betas, const std::vector<std::string>& names,
+                                  const std::vector<std::string>& groups) {
+  if (groups.empty()) return betas;
+  std::vector<bool> keep(names.size(), false);
+  for (const std::string& group : groups) {
+    size_t found = names.size();
+    for (size_t g = 0; g < names.size(); ++g) {
+      if (group == names[g] || group == std::to_string(g + 1)) found = g;
+    }
+    if (found == names.size()) {
+      std::string known;
+      for (size_t g = 0; g < names.size(); ++g) {
+        known += (g ? ", " : "") + std::to_string(g + 1) + " or " + names[g];
+      }
+      throw UserError("--groups: no group '" + group + "' in this model (it has " + known + ")");
+    }
+    keep[found] = true;
+  }
+  for (size_t g = 0; g < betas.size() && g < keep.size(); ++g) {
+    if (!keep[g]) betas[g] = 0;
+  }
+  return betas;
+}
+
 NadResult neural_attention_distillation(const models::Classifier& model,
                                         const models::ModelSpec& spec, const CleanData& clean,
                                         const NadOptions& options, models::Classifier teacher,

@@ -32,6 +32,11 @@ NadResult neural_attention_distillation(const models::Classifier& model,
                                         const train::EpochEvaluation& evaluate = {},
                                         const std::function<void(const std::string&)>& log = {});
 
+// Keeps the betas of the selected groups and zeroes the rest. `groups` holds 1-based numbers or
+// group names (e.g. "3" or "block3"); empty selects all. Throws UserError naming --groups.
+std::vector<double> select_groups(std::vector<double> betas, const std::vector<std::string>& names,
+                                  const std::vector<std::string>& groups);
+
 // The NAD loss term for a student output given the frozen teacher (exposed for tests).
 train::ExtraLoss make_attention_loss(const models::Classifier& teacher, std::vector<double> betas,
                                      double power, AttentionKind kind);

@@ -103,6 +103,7 @@ struct DefenseConfig {
   double validation_fraction = 0.1;  // share of the clean subset held out by --lr auto
   std::string schedule = "cosine";   // constant | step | cosine | reference
   int epochs = 20;                   // finetuning / student epochs
+  int patience = 0;  // early stopping on hold-out accuracy after this many epochs (0: off)
   int64_t batch_size = 64;
   double momentum = 0.9;
   double weight_decay = 1e-4;
@@ -114,9 +115,35 @@ struct EraseConfig {
   std::string teacher;       // a checkpoint; empty: finetune one
   std::string teacher_arch;  // when the teacher file does not say it; empty: guessed
   int teacher_epochs = 10;
-  std::vector<double> betas;  // empty: the model's defaults
+  std::vector<double> betas;        // empty: the model's defaults
+  std::vector<std::string> groups;  // groups distilled (numbers or names); empty: all
   double power = 2.0;
   std::string attention = "sum-p";
+};
+
+// `nad attention`: attention maps of one or more models side by side.
+struct AttentionConfig {
+  CommonConfig common;
+  std::string model;
+  std::vector<std::string> compare;  // more models drawn below the first
+  std::vector<std::string> labels;   // one per model; default: the folder or file name
+  ModelFileOptions model_options;
+  int64_t images = 4;         // test images drawn with the seed
+  std::vector<int64_t> rows;  // or these test rows
+  double power = 2.0;
+  std::string attention = "sum-p";
+};
+
+// `nad table`: a grid of datasets x attacks x defenses from an experiment file.
+struct TableConfig {
+  std::string config_file;  // experiments/*.json
+  std::string out;
+  std::string data_dir;  // overrides every dataset's data_dir (configs with one dataset)
+  std::vector<std::string> attacks;  // only these rows of the experiment; empty: all
+  std::vector<std::string> models;   // "DATASET/ATTACK=FILE": backdoored models to use as given
+  int threads = 0;
+  std::string device = "cpu";
+  bool quiet = false;
 };
 
 // `nad trojan-trigger`: a TrojanNN patch optimised on a given model.
@@ -135,6 +162,24 @@ struct TrojanTriggerConfig {
   int threads = 0;
   std::string device = "cpu";
   bool quiet = false;
+};
+
+// `nad prune`: Fine-pruning, then finetuning with the pruned channels held at zero.
+struct PruneConfig {
+  DefenseConfig defense;
+  double max_acc_drop = 10;
+  double prune_ratio = 0.9;
+  int curve_points = 11;
+};
+
+// `nad mcr`: Mode Connectivity Repair between --model and a finetuned copy (or --end-model).
+struct McrConfig {
+  DefenseConfig defense;
+  std::string end_model;  // empty: finetune --model on the clean data
+  int curve_epochs = 20;
+  double curve_lr = 0.01;
+  int points = 11;  // evaluated along t in [0, 1]
+  double t = 0.3;   // the model written out
 };
 
 // `nad export`: a checkpoint's weights as a bare PyTorch state_dict.

@@ -5,23 +5,17 @@
 #include "nad/defenses/finetune.h"
 #include "nad/defenses/nad.h"
 #include "nad/io/checkpoint.h"
+#include "nad/io/figure.h"
 #include "nad/io/report.h"
+#include "nad/pipeline/attention_figure.h"
 #include "nad/pipeline/context.h"
+#include "nad/pipeline/defense_setup.h"
 #include "nad/pipeline/runs.h"
 #include "nad/util/error.h"
 
 namespace nad::pipeline {
 
 namespace {
-
-struct DefenseSetup {
-  RunContext context;
-  io::LoadedModel model;
-  defenses::CleanData clean;
-  defenses::FinetuneOptions finetune;  // epochs, lr and schedule of the main run
-  train::Metrics before;
-  nlohmann::json clean_json;
-};
 
 // Parses --lr: "auto" or a positive number.
 std::optional<double> parse_lr(const std::string& text) {
@@ -34,8 +28,10 @@ std::optional<double> parse_lr(const std::string& text) {
   return value;
 }
 
-DefenseSetup prepare(const DefenseConfig& config) {
-  DefenseSetup s{open_run(config.common)};
+}  // namespace
+
+DefenseSetup prepare_defense(const DefenseConfig& config, bool needs_holdout) {
+  DefenseSetup s{open_run(config.common), {}, {}, {}, {}, {}};
   s.model = load_model_for(config.model, s.context, "--model", config.model_options);
 
   // The paper code's schedule is a fixed recipe: lr 0.1 (unless given), then / 10 at epoch 2.
@@ -48,7 +44,11 @@ DefenseSetup prepare(const DefenseConfig& config) {
     throw UserError("--validation-fraction must be in (0, 1)");
   }
 
-  const double holdout = s.finetune.auto_lr ? config.validation_fraction : 0.0;
+  needs_holdout = needs_holdout || config.patience > 0;
+  if (needs_holdout && !(config.validation_fraction > 0 && config.validation_fraction < 1)) {
+    throw UserError("--validation-fraction must be in (0, 1)");
+  }
+  const double holdout = (s.finetune.auto_lr || needs_holdout) ? config.validation_fraction : 0.0;
   if (config.clean_indices.empty()) {
     s.clean = defenses::make_clean_data(s.context.data.train, config.clean_ratio,
                                         config.common.seed, holdout);
@@ -80,6 +80,8 @@ DefenseSetup prepare(const DefenseConfig& config) {
   t.seed = config.common.seed;
   t.device = s.context.device;
   t.quiet = config.common.quiet;
+  if (config.patience < 0) throw UserError("--patience must be >= 0");
+  s.finetune.patience = config.patience;
 
   s.before = (*s.context.evaluator)(s.model.model);
   s.context.log("before: " + s.before.summary());
@@ -103,7 +105,12 @@ nlohmann::json defense_config_json(const DefenseConfig& config, const DefenseSet
           {"lr_grid", config.lr_search.grid},
           {"lr_tolerance", config.lr_search.tolerance},
           {"validation_fraction", config.validation_fraction},
+          {"patience", config.patience},
           {"train", s.finetune.train.to_json()}};
+}
+
+nlohmann::json best_epoch_json(const defenses::FinetuneResult& run) {
+  return run.best_epoch ? nlohmann::json(*run.best_epoch) : nlohmann::json(nullptr);
 }
 
 std::string lr_text(const defenses::FinetuneResult& run) {
@@ -113,10 +120,8 @@ std::string lr_text(const defenses::FinetuneResult& run) {
   return out.str();
 }
 
-}  // namespace
-
 nlohmann::json run_finetune(const DefenseConfig& config) {
-  DefenseSetup s = prepare(config);
+  DefenseSetup s = prepare_defense(config);
   s.finetune.train.label = "finetune";
   nlohmann::json config_json = defense_config_json(config, s);
   config_json["command"] = "finetune";
@@ -137,7 +142,8 @@ nlohmann::json run_finetune(const DefenseConfig& config) {
                             {"seconds", s.context.seconds()},
                             {"clean_subset", s.clean_json},
                             {"lr", run.lr},
-                            {"lr_search", run.lr_search}};
+                            {"lr_search", run.lr_search},
+                            {"best_epoch", best_epoch_json(run)}};
   std::ostringstream report;
   report << "# nad finetune\n\nFinetuned `" << config.model << "` on " << s.clean.indices.size(0)
          << " clean images for " << config.epochs << " epochs, lr " << lr_text(run) << ", in "
@@ -150,7 +156,7 @@ nlohmann::json run_finetune(const DefenseConfig& config) {
 
 nlohmann::json run_erase(const EraseConfig& config) {
   const DefenseConfig& dc = config.defense;
-  DefenseSetup s = prepare(dc);
+  DefenseSetup s = prepare_defense(dc);
   if (config.teacher_epochs < 0) throw UserError("--teacher-epochs must be >= 0");
 
   defenses::NadOptions options;
@@ -159,7 +165,14 @@ nlohmann::json run_erase(const EraseConfig& config) {
   options.teacher = s.finetune;
   options.teacher.train.label = "teacher";
   options.teacher.train.epochs = config.teacher_epochs;
-  options.betas = config.betas;
+  if (!config.betas.empty() && config.betas.size() != s.model.model->group_names().size()) {
+    throw UserError("--beta needs " + std::to_string(s.model.model->group_names().size()) +
+                    " values for this model (one per group), got " +
+                    std::to_string(config.betas.size()));
+  }
+  options.betas =
+      defenses::select_groups(config.betas.empty() ? s.model.model->default_betas() : config.betas,
+                              s.model.model->group_names(), config.groups);
   options.power = config.power;
   options.attention = defenses::parse_attention_kind(config.attention);
   if (!(config.power > 0)) throw UserError("--power must be positive");
@@ -178,8 +191,9 @@ nlohmann::json run_erase(const EraseConfig& config) {
   config_json["teacher"] = config.teacher;
   config_json["teacher_arch"] = config.teacher_arch;
   config_json["teacher_epochs"] = config.teacher_epochs;
-  config_json["betas"] = config.betas.empty() ? s.model.model->default_betas() : config.betas;
+  config_json["betas"] = options.betas;  // zero for the groups not distilled
   config_json["groups"] = s.model.model->group_names();
+  config_json["distilled_groups"] = config.groups;
   config_json["power"] = config.power;
   config_json["attention"] = config.attention;
   io::write_json(s.context.out / "config.json", config_json);
@@ -194,6 +208,14 @@ nlohmann::json run_erase(const EraseConfig& config) {
   io::save_checkpoint(s.context.out / "model.pt", result.student, s.model.spec);
   if (config.teacher.empty())
     io::save_checkpoint(s.context.out / "teacher.pt", result.teacher, s.model.spec);
+
+  // The paper's picture: where each model looks on triggered inputs, before and after.
+  if (io::figures_available()) {
+    write_attention_png(
+        s.context.out / "attention.png", s.context,
+        {{"backdoored", s.model.model}, {"teacher", result.teacher}, {"after NAD", result.student}},
+        figure_rows(s.context, 4, dc.common.seed), config.power, options.attention);
+  }
 
   std::vector<train::EpochRecord> records{before_record(s.before)};
   records.insert(records.end(), result.teacher_run.records.begin(),
@@ -213,7 +235,10 @@ nlohmann::json run_erase(const EraseConfig& config) {
          config.teacher.empty() ? nlohmann::json(result.teacher_run.lr) : nlohmann::json(nullptr)},
         {"student", result.student_run.lr}}},
       {"lr_search",
-       {{"teacher", result.teacher_run.lr_search}, {"student", result.student_run.lr_search}}}};
+       {{"teacher", result.teacher_run.lr_search}, {"student", result.student_run.lr_search}}},
+      {"best_epoch",
+       {{"teacher", best_epoch_json(result.teacher_run)},
+        {"student", best_epoch_json(result.student_run)}}}};
   std::ostringstream report;
   report << "# nad erase\n\nNeural Attention Distillation of `" << dc.model << "` ("
          << s.model.spec.arch << ") on " << s.clean.indices.size(0) << " clean images of "
@@ -228,6 +253,7 @@ nlohmann::json run_erase(const EraseConfig& config) {
          << io::metrics_table({{"before (backdoored)", s.before},
                                {"teacher", teacher_metrics},
                                {"after NAD", after}});
+  if (io::figures_available()) report << "\n![attention maps](attention.png)\n";
   write_run_files(s.context, config_json, summary, records, report.str());
   s.context.log("teacher: " + teacher_metrics.summary());
   s.context.log("after: " + after.summary());

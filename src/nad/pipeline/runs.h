@@ -1,5 +1,8 @@
 #pragma once
+#include <functional>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "nad/pipeline/config.h"
 
@@ -11,6 +14,18 @@ nlohmann::json run_train(const TrainConfig& config);
 nlohmann::json run_eval(const EvalConfig& config);
 nlohmann::json run_finetune(const DefenseConfig& config);
 nlohmann::json run_erase(const EraseConfig& config);
+// Fine-pruning and MCR, the paper's other baselines.
+nlohmann::json run_prune(const PruneConfig& config);
+nlohmann::json run_mcr(const McrConfig& config);
+// Draws the attention maps of --model and every --compare model on the same test images
+// (attention.png) and measures each.
+nlohmann::json run_attention(const AttentionConfig& config);
+// Runs one nad subcommand (arguments without the program name) and returns its exit code.
+using CommandRunner = std::function<int(const std::vector<std::string>& args)>;
+// Runs every cell of an experiment file that has not run yet (a cell is one nad command writing
+// one folder: a backdoored model, or one defense of it), then writes table.md, table.csv,
+// results.json and curves/*.png from all finished cells.
+nlohmann::json run_table(const TableConfig& config, const CommandRunner& run_command);
 // Fashion-MNIST, mnist-cnn, BadNets grid to class 0 at 10%: train, erase from 5% clean data,
 // print the before/after table.
 nlohmann::json run_demo(const DemoConfig& config);

@@ -116,6 +116,7 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
       optimizer.zero_grad();
       loss.backward();
       optimizer.step();
+      if (options.after_step) options.after_step(model);
 
       const double loss_value = loss.item<double>();
       if (!std::isfinite(loss_value)) {
@@ -146,6 +147,7 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     progress.end_epoch(epoch, record.loss, record.train_acc, summary);
     records.push_back(record);
+    if (options.keep_going && !options.keep_going(model, epoch)) break;
   }
   return records;
 }

@@ -35,6 +35,11 @@ struct TrainOptions {
   torch::Device device = torch::kCPU;
   std::string label = "train";  // shown in progress lines
   bool quiet = false;
+  // Called after every optimiser step, e.g. to keep pruned weights at zero.
+  std::function<void(const models::Classifier&)> after_step;
+  // Called after every epoch (after `evaluate`) with the 0-based epoch; returning false ends
+  // training early (early stopping).
+  std::function<bool(const models::Classifier&, int epoch)> keep_going;
 
   nlohmann::json to_json() const;
 };

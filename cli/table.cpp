@@ -1,0 +1,65 @@
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include "common.h"
+#include "nad/pipeline/runs.h"
+#include "nad/util/error.h"
+
+namespace nad::cli {
+
+namespace {
+// Runs this same binary with `args` in a child process (its output goes to ours), so a cell
+// that fails or runs out of memory ends only that cell.
+int run_self(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  static char name[] = "nad";
+  argv.push_back(name);
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error(std::string("fork failed: ") + std::strerror(errno));
+  if (pid == 0) {
+    execv("/proc/self/exe", argv.data());
+    std::fprintf(stderr, "nad: cannot run /proc/self/exe: %s\n", std::strerror(errno));
+    _exit(127);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) throw std::runtime_error(std::string("waitpid: ") + std::strerror(errno));
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+}  // namespace
+
+void setup_table(CLI::App& parent) {
+  auto* app = parent.add_subcommand(
+      "table",
+      "run a grid of datasets x attacks x defenses from an experiment file and write the paper's "
+      "comparison table (resumable: finished cells are kept)");
+  auto config = std::make_shared<pipeline::TableConfig>();
+  app->add_option("--config", config->config_file, "experiment file, e.g. experiments/smoke.json")
+      ->required();
+  app->add_option("--out", config->out, "output folder (cells, table.md, results.json, curves/)")
+      ->required();
+  app->add_option("--data-dir", config->data_dir,
+                  "use this data folder for every dataset of the experiment");
+  app->add_option("--attacks", config->attacks, "run only these attacks of the experiment")
+      ->delimiter(',');
+  app->add_option("--model", config->models,
+                  "DATASET/ATTACK=FILE: use this backdoored model instead of training one (its "
+                  "row's Before column is measured with nad eval); repeatable");
+  app->add_option("--threads", config->threads, "CPU threads of each cell (0: all cores)")
+      ->capture_default_str();
+  app->add_option("--device", config->device, "cpu or cuda[:N]")->capture_default_str();
+  app->add_flag("--quiet", config->quiet, "no progress output");
+  app->callback([config] { pipeline::run_table(*config, run_self); });
+}
+
+}  // namespace nad::cli

@@ -1,0 +1,111 @@
+#include "nad/defenses/prune.h"
+
+#include <cmath>
+#include <cstdio>
+#include <set>
+
+#include "nad/data/augment.h"
+#include "nad/train/evaluate.h"
+#include "nad/util/error.h"
+
+namespace nad::defenses {
+
+torch::Tensor last_group_activation(const models::Classifier& model, const torch::Tensor& images,
+                                    int64_t batch_size, torch::Device device) {
+  torch::NoGradGuard no_grad;
+  model->to(device);
+  model->eval();
+  torch::Tensor sum;
+  for (int64_t start = 0; start < images.size(0); start += batch_size) {
+    torch::Tensor inputs = data::to_input(images.slice(0, start, start + batch_size).to(device));
+    torch::Tensor features = model->forward(inputs).features.back();
+    torch::Tensor batch_sum = features.to(torch::kDouble).mean({2, 3}).sum(0).cpu();
+    sum = sum.defined() ? sum + batch_sum : batch_sum;
+  }
+  if (!sum.defined()) throw UserError("Fine-pruning needs clean images to rank channels");
+  return sum / static_cast<double>(images.size(0));
+}
+
+void apply_channel_mask(const models::Classifier& model, const torch::Tensor& keep) {
+  torch::NoGradGuard no_grad;
+  const int64_t channels = keep.size(0);
+  const auto parameters = model->named_parameters();
+  const size_t last = model->group_names().size() - 1;
+  for (const std::string& name : model->group_consumers(last)) {
+    const torch::Tensor* weight = parameters.find(name);
+    if (weight == nullptr) continue;
+    torch::Tensor w = *weight;
+    torch::Tensor mask = keep.to(w.device(), w.scalar_type()).view({1, channels, 1});
+    w.view({w.size(0), channels, -1}).mul_(mask);
+  }
+}
+
+PruneResult prune_channels(const models::Classifier& model, const models::ModelSpec& spec,
+                           const CleanData& clean, const PruneOptions& options,
+                           torch::Device device, const train::EpochEvaluation& evaluate,
+                           const std::function<void(const std::string&)>& log) {
+  if (clean.validation.size() == 0) throw UserError("Fine-pruning needs a held-out clean split");
+  if (!(options.prune_ratio > 0 && options.prune_ratio <= 1)) {
+    throw UserError("--prune-ratio must be in (0, 1]");
+  }
+  if (!(options.max_acc_drop >= 0)) throw UserError("--max-acc-drop must be >= 0");
+  PruneResult result;
+  result.model = models::clone_model(model, spec);
+  result.model->to(device);
+  const data::Dataset validation = clean.validation.to(device);
+  result.activation =
+      last_group_activation(result.model, clean.train.images, options.batch_size, device);
+  const int64_t channels = result.activation.size(0);
+  result.order = std::get<1>(result.activation.sort(/*stable=*/true, 0, false));
+  result.keep = torch::ones({channels}, torch::kBool);
+  result.baseline_val_acc = train::accuracy(result.model, validation, options.batch_size);
+  const int64_t limit = static_cast<int64_t>(std::floor(options.prune_ratio * channels));
+
+  // Walk the pruning path one channel at a time on the hold-out (cheap), and stop before the
+  // first prefix that costs more than max_acc_drop.
+  models::Classifier probe = models::clone_model(result.model, spec);
+  probe->to(device);
+  result.path.push_back({0, 0.0, result.baseline_val_acc, std::nullopt});
+  torch::Tensor keep = result.keep.clone();
+  for (int64_t k = 1; k <= limit; ++k) {
+    keep[result.order[k - 1].item<int64_t>()] = false;
+    models::copy_weights(result.model, probe);
+    apply_channel_mask(probe, keep);
+    const double val_acc = train::accuracy(probe, validation, options.batch_size);
+    if (result.baseline_val_acc - val_acc > options.max_acc_drop) break;
+    result.path.push_back({k, static_cast<double>(k) / channels, val_acc, std::nullopt});
+    result.pruned = k;
+  }
+  for (int64_t k = 0; k < result.pruned; ++k) {
+    result.keep[result.order[k].item<int64_t>()] = false;
+  }
+  apply_channel_mask(result.model, result.keep);
+
+  // Test-set ACC / ASR at evenly spaced places along the accepted path.
+  if (evaluate) {
+    std::set<int64_t> places;
+    const int points = std::max(2, options.curve_points);
+    for (int i = 0; i < points; ++i) {
+      places.insert(static_cast<int64_t>(
+          std::llround(static_cast<double>(i) * result.pruned / (points - 1))));
+    }
+    torch::Tensor step_keep = torch::ones({channels}, torch::kBool);
+    for (auto& point : result.path) {
+      if (point.pruned > 0) step_keep[result.order[point.pruned - 1].item<int64_t>()] = false;
+      if (!places.count(point.pruned)) continue;
+      models::copy_weights(model, probe);  // result.model is already fully pruned
+      apply_channel_mask(probe, step_keep);
+      point.test = evaluate(probe);
+      if (log && point.test) {
+        char line[160];
+        std::snprintf(line, sizeof line, "pruned %lld/%lld channels (%.0f%%): val %.2f%%, %s",
+                      static_cast<long long>(point.pruned), static_cast<long long>(channels),
+                      100 * point.fraction, point.val_acc, point.test->summary().c_str());
+        log(line);
+      }
+    }
+  }
+  return result;
+}
+
+}  // namespace nad::defenses

@@ -1,0 +1,52 @@
+#pragma once
+#include <torch/torch.h>
+
+#include <array>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+// Figures drawn with Cairo: attention heat maps side by side, and line charts of ACC / ASR.
+namespace nad::io {
+
+// One model's row: the input, the triggered input and one attention map per group.
+struct AttentionRow {
+  std::string label;                // the model, e.g. "backdoored" or "NAD"
+  std::string caption;              // under the label; may hold line breaks
+  torch::Tensor clean;              // H x W x C uint8
+  torch::Tensor triggered;          // H x W x C uint8
+  std::vector<torch::Tensor> maps;  // one h x w float map per group, of the triggered input
+};
+
+struct AttentionFigure {
+  std::string title;
+  std::vector<std::string> group_names;           // column titles of the maps
+  std::vector<std::vector<AttentionRow>> images;  // per test image, one row per model
+};
+
+// Writes the figure as a PNG file, atomically. Each map is scaled to its own minimum and
+// maximum and drawn with the inferno colour map (dark: low, yellow: high).
+void write_attention_figure(const std::filesystem::path& file, const AttentionFigure& figure);
+
+struct ChartSeries {
+  std::string name;
+  std::vector<double> x, y;
+  std::array<double, 3> rgb{0, 0, 0};
+  bool dashed = false;
+};
+
+struct LineChart {
+  std::string title, x_label, y_label;
+  double y_min = 0, y_max = 100;
+  std::vector<ChartSeries> series;
+};
+
+void write_line_chart(const std::filesystem::path& file, const LineChart& chart);
+
+// The colour of `value` in [0, 1] on the inferno map, as 0-255 RGB.
+std::array<uint8_t, 3> inferno(double value);
+
+// Whether this build draws figures (it needs Cairo); without, the writers throw UserError.
+bool figures_available();
+
+}  // namespace nad::io

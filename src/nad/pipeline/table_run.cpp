@@ -1,0 +1,637 @@
+// `nad table`: the paper's comparison (Table 1) as one resumable command.
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+
+#include "nad/data/dataset.h"
+#include "nad/defenses/clean_subset.h"
+#include "nad/io/figure.h"
+#include "nad/io/report.h"
+#include "nad/pipeline/runs.h"
+#include "nad/util/error.h"
+#include "nad/util/files.h"
+
+namespace nad::pipeline {
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct DatasetSpec {
+  std::string name, data_dir;
+  int64_t target = 0;
+  int image_size = 0;
+  std::vector<std::string> options, train;  // to every run of the dataset; to training only
+};
+
+struct AttackSpec {
+  std::string name;
+  std::vector<std::string> options, train;  // to every run (they define ASR); to training only
+};
+
+struct DefenseSpec {
+  std::string name;     // the column, e.g. "NAD"
+  std::string command;  // finetune | prune | mcr | erase
+  std::vector<std::string> options;
+};
+
+struct TableSpec {
+  std::string name;
+  uint64_t seed = 0;
+  double clean_ratio = 0.05;
+  std::vector<std::string> options, train, defense_options;
+  std::vector<DatasetSpec> datasets;
+  std::vector<AttackSpec> attacks;
+  std::vector<DefenseSpec> defenses;
+  std::map<std::string, std::string> models;  // "dataset/attack" -> a backdoored checkpoint
+};
+
+// Options as a string split on white space, or a list of strings.
+std::vector<std::string> option_list(const json& value, const std::string& where) {
+  std::vector<std::string> out;
+  if (value.is_null()) return out;
+  if (value.is_string()) {
+    std::istringstream in(value.get<std::string>());
+    std::string word;
+    while (in >> word) out.push_back(word);
+    return out;
+  }
+  if (value.is_array()) {
+    for (const auto& v : value) {
+      if (!v.is_string()) throw UserError(where + " must hold strings");
+      out.push_back(v.get<std::string>());
+    }
+    return out;
+  }
+  throw UserError(where + " must be a string of options or a list of strings");
+}
+
+std::string string_of(const json& object, const char* key, const std::string& where,
+                      const std::string& fallback = "") {
+  if (!object.contains(key)) return fallback;
+  if (!object[key].is_string()) throw UserError(where + "." + key + " must be a string");
+  return object[key].get<std::string>();
+}
+
+const std::map<std::string, std::string>& default_defense_names() {
+  static const std::map<std::string, std::string> names = {
+      {"finetune", "Finetuning"}, {"prune", "Fine-pruning"}, {"mcr", "MCR"}, {"erase", "NAD"}};
+  return names;
+}
+
+TableSpec parse_spec(const json& j, const std::string& file, const std::string& data_dir) {
+  if (!j.is_object()) throw UserError(file + ": the experiment must be a JSON object");
+  for (const auto& [key, value] : j.items()) {
+    static const std::vector<std::string> known = {
+        "name",     "description", "seed",     "clean_ratio", "options", "train", "defense_options",
+        "datasets", "attacks",     "defenses", "models"};
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      throw UserError(file + ": unknown key '" + key + "'");
+    }
+  }
+  TableSpec spec;
+  spec.name = string_of(j, "name", file, fs::path(file).stem().string());
+  if (j.contains("seed")) {
+    if (!j["seed"].is_number_unsigned()) throw UserError(file + ": seed must be a whole number");
+    spec.seed = j["seed"].get<uint64_t>();
+  }
+  if (j.contains("clean_ratio")) {
+    if (!j["clean_ratio"].is_number()) throw UserError(file + ": clean_ratio must be a number");
+    spec.clean_ratio = j["clean_ratio"].get<double>();
+    if (!(spec.clean_ratio > 0 && spec.clean_ratio <= 1)) {
+      throw UserError(file + ": clean_ratio must be in (0, 1]");
+    }
+  }
+  spec.options = option_list(j.value("options", json()), file + ": options");
+  spec.train = option_list(j.value("train", json()), file + ": train");
+  spec.defense_options =
+      option_list(j.value("defense_options", json()), file + ": defense_options");
+
+  auto list = [&](const char* key) {
+    if (!j.contains(key) || !j[key].is_array() || j[key].empty()) {
+      throw UserError(file + ": '" + key + "' must be a non-empty list");
+    }
+    return j[key];
+  };
+  for (const auto& d : list("datasets")) {
+    const std::string where = file + ": datasets[]";
+    DatasetSpec ds;
+    if (d.is_string()) {
+      ds.name = d.get<std::string>();
+    } else if (d.is_object()) {
+      ds.name = string_of(d, "dataset", where);
+      ds.data_dir = string_of(d, "data_dir", where);
+      if (d.contains("target")) ds.target = d["target"].get<int64_t>();
+      if (d.contains("image_size")) ds.image_size = d["image_size"].get<int>();
+      ds.options = option_list(d.value("options", json()), where + ".options");
+      ds.train = option_list(d.value("train", json()), where + ".train");
+    } else {
+      throw UserError(where + " must be a name or an object");
+    }
+    const auto& names = data::dataset_names();
+    if (std::find(names.begin(), names.end(), ds.name) == names.end()) {
+      throw UserError(where + ": unknown dataset '" + ds.name + "'");
+    }
+    if (!data_dir.empty()) ds.data_dir = data_dir;
+    spec.datasets.push_back(ds);
+  }
+  for (const auto& a : list("attacks")) {
+    const std::string where = file + ": attacks[]";
+    AttackSpec attack;
+    if (a.is_string()) {
+      attack.name = a.get<std::string>();
+    } else if (a.is_object()) {
+      attack.name = string_of(a, "name", where);
+      attack.options = option_list(a.value("options", json()), where + ".options");
+      attack.train = option_list(a.value("train", json()), where + ".train");
+    } else {
+      throw UserError(where + " must be a name or an object");
+    }
+    if (attack.name.empty() || attack.name == "none") {
+      throw UserError(where + ": each attack needs a name (badnets, blend, ...)");
+    }
+    for (const auto& other : spec.attacks) {
+      if (other.name == attack.name) throw UserError(where + ": '" + attack.name + "' twice");
+    }
+    spec.attacks.push_back(attack);
+  }
+  for (const auto& d : list("defenses")) {
+    const std::string where = file + ": defenses[]";
+    DefenseSpec defense;
+    if (d.is_string()) {
+      defense.command = d.get<std::string>();
+    } else if (d.is_object()) {
+      defense.command = string_of(d, "command", where);
+      defense.name = string_of(d, "name", where);
+      defense.options = option_list(d.value("options", json()), where + ".options");
+    } else {
+      throw UserError(where + " must be a command or an object");
+    }
+    if (defense.command == "nad") defense.command = "erase";
+    const auto& names = default_defense_names();
+    if (names.count(defense.command) == 0) {
+      throw UserError(where + ": command '" + defense.command +
+                      "' is not a defense (finetune, prune, mcr, erase)");
+    }
+    if (defense.name.empty()) defense.name = names.at(defense.command);
+    for (const auto& other : spec.defenses) {
+      if (other.name == defense.name) {
+        throw UserError(where + ": two defenses are named '" + defense.name +
+                        "' (give each a distinct name)");
+      }
+    }
+    spec.defenses.push_back(defense);
+  }
+  if (j.contains("models")) {
+    if (!j["models"].is_object())
+      throw UserError(file + ": models must map DATASET/ATTACK to files");
+    for (const auto& [key, value] : j["models"].items()) {
+      if (!value.is_string()) throw UserError(file + ": models." + key + " must be a file name");
+      spec.models[key] = value.get<std::string>();
+    }
+  }
+  return spec;
+}
+
+// A folder name from a column name ("Fine-pruning" -> "fine-pruning", "NAD (sum)" -> "nad-sum").
+std::string slug(const std::string& name) {
+  std::string out;
+  for (char c : name) {
+    if (std::isalnum(static_cast<unsigned char>(c))) {
+      out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    } else if (!out.empty() && out.back() != '-') {
+      out += '-';
+    }
+  }
+  while (!out.empty() && out.back() == '-') out.pop_back();
+  return out.empty() ? "defense" : out;
+}
+
+json read_json_file(const fs::path& file) {
+  std::ifstream in(file);
+  if (!in) return nullptr;
+  try {
+    return json::parse(in);
+  } catch (const json::exception&) {
+    return nullptr;
+  }
+}
+
+// A cell is finished when its folder has summary.json and was made by the same command; a
+// folder made by another command is an error rather than a silently stale number.
+bool cell_finished(const fs::path& dir, const std::vector<std::string>& args) {
+  if (!fs::exists(dir / "summary.json")) return false;
+  const json recorded = read_json_file(dir / "cell.json");
+  if (recorded.is_object() && recorded.value("args", json()) == json(args)) return true;
+  throw UserError(dir.string() +
+                  " holds a finished run made with other options than the experiment now asks "
+                  "for; delete that folder or use another --out");
+}
+
+std::optional<double> number_at(const json& j, const char* key) {
+  if (j.is_object() && j.contains(key) && j[key].is_number()) return j[key].get<double>();
+  return std::nullopt;
+}
+
+// DER (BackdoorBench) from percentages: [max(0, dASR) - max(0, dACC) + 1] / 2 on fractions.
+std::optional<double> der(const json& before, const json& after) {
+  auto asr_b = number_at(before, "asr"), asr_a = number_at(after, "asr");
+  auto acc_b = number_at(before, "clean_acc"), acc_a = number_at(after, "clean_acc");
+  if (!asr_b || !asr_a || !acc_b || !acc_a) return std::nullopt;
+  return (std::max(0.0, (*asr_b - *asr_a) / 100) - std::max(0.0, (*acc_b - *acc_a) / 100) + 1) / 2;
+}
+
+std::string fixed(const std::optional<double>& v, int digits = 2) {
+  if (!v) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, *v);
+  return buf;
+}
+
+// Rows of a CSV file with a header, as column -> text.
+std::vector<std::map<std::string, std::string>> read_csv(const fs::path& file) {
+  std::vector<std::map<std::string, std::string>> rows;
+  std::ifstream in(file);
+  std::string line;
+  if (!std::getline(in, line)) return rows;
+  std::vector<std::string> header;
+  std::stringstream hs(line);
+  for (std::string cell; std::getline(hs, cell, ',');) header.push_back(cell);
+  while (std::getline(in, line)) {
+    std::stringstream ls(line);
+    std::map<std::string, std::string> row;
+    size_t i = 0;
+    for (std::string cell; std::getline(ls, cell, ',') && i < header.size(); ++i) {
+      row[header[i]] = cell;
+    }
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+std::optional<double> parse_number(const std::string& text) {
+  if (text.empty() || text == "-") return std::nullopt;
+  try {
+    return std::stod(text);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+// ACC and ASR per epoch of a defense run (from its metrics.csv), one line per phase; the model
+// before training is each phase's epoch 0.
+void write_epoch_curve(const fs::path& run, const fs::path& png, const std::string& title) {
+  const auto rows = read_csv(run / "metrics.csv");
+  std::optional<std::map<std::string, std::string>> before;
+  std::vector<std::string> phases;
+  for (const auto& row : rows) {
+    const std::string phase = row.count("phase") ? row.at("phase") : "";
+    if (phase == "before") {
+      before = row;
+    } else if (std::find(phases.begin(), phases.end(), phase) == phases.end()) {
+      phases.push_back(phase);
+    }
+  }
+  io::LineChart chart;
+  chart.title = title;
+  chart.x_label = "epoch";
+  chart.y_label = "percent";
+  for (size_t p = 0; p < phases.size(); ++p) {
+    io::ChartSeries acc, asr;
+    acc.name = "ACC " + phases[p];
+    asr.name = "ASR " + phases[p];
+    acc.rgb = {0.12, 0.35, 0.75};
+    asr.rgb = {0.85, 0.2, 0.15};
+    acc.dashed = asr.dashed = p + 1 < phases.size();  // the final phase is drawn solid
+    auto add = [&](double epoch, const std::map<std::string, std::string>& row) {
+      if (auto v = parse_number(row.count("clean_acc") ? row.at("clean_acc") : "")) {
+        acc.x.push_back(epoch);
+        acc.y.push_back(*v);
+      }
+      if (auto v = parse_number(row.count("asr") ? row.at("asr") : "")) {
+        asr.x.push_back(epoch);
+        asr.y.push_back(*v);
+      }
+    };
+    if (before) add(0, *before);
+    for (const auto& row : rows) {
+      if (row.count("phase") && row.at("phase") == phases[p]) {
+        add(parse_number(row.at("epoch")).value_or(0), row);
+      }
+    }
+    chart.series.push_back(acc);
+    chart.series.push_back(asr);
+  }
+  io::write_line_chart(png, chart);
+}
+
+void write_mcr_curve(const fs::path& run, const fs::path& png, const std::string& title) {
+  io::LineChart chart;
+  chart.title = title;
+  chart.x_label = "t (0: backdoored model, 1: finetuned end)";
+  chart.y_label = "percent";
+  io::ChartSeries acc, asr;
+  acc.name = "ACC";
+  asr.name = "ASR";
+  acc.rgb = {0.12, 0.35, 0.75};
+  asr.rgb = {0.85, 0.2, 0.15};
+  for (const auto& row : read_csv(run / "mcr_curve.csv")) {
+    const auto t = parse_number(row.count("t") ? row.at("t") : "");
+    if (!t) continue;
+    if (auto v = parse_number(row.count("clean_acc") ? row.at("clean_acc") : "")) {
+      acc.x.push_back(*t);
+      acc.y.push_back(*v);
+    }
+    if (auto v = parse_number(row.count("asr") ? row.at("asr") : "")) {
+      asr.x.push_back(*t);
+      asr.y.push_back(*v);
+    }
+  }
+  chart.series = {acc, asr};
+  io::write_line_chart(png, chart);
+}
+
+std::string join(const std::vector<std::string>& args) {
+  std::string out;
+  for (const auto& a : args) out += (out.empty() ? "" : " ") + a;
+  return out;
+}
+
+}  // namespace
+
+nlohmann::json run_table(const TableConfig& config, const CommandRunner& run_command) {
+  std::ifstream in(config.config_file);
+  if (!in) throw UserError(config.config_file + ": cannot read the experiment file");
+  json raw;
+  try {
+    raw = json::parse(in);
+  } catch (const json::exception& e) {
+    throw UserError(config.config_file + ": not valid JSON (" + e.what() + ")");
+  }
+  TableSpec spec = parse_spec(raw, config.config_file, config.data_dir);
+  if (!config.attacks.empty()) {
+    std::vector<AttackSpec> chosen;
+    for (const auto& name : config.attacks) {
+      auto it = std::find_if(spec.attacks.begin(), spec.attacks.end(),
+                             [&](const AttackSpec& a) { return a.name == name; });
+      if (it == spec.attacks.end()) {
+        throw UserError("--attacks: '" + name + "' is not an attack of " + config.config_file);
+      }
+      chosen.push_back(*it);
+    }
+    spec.attacks = chosen;
+  }
+  for (const auto& given : config.models) {
+    const size_t eq = given.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == given.size() || given.find('/') > eq) {
+      throw UserError("--model must be DATASET/ATTACK=FILE, got '" + given + "'");
+    }
+    if (!fs::exists(given.substr(eq + 1))) {
+      throw UserError("--model: " + given.substr(eq + 1) + " does not exist");
+    }
+    spec.models[given.substr(0, eq)] = given.substr(eq + 1);
+  }
+  if (config.out.empty()) throw UserError("--out is required");
+  const fs::path out(config.out);
+  fs::create_directories(out);
+  io::write_json(out / "experiment.json", raw);
+  auto log = [&](const std::string& line) {
+    if (!config.quiet) std::fprintf(stderr, "%s\n", line.c_str());
+  };
+
+  const size_t total = spec.datasets.size() * spec.attacks.size() * (1 + spec.defenses.size());
+  size_t index = 0, ran = 0;
+  std::vector<std::string> failed;
+  auto run_cell = [&](const fs::path& dir, const std::vector<std::string>& args) {
+    ++index;
+    const std::string counter = "[" + std::to_string(index) + "/" + std::to_string(total) + "] ";
+    if (cell_finished(dir, args)) {
+      log(counter + dir.string() + ": done before, kept");
+      return true;
+    }
+    fs::create_directories(dir);
+    io::write_json(dir / "cell.json", {{"args", args}});
+    log(counter + "nad " + join(args));
+    const auto start = std::chrono::steady_clock::now();
+    const int code = run_command(args);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    ++ran;
+    if (code != 0 || !fs::exists(dir / "summary.json")) {
+      log(counter + dir.string() + ": FAILED (exit code " + std::to_string(code) + ")");
+      failed.push_back(dir.string());
+      return false;
+    }
+    log(counter + dir.string() + ": finished in " + std::to_string(static_cast<int>(seconds)) +
+        " s");
+    return true;
+  };
+
+  json rows = json::array();
+  for (const auto& ds : spec.datasets) {
+    const fs::path ds_dir = out / ds.name;
+    fs::create_directories(ds_dir);
+    std::vector<std::string> common{"--dataset", ds.name};
+    if (!ds.data_dir.empty()) common.insert(common.end(), {"--data-dir", ds.data_dir});
+    if (ds.image_size > 0)
+      common.insert(common.end(), {"--image-size", std::to_string(ds.image_size)});
+    common.insert(common.end(), {"--seed", std::to_string(spec.seed), "--threads",
+                                 std::to_string(config.threads), "--device", config.device});
+    if (config.quiet) common.push_back("--quiet");
+    common.insert(common.end(), spec.options.begin(), spec.options.end());
+    common.insert(common.end(), ds.options.begin(), ds.options.end());
+
+    // One clean subset for every defense of the dataset, drawn once.
+    const fs::path indices = ds_dir / "clean_indices.txt";
+    if (!fs::exists(indices)) {
+      data::DatasetOptions options;
+      options.name = ds.name;
+      options.data_dir = ds.data_dir;
+      options.image_size = ds.image_size;
+      const data::DatasetPair data = data::load_dataset(options);
+      const defenses::CleanData clean =
+          defenses::make_clean_data(data.train, spec.clean_ratio, spec.seed, 0.0);
+      defenses::write_indices(indices, clean.indices);
+      log(ds.name + ": clean subset of " + std::to_string(clean.indices.size(0)) + " images in " +
+          indices.string());
+    }
+
+    for (const auto& attack : spec.attacks) {
+      const fs::path attack_dir = ds_dir / attack.name;
+      std::vector<std::string> attack_args{"--attack", attack.name, "--target",
+                                           std::to_string(ds.target)};
+      attack_args.insert(attack_args.end(), attack.options.begin(), attack.options.end());
+
+      const fs::path bd_dir = attack_dir / "backdoored";
+      std::vector<std::string> bd_args;
+      const auto given = spec.models.find(ds.name + "/" + attack.name);
+      if (given != spec.models.end()) {
+        bd_args = {"eval", "--model", given->second};
+      } else {
+        bd_args = {"train"};
+      }
+      bd_args.insert(bd_args.end(), common.begin(), common.end());
+      bd_args.insert(bd_args.end(), attack_args.begin(), attack_args.end());
+      if (given == spec.models.end()) {
+        bd_args.insert(bd_args.end(), spec.train.begin(), spec.train.end());
+        bd_args.insert(bd_args.end(), ds.train.begin(), ds.train.end());
+        bd_args.insert(bd_args.end(), attack.train.begin(), attack.train.end());
+      }
+      bd_args.insert(bd_args.end(), {"--out", bd_dir.string()});
+      json row = {{"dataset", ds.name}, {"attack", attack.name}, {"defenses", json::object()}};
+      if (!run_cell(bd_dir, bd_args)) {
+        index += spec.defenses.size();
+        row["error"] = "the backdoored model failed; its defenses did not run";
+        rows.push_back(row);
+        continue;
+      }
+      const std::string model =
+          given != spec.models.end() ? given->second : (bd_dir / "model.pt").string();
+      row["before"] = read_json_file(bd_dir / "summary.json");
+      row["before_config"] = read_json_file(bd_dir / "config.json");
+      // A trigger made while training (trojan) is what the defenses measure ASR with.
+      std::vector<std::string> measure = attack_args;
+      if (fs::exists(bd_dir / "trigger.png")) {
+        measure.insert(measure.end(), {"--trigger-file", (bd_dir / "trigger.png").string()});
+      }
+      for (const auto& defense : spec.defenses) {
+        const fs::path dir = attack_dir / slug(defense.name);
+        std::vector<std::string> args{defense.command};
+        args.insert(args.end(), common.begin(), common.end());
+        args.insert(args.end(), measure.begin(), measure.end());
+        args.insert(args.end(), {"--model", model, "--clean-indices", indices.string()});
+        args.insert(args.end(), spec.defense_options.begin(), spec.defense_options.end());
+        args.insert(args.end(), defense.options.begin(), defense.options.end());
+        args.insert(args.end(), {"--out", dir.string()});
+        json cell = {{"folder", fs::relative(dir, out).string()}};
+        if (run_cell(dir, args)) {
+          const json summary = read_json_file(dir / "summary.json");
+          cell["after"] = summary.value("after", json());
+          cell["summary"] = summary;
+          cell["config"] = read_json_file(dir / "config.json");
+          if (auto d = der(row["before"], cell["after"])) cell["der"] = *d;
+          if (io::figures_available()) {
+            const fs::path curves = out / "curves";
+            fs::create_directories(curves);
+            const std::string id = ds.name + "-" + attack.name + "-" + slug(defense.name);
+            const std::string title = ds.name + ", " + attack.name + ": " + defense.name;
+            write_epoch_curve(dir, curves / (id + ".png"), title + ", ACC / ASR per epoch");
+            if (defense.command == "mcr" && fs::exists(dir / "mcr_curve.csv")) {
+              write_mcr_curve(dir, curves / (id + "-t.png"), title + " along the curve");
+            }
+          }
+        } else {
+          cell["error"] = "failed; see " + dir.string();
+        }
+        row["defenses"][defense.name] = cell;
+      }
+      rows.push_back(row);
+    }
+  }
+
+  // The paper's shape: one row per attack; Before and each defense as ASR / ACC; averages; DER.
+  const bool many_datasets = spec.datasets.size() > 1;
+  std::ostringstream md, csv;
+  md << "# " << spec.name << "\n\nASR and ACC (%) of each backdoored model before and after each "
+     << "defense, all defenses using the same " << spec.clean_ratio * 100
+     << "% clean subset; DER as in BackdoorBench (higher is better, 50 = no change).\n\n";
+  md << "| Attack | Before ASR | Before ACC |";
+  csv << "dataset,attack,before_asr,before_acc";
+  for (const auto& d : spec.defenses) {
+    md << ' ' << d.name << " ASR | " << d.name << " ACC |";
+    csv << ',' << slug(d.name) << "_asr," << slug(d.name) << "_acc," << slug(d.name) << "_der";
+  }
+  md << "\n|---|---:|---:|";
+  for (size_t i = 0; i < spec.defenses.size(); ++i) md << "---:|---:|";
+  md << '\n';
+  csv << '\n';
+  std::vector<double> sum(2 + 3 * spec.defenses.size(), 0);
+  std::vector<int> count(sum.size(), 0);
+  auto add = [&](size_t column, const std::optional<double>& v) {
+    if (v) {
+      sum[column] += *v;
+      ++count[column];
+    }
+  };
+  for (const auto& row : rows) {
+    const std::string label = (many_datasets ? row["dataset"].get<std::string>() + " " : "") +
+                              row["attack"].get<std::string>();
+    const json before = row.value("before", json());
+    md << "| " << label << " | " << fixed(number_at(before, "asr")) << " | "
+       << fixed(number_at(before, "clean_acc")) << " |";
+    csv << row["dataset"].get<std::string>() << ',' << row["attack"].get<std::string>() << ','
+        << fixed(number_at(before, "asr"), 4) << ',' << fixed(number_at(before, "clean_acc"), 4);
+    add(0, number_at(before, "asr"));
+    add(1, number_at(before, "clean_acc"));
+    for (size_t i = 0; i < spec.defenses.size(); ++i) {
+      const json cell = row["defenses"].value(spec.defenses[i].name, json());
+      const json after = cell.is_object() ? cell.value("after", json()) : json();
+      const std::optional<double> d = cell.is_object() && cell.contains("der")
+                                          ? std::optional<double>(cell["der"].get<double>())
+                                          : std::nullopt;
+      md << ' ' << fixed(number_at(after, "asr")) << " | " << fixed(number_at(after, "clean_acc"))
+         << " |";
+      csv << ',' << fixed(number_at(after, "asr"), 4) << ','
+          << fixed(number_at(after, "clean_acc"), 4) << ',' << fixed(d, 4);
+      add(2 + 3 * i, number_at(after, "asr"));
+      add(3 + 3 * i, number_at(after, "clean_acc"));
+      add(4 + 3 * i, d);
+    }
+    md << '\n';
+    csv << '\n';
+  }
+  auto mean = [&](size_t column) {
+    return count[column] ? std::optional<double>(sum[column] / count[column]) : std::nullopt;
+  };
+  md << "| **Average** | " << fixed(mean(0)) << " | " << fixed(mean(1)) << " |";
+  for (size_t i = 0; i < spec.defenses.size(); ++i) {
+    md << ' ' << fixed(mean(2 + 3 * i)) << " | " << fixed(mean(3 + 3 * i)) << " |";
+  }
+  md << "\n\n| Defense | mean DER (%) |\n|---|---:|\n";
+  for (size_t i = 0; i < spec.defenses.size(); ++i) {
+    const auto d = mean(4 + 3 * i);
+    md << "| " << spec.defenses[i].name << " | "
+       << fixed(d ? std::optional<double>(*d * 100) : std::nullopt) << " |\n";
+  }
+  if (!failed.empty()) {
+    md << "\nFailed cells (rerun `nad table` to retry):\n";
+    for (const auto& f : failed) md << "- `" << f << "`\n";
+  }
+  write_text_atomic(out / "table.md", md.str());
+  write_text_atomic(out / "table.csv", csv.str());
+
+  json averages = {{"before",
+                    {{"asr", mean(0) ? json(*mean(0)) : json()},
+                     {"clean_acc", mean(1) ? json(*mean(1)) : json()}}}};
+  for (size_t i = 0; i < spec.defenses.size(); ++i) {
+    averages[spec.defenses[i].name] = {
+        {"asr", mean(2 + 3 * i) ? json(*mean(2 + 3 * i)) : json()},
+        {"clean_acc", mean(3 + 3 * i) ? json(*mean(3 + 3 * i)) : json()},
+        {"der", mean(4 + 3 * i) ? json(*mean(4 + 3 * i)) : json()}};
+  }
+  json results = {{"name", spec.name},
+                  {"experiment", raw},
+                  {"attacks_chosen", config.attacks},
+                  {"models_given", spec.models},
+                  {"rows", rows},
+                  {"averages", averages},
+                  {"cells_run", ran},
+                  {"failed", failed}};
+  io::write_json(out / "results.json", results);
+  log("wrote " + (out / "table.md").string());
+  if (!config.quiet) std::fprintf(stderr, "\n%s", md.str().c_str());
+  if (!failed.empty()) {
+    throw UserError(std::to_string(failed.size()) + " cell(s) failed: " + failed.front() +
+                    (failed.size() > 1 ? " and others" : "") + " (rerun to retry)");
+  }
+  return results;
+}
+
+}  // namespace nad::pipeline

@@ -1,0 +1,105 @@
+// `nad table` on experiments/smoke.json: the grid runs, the table has the paper's shape, and a
+// second run resumes instead of re-running.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "nad/io/figure.h"
+#include "support/cli.h"
+#include "support/temp_dir.h"
+
+namespace nad::test {
+namespace {
+
+nlohmann::json read_json(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  EXPECT_TRUE(in.good()) << file;
+  return nlohmann::json::parse(in);
+}
+
+std::string read_text(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+TEST(TableCli, SmokeGridRunsAndResumes) {
+  TempDir dir;
+  write_synthetic_idx(dir / "data", 3000, 600, 16, 4, 11);
+  const std::string smoke = std::string(NAD_EXPERIMENTS_DIR) + "/smoke.json";
+  const std::string args = "table --config " + smoke + " --data-dir " + (dir / "data").string() +
+                           " --quiet --out " + (dir / "grid").string();
+  CommandResult first = run_nad(args);
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  const std::filesystem::path grid = dir / "grid";
+  const nlohmann::json results = read_json(grid / "results.json");
+  EXPECT_EQ(results["cells_run"], 5);  // the backdoored model and four defenses
+  ASSERT_EQ(results["rows"].size(), 1u);
+  const nlohmann::json row = results["rows"][0];
+  EXPECT_EQ(row["attack"], "badnets");
+  EXPECT_GT(row["before"]["asr"].get<double>(), 80.0) << "the backdoor was not learnt";
+  for (const char* name : {"Finetuning", "Fine-pruning", "MCR", "NAD"}) {
+    ASSERT_TRUE(row["defenses"][name]["after"].is_object()) << name;
+    EXPECT_TRUE(row["defenses"][name]["der"].is_number()) << name;
+  }
+  // Every defense used the one clean subset the table drew.
+  const std::string indices = read_text(grid / "fashion-mnist" / "clean_indices.txt");
+  for (const char* folder : {"finetuning", "fine-pruning", "mcr", "nad"}) {
+    EXPECT_EQ(read_text(grid / "fashion-mnist" / "badnets" / folder / "clean_indices.txt"), indices)
+        << folder;
+  }
+  const std::string table = read_text(grid / "table.md");
+  EXPECT_NE(table.find("| Attack | Before ASR | Before ACC | Finetuning ASR |"), std::string::npos)
+      << table;
+  EXPECT_NE(table.find("| badnets |"), std::string::npos) << table;
+  EXPECT_NE(table.find("| **Average** |"), std::string::npos) << table;
+  EXPECT_NE(table.find("| NAD |"), std::string::npos) << table;  // the DER table
+  EXPECT_NE(read_text(grid / "table.csv").find("fashion-mnist,badnets,"), std::string::npos);
+  if (io::figures_available()) {
+    EXPECT_TRUE(std::filesystem::exists(grid / "curves" / "fashion-mnist-badnets-nad.png"));
+    EXPECT_TRUE(std::filesystem::exists(grid / "curves" / "fashion-mnist-badnets-mcr-t.png"));
+  }
+
+  // Nothing is re-run; a cell whose run was interrupted (no summary.json) is.
+  const auto model = grid / "fashion-mnist" / "badnets" / "backdoored" / "model.pt";
+  const auto stamp = std::filesystem::last_write_time(model);
+  CommandResult second = run_nad(args);
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  EXPECT_EQ(read_json(grid / "results.json")["cells_run"], 0);
+  EXPECT_EQ(std::filesystem::last_write_time(model), stamp);
+  std::filesystem::remove(grid / "fashion-mnist" / "badnets" / "mcr" / "summary.json");
+  CommandResult third = run_nad(args);
+  ASSERT_EQ(third.exit_code, 0) << third.output;
+  EXPECT_EQ(read_json(grid / "results.json")["cells_run"], 1);
+  EXPECT_EQ(read_json(grid / "results.json")["rows"][0]["defenses"]["MCR"]["after"],
+            results["rows"][0]["defenses"]["MCR"]["after"]);  // same seed, same numbers
+
+  // A finished cell made with other options is an error, not a stale number.
+  nlohmann::json changed = read_json(smoke);
+  changed["defense_options"] = "--lr 0.02 --epochs 1 --crop-padding 0";
+  {
+    std::ofstream out(dir / "changed.json");
+    out << changed.dump();
+  }
+  CommandResult stale =
+      run_nad("table --config " + (dir / "changed.json").string() + " --data-dir " +
+              (dir / "data").string() + " --quiet --out " + grid.string());
+  EXPECT_EQ(stale.exit_code, 2);
+  EXPECT_NE(stale.output.find("other options"), std::string::npos) << stale.output;
+
+  changed["attacks"] = "badnets";
+  {
+    std::ofstream out(dir / "bad.json");
+    out << changed.dump();
+  }
+  CommandResult bad =
+      run_nad("table --config " + (dir / "bad.json").string() + " --out " + (dir / "g2").string());
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.output.find("'attacks' must be a non-empty list"), std::string::npos) << bad.output;
+}
+
+}  // namespace
+}  // namespace nad::test
