@@ -19,6 +19,13 @@ void add_common_options(CLI::App& app, pipeline::CommonConfig& config, bool need
       ->capture_default_str();
   app.add_option("--threads", config.threads, "CPU threads (0: all cores)")->capture_default_str();
   app.add_option("--device", config.device, "cpu or cuda[:N]")->capture_default_str();
+  app.add_option("--precision", config.precision,
+                 "fp32 | bf16 (autocast: convolutions and matrix products in bf16, weights, "
+                 "losses and attention maps in fp32)")
+      ->capture_default_str();
+  app.add_option("--channels-last", config.channels_last,
+                 "keep images, features and convolution weights in N x H x W x C order")
+      ->capture_default_str();
   app.add_option("--eval-batch-size", config.eval_batch_size, "batch size for evaluation")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

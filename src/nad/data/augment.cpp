@@ -1,5 +1,6 @@
 #include "nad/data/augment.h"
 
+#include "nad/util/compute.h"
 #include "nad/util/error.h"
 
 namespace nad::data {
@@ -61,7 +62,8 @@ torch::Tensor augment_batch(const torch::Tensor& images, const AugmentOptions& o
 }
 
 torch::Tensor to_input(const torch::Tensor& images) {
-  return images.permute({0, 3, 1, 2}).to(torch::kFloat).div_(255.0).contiguous();
+  // Images are stored N x H x W x C, so the channels-last layout costs no copy.
+  return to_memory_format(images.permute({0, 3, 1, 2}).to(torch::kFloat).div_(255.0));
 }
 
 }  // namespace nad::data

@@ -25,7 +25,8 @@ std::string attention_kind_name(AttentionKind kind) {
 
 torch::Tensor attention_map(const torch::Tensor& features, double power, AttentionKind kind) {
   TORCH_CHECK(features.dim() == 4, "attention_map expects N x C x H x W features");
-  torch::Tensor magnitude = features.abs();
+  // In fp32 whatever the forward pass ran in: the normalisation and squares lose too much in bf16.
+  torch::Tensor magnitude = features.to(torch::kFloat).abs();
   torch::Tensor map;
   switch (kind) {
     case AttentionKind::kSumPower:

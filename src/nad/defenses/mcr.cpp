@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "nad/data/augment.h"
+#include "nad/util/compute.h"
 #include "nad/util/error.h"
 #include "nad/util/progress.h"
 
@@ -42,6 +43,7 @@ void update_batchnorm(const models::Classifier& model, const torch::Tensor& imag
   if (norms.empty()) return;
   model->to(device);
   model->train();
+  AutocastScope autocast(device);
   for (int64_t start = 0; start < images.size(0); start += batch_size) {
     model->forward(data::to_input(images.slice(0, start, start + batch_size).to(device)));
   }
@@ -98,8 +100,12 @@ std::vector<train::EpochRecord> train_curve(const models::Classifier& start,
       torch::Tensor inputs =
           data::to_input(data::augment_batch(images.index_select(0, rows), t.augment, generator));
       torch::Tensor targets = labels.index_select(0, rows);
-      torch::Tensor logits = working->forward(inputs).logits;
-      torch::Tensor loss = torch::cross_entropy_loss(logits, targets);
+      torch::Tensor logits, loss;
+      {
+        AutocastScope autocast(inputs.device());
+        logits = working->forward(inputs).logits.to(torch::kFloat);
+        loss = torch::cross_entropy_loss(logits, targets);
+      }
       working->zero_grad();
       loss.backward();
       optimizer.zero_grad();

@@ -10,25 +10,36 @@ train::ExtraLoss make_attention_loss(const models::Classifier& teacher, std::vec
                                      double power, AttentionKind kind) {
   return [teacher, betas, power, kind](const torch::Tensor& inputs,
                                        const models::ModelOutput& student_output) {
-    models::ModelOutput teacher_output;
+    if (betas.size() != student_output.features.size()) {
+      throw UserError("the student has " + std::to_string(student_output.features.size()) +
+                      " attention groups but " + std::to_string(betas.size()) + " betas");
+    }
+    // The teacher is frozen: its maps are computed in inference mode (no graph, no version
+    // counters) and cloned out of it, since inference tensors cannot be saved for backward.
+    std::vector<torch::Tensor> teacher_maps(betas.size());
     {
-      // The teacher is frozen: no graph is built for it.
-      torch::NoGradGuard no_grad;
-      teacher_output = teacher->forward(inputs);
+      torch::InferenceMode inference;
+      models::ModelOutput teacher_output = teacher->forward(inputs);
+      if (teacher_output.features.size() != student_output.features.size()) {
+        throw UserError("teacher and student have different numbers of attention groups");
+      }
+      for (size_t g = 0; g < betas.size(); ++g) {
+        if (betas[g] == 0) continue;
+        const auto& fs = student_output.features[g];
+        const auto& ft = teacher_output.features[g];
+        if (fs.size(2) != ft.size(2) || fs.size(3) != ft.size(3)) {
+          throw UserError("teacher and student group " + std::to_string(g + 1) +
+                          " outputs differ in spatial size");
+        }
+        teacher_maps[g] = attention_map(ft, power, kind);
+      }
     }
-    if (teacher_output.features.size() != student_output.features.size()) {
-      throw UserError("teacher and student have different numbers of attention groups");
-    }
-    torch::Tensor loss = torch::zeros({}, inputs.options());
+    torch::Tensor loss = torch::zeros({}, inputs.options().dtype(torch::kFloat));
     for (size_t g = 0; g < betas.size(); ++g) {
       if (betas[g] == 0) continue;
-      const auto& fs = student_output.features[g];
-      const auto& ft = teacher_output.features[g];
-      if (fs.size(2) != ft.size(2) || fs.size(3) != ft.size(3)) {
-        throw UserError("teacher and student group " + std::to_string(g + 1) +
-                        " outputs differ in spatial size");
-      }
-      loss = loss + betas[g] * attention_loss(fs, ft.detach(), power, kind);
+      loss =
+          loss + betas[g] * torch::mse_loss(attention_map(student_output.features[g], power, kind),
+                                            teacher_maps[g].clone());
     }
     return loss;
   };

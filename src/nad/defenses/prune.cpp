@@ -6,6 +6,7 @@
 
 #include "nad/data/augment.h"
 #include "nad/train/evaluate.h"
+#include "nad/util/compute.h"
 #include "nad/util/error.h"
 
 namespace nad::defenses {
@@ -15,6 +16,7 @@ torch::Tensor last_group_activation(const models::Classifier& model, const torch
   torch::NoGradGuard no_grad;
   model->to(device);
   model->eval();
+  AutocastScope autocast(device);
   torch::Tensor sum;
   for (int64_t start = 0; start < images.size(0); start += batch_size) {
     torch::Tensor inputs = data::to_input(images.slice(0, start, start + batch_size).to(device));

@@ -19,7 +19,7 @@ struct PruneOptions {
   double max_acc_drop = 10;  // points
   double prune_ratio = 0.9;  // largest fraction of channels pruned
   int curve_points = 11;     // test-set measurements along the pruning path
-  int64_t batch_size = 500;
+  int64_t batch_size = 64;
 };
 
 struct PrunePoint {

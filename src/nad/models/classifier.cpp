@@ -5,6 +5,7 @@
 #include "nad/models/mnist_cnn.h"
 #include "nad/models/resnet.h"
 #include "nad/models/wide_resnet.h"
+#include "nad/util/compute.h"
 #include "nad/util/error.h"
 
 namespace nad::models {
@@ -13,7 +14,8 @@ std::vector<std::string> arch_names() {
   return {"wrn-16-1", "wrn-D-K", "preact-resnet18", "resnet18", "mnist-cnn"};
 }
 
-Classifier create_model(const ModelSpec& spec) {
+namespace {
+Classifier build_model(const ModelSpec& spec) {
   if (spec.in_channels <= 0 || spec.num_classes <= 1 || spec.height <= 0 || spec.width <= 0) {
     throw UserError("invalid model shape for '" + spec.arch + "'");
   }
@@ -50,6 +52,14 @@ Classifier create_model(const ModelSpec& spec) {
   }
   throw UserError("unknown --arch '" + spec.arch +
                   "' (choose wrn-16-1 or wrn-D-K, preact-resnet18, resnet18, mnist-cnn)");
+}
+}  // namespace
+
+Classifier create_model(const ModelSpec& spec) {
+  Classifier model = build_model(spec);
+  // Weights are later filled with copy_, which keeps this layout.
+  to_memory_format(*model);
+  return model;
 }
 
 void copy_weights(const Classifier& source, const Classifier& target) {

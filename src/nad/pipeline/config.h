@@ -20,7 +20,9 @@ struct CommonConfig {
   int threads = 0;  // 0: all cores
   std::string device = "cpu";
   std::string out;
-  int64_t eval_batch_size = 500;
+  int64_t eval_batch_size = train::kEvalBatchSize;
+  std::string precision = "fp32";  // fp32 | bf16
+  bool channels_last = true;
   bool quiet = false;
 
   nlohmann::json to_json() const;

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "nad/io/report.h"
+#include "nad/util/compute.h"
 #include "nad/util/error.h"
 #include "nad/util/files.h"
 #include "nad/util/threads.h"
@@ -18,7 +19,9 @@ nlohmann::json CommonConfig::to_json() const {
           {"threads", threads},
           {"device", device},
           {"out", out},
-          {"eval_batch_size", eval_batch_size}};
+          {"eval_batch_size", eval_batch_size},
+          {"precision", precision},
+          {"channels_last", channels_last}};
 }
 
 double RunContext::seconds() const {
@@ -42,6 +45,18 @@ torch::Device parse_device(const std::string& text) {
   throw UserError("--device must be cpu or cuda[:N], not '" + text + "'");
 }
 
+void configure_compute(const CommonConfig& config, const RunContext& context) {
+  ComputeOptions compute;
+  compute.precision = parse_precision(config.precision);
+  compute.channels_last = config.channels_last;
+  set_compute_options(compute);
+  if (compute.precision == Precision::kBf16 && context.device.is_cpu() && !cpu_has_native_bf16()) {
+    print_warnings(
+        {"--precision bf16: this CPU has no native bf16 arithmetic (AVX512-BF16 or "
+         "AMX); it is emulated and slower than fp32"});
+  }
+}
+
 RunContext open_run(const CommonConfig& config, bool defer_trojan) {
   RunContext context;
   context.quiet = config.quiet;
@@ -50,6 +65,7 @@ RunContext open_run(const CommonConfig& config, bool defer_trojan) {
   ensure_directory(context.out);
   context.device = parse_device(config.device);
   set_threads(config.threads);
+  configure_compute(config, context);
 
   context.log("loading " + config.dataset.name + " ...");
   context.data = data::load_dataset(config.dataset);

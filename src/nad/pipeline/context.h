@@ -34,6 +34,9 @@ torch::Device parse_device(const std::string& text);
 // --trigger-file is left unbuilt (context.attack empty) for prepare_attack to make.
 RunContext open_run(const CommonConfig& config, bool defer_trojan = false);
 
+// Sets the process-wide precision and memory format from --precision and --channels-last.
+void configure_compute(const CommonConfig& config, const RunContext& context);
+
 // Replaces the attack and the evaluator that measures ASR with it.
 void set_attack(RunContext& context, std::unique_ptr<attacks::Attack> attack,
                 int64_t eval_batch_size);

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "nad/data/augment.h"
+#include "nad/util/compute.h"
 
 namespace nad::train {
 
@@ -30,6 +31,7 @@ torch::Tensor predict(const models::Classifier& model, const torch::Tensor& imag
   const bool was_training = model->is_training();
   model->eval();
   torch::InferenceMode guard;
+  AutocastScope autocast(images.device());
   std::vector<torch::Tensor> predictions;
   for (int64_t start = 0; start < images.size(0); start += batch_size) {
     torch::Tensor batch = data::to_input(images.slice(0, start, start + batch_size));

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "nad/util/compute.h"
 #include "nad/util/error.h"
 #include "nad/util/progress.h"
 
@@ -110,9 +111,14 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
       torch::Tensor inputs = data::to_input(batch);
       torch::Tensor targets = labels.index_select(0, rows);
 
-      models::ModelOutput output = model->forward(inputs);
-      torch::Tensor loss = torch::cross_entropy_loss(output.logits, targets);
-      if (extra_loss) loss = loss + extra_loss(inputs, output);
+      models::ModelOutput output;
+      torch::Tensor loss;
+      {
+        AutocastScope autocast(device);
+        output = model->forward(inputs);
+        loss = torch::cross_entropy_loss(output.logits.to(torch::kFloat), targets);
+        if (extra_loss) loss = loss + extra_loss(inputs, output);
+      }
       optimizer.zero_grad();
       loss.backward();
       optimizer.step();
