@@ -8,7 +8,9 @@
 # OUT (run folders, default bench/runs/attacks), EPOCHS (training epochs, default 25),
 # TARGET (default 5), SEED (default 0), THREADS (default 0: all cores), PREP_EPOCHS (epochs of
 # the clean model Trojan and CL are made with, default 5), ERASE (0: train only, default 1),
-# RESULTS (default bench/results/attacks.json).
+# RESULTS (default bench/results/attacks.json), RUNS (run folders collected into RESULTS, default
+# OUT; with several, an attack in a later folder supersedes the same attack in an earlier one
+# and the earlier run is kept under "superseded").
 # Finished runs (a summary.json in their folder) are not run again, so the script resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,9 +51,9 @@ for attack in "${ATTACKS[@]}"; do
   fi
 done
 
-python3 - "$OUT" "$RESULTS" <<'PY'
+python3 - "$RESULTS" ${RUNS:-$OUT} <<'PY'
 import json, os, platform, sys
-out, results = sys.argv[1], sys.argv[2]
+results, outs = sys.argv[1], sys.argv[2:]
 def read(path):
     try:
         with open(path) as f:
@@ -71,34 +73,41 @@ try:
             break
 except OSError:
     pass
-rows = []
-for attack in sorted(os.listdir(out)):
-    run = os.path.join(out, attack)
-    train = read(os.path.join(run, "train", "summary.json"))
-    if train is None:
-        continue
-    config = read(os.path.join(run, "train", "config.json")) or {}
-    erase = read(os.path.join(run, "erase", "summary.json"))
-    row = {
-        "attack": attack,
-        "attack_options": config.get("common", {}).get("attack"),
-        "epochs": config.get("train", {}).get("epochs"),
-        "backdoored": {k: train.get(k) for k in ("clean_acc", "asr", "robust_acc")},
-        "train_seconds": seconds(os.path.join(run, "train.seconds")),
-    }
-    if erase is not None:
-        row["nad_before"] = erase.get("before")
-        row["nad_after"] = erase.get("after")
-        row["nad_lr"] = erase.get("lr")
-        row["erase_seconds"] = seconds(os.path.join(run, "erase.seconds"))
-    rows.append(row)
+rows, superseded = {}, []
+for out in outs:
+    for attack in sorted(os.listdir(out)):
+        run = os.path.join(out, attack)
+        if not os.path.isdir(run):
+            continue
+        train = read(os.path.join(run, "train", "summary.json"))
+        if train is None:
+            continue
+        config = read(os.path.join(run, "train", "config.json")) or {}
+        erase = read(os.path.join(run, "erase", "summary.json"))
+        row = {
+            "attack": attack,
+            "run": run,
+            "attack_options": config.get("common", {}).get("attack"),
+            "epochs": config.get("train", {}).get("epochs"),
+            "backdoored": {k: train.get(k) for k in ("clean_acc", "asr", "robust_acc")},
+            "train_seconds": seconds(os.path.join(run, "train.seconds")),
+        }
+        if erase is not None:
+            row["nad_before"] = erase.get("before")
+            row["nad_after"] = erase.get("after")
+            row["nad_lr"] = erase.get("lr")
+            row["erase_seconds"] = seconds(os.path.join(run, "erase.seconds"))
+        if attack in rows:
+            superseded.append(rows[attack])
+        rows[attack] = row
 doc = {"machine": {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform()},
-       "dataset": "cifar10", "arch": "wrn-16-1", "runs": rows}
+       "dataset": "cifar10", "arch": "wrn-16-1", "runs": list(rows.values()),
+       "superseded": superseded}
 os.makedirs(os.path.dirname(results) or ".", exist_ok=True)
 tmp = results + ".tmp"
 with open(tmp, "w") as f:
     json.dump(doc, f, indent=2)
     f.write("\n")
 os.replace(tmp, results)
-print(f"wrote {results} ({len(rows)} attacks)")
+print(f"wrote {results} ({len(rows)} attacks, {len(superseded)} superseded runs)")
 PY
