@@ -37,6 +37,7 @@ TEST(TableCli, SmokeGridRunsAndResumes) {
   const std::filesystem::path grid = dir / "grid";
   const nlohmann::json results = read_json(grid / "results.json");
   EXPECT_EQ(results["cells_run"], 5);  // the backdoored model and four defenses
+  EXPECT_TRUE(results["complete"].get<bool>());
   ASSERT_EQ(results["rows"].size(), 1u);
   const nlohmann::json row = results["rows"][0];
   EXPECT_EQ(row["attack"], "badnets");

@@ -435,6 +435,105 @@ nlohmann::json run_table(const TableConfig& config, const CommandRunner& run_com
   };
 
   json rows = json::array();
+  // Writes table.md, table.csv and results.json from the rows so far: after every row, so a
+  // long grid shows its progress, and once more at the end.
+  auto write_outputs = [&](bool complete) {
+    // The paper's shape: one row per attack; Before and each defense as ASR / ACC; averages; DER.
+    const bool many_datasets = spec.datasets.size() > 1;
+    std::ostringstream md, csv;
+    md << "# " << spec.name << "\n\nASR and ACC (%) of each backdoored model before and after each "
+       << "defense, all defenses using the same " << spec.clean_ratio * 100
+       << "% clean subset; DER as in BackdoorBench (higher is better, 50 = no change).\n\n";
+    if (!complete) {
+      md << "*In progress: " << rows.size() << " of " << spec.datasets.size() * spec.attacks.size()
+         << " rows; the grid is still running.*\n\n";
+    }
+    md << "| Attack | Before ASR | Before ACC |";
+    csv << "dataset,attack,before_asr,before_acc";
+    for (const auto& d : spec.defenses) {
+      md << ' ' << d.name << " ASR | " << d.name << " ACC |";
+      csv << ',' << slug(d.name) << "_asr," << slug(d.name) << "_acc," << slug(d.name) << "_der";
+    }
+    md << "\n|---|---:|---:|";
+    for (size_t i = 0; i < spec.defenses.size(); ++i) md << "---:|---:|";
+    md << '\n';
+    csv << '\n';
+    std::vector<double> sum(2 + 3 * spec.defenses.size(), 0);
+    std::vector<int> count(sum.size(), 0);
+    auto add = [&](size_t column, const std::optional<double>& v) {
+      if (v) {
+        sum[column] += *v;
+        ++count[column];
+      }
+    };
+    for (const auto& row : rows) {
+      const std::string label = (many_datasets ? row["dataset"].get<std::string>() + " " : "") +
+                                row["attack"].get<std::string>();
+      const json before = row.value("before", json());
+      md << "| " << label << " | " << fixed(number_at(before, "asr")) << " | "
+         << fixed(number_at(before, "clean_acc")) << " |";
+      csv << row["dataset"].get<std::string>() << ',' << row["attack"].get<std::string>() << ','
+          << fixed(number_at(before, "asr"), 4) << ',' << fixed(number_at(before, "clean_acc"), 4);
+      add(0, number_at(before, "asr"));
+      add(1, number_at(before, "clean_acc"));
+      for (size_t i = 0; i < spec.defenses.size(); ++i) {
+        const json cell = row["defenses"].value(spec.defenses[i].name, json());
+        const json after = cell.is_object() ? cell.value("after", json()) : json();
+        const std::optional<double> d = cell.is_object() && cell.contains("der")
+                                            ? std::optional<double>(cell["der"].get<double>())
+                                            : std::nullopt;
+        md << ' ' << fixed(number_at(after, "asr")) << " | " << fixed(number_at(after, "clean_acc"))
+           << " |";
+        csv << ',' << fixed(number_at(after, "asr"), 4) << ','
+            << fixed(number_at(after, "clean_acc"), 4) << ',' << fixed(d, 4);
+        add(2 + 3 * i, number_at(after, "asr"));
+        add(3 + 3 * i, number_at(after, "clean_acc"));
+        add(4 + 3 * i, d);
+      }
+      md << '\n';
+      csv << '\n';
+    }
+    auto mean = [&](size_t column) {
+      return count[column] ? std::optional<double>(sum[column] / count[column]) : std::nullopt;
+    };
+    md << "| **Average** | " << fixed(mean(0)) << " | " << fixed(mean(1)) << " |";
+    for (size_t i = 0; i < spec.defenses.size(); ++i) {
+      md << ' ' << fixed(mean(2 + 3 * i)) << " | " << fixed(mean(3 + 3 * i)) << " |";
+    }
+    md << "\n\n| Defense | mean DER (%) |\n|---|---:|\n";
+    for (size_t i = 0; i < spec.defenses.size(); ++i) {
+      const auto d = mean(4 + 3 * i);
+      md << "| " << spec.defenses[i].name << " | "
+         << fixed(d ? std::optional<double>(*d * 100) : std::nullopt) << " |\n";
+    }
+    if (!failed.empty()) {
+      md << "\nFailed cells (rerun `nad table` to retry):\n";
+      for (const auto& f : failed) md << "- `" << f << "`\n";
+    }
+    write_text_atomic(out / "table.md", md.str());
+    write_text_atomic(out / "table.csv", csv.str());
+
+    json averages = {{"before",
+                      {{"asr", mean(0) ? json(*mean(0)) : json()},
+                       {"clean_acc", mean(1) ? json(*mean(1)) : json()}}}};
+    for (size_t i = 0; i < spec.defenses.size(); ++i) {
+      averages[spec.defenses[i].name] = {
+          {"asr", mean(2 + 3 * i) ? json(*mean(2 + 3 * i)) : json()},
+          {"clean_acc", mean(3 + 3 * i) ? json(*mean(3 + 3 * i)) : json()},
+          {"der", mean(4 + 3 * i) ? json(*mean(4 + 3 * i)) : json()}};
+    }
+    json results = {{"name", spec.name},
+                    {"experiment", raw},
+                    {"attacks_chosen", config.attacks},
+                    {"models_given", spec.models},
+                    {"rows", rows},
+                    {"averages", averages},
+                    {"cells_run", ran},
+                    {"failed", failed},
+                    {"complete", complete}};
+    io::write_json(out / "results.json", results);
+    return std::make_pair(results, md.str());
+  };
   for (const auto& ds : spec.datasets) {
     const fs::path ds_dir = out / ds.name;
     fs::create_directories(ds_dir);
@@ -490,6 +589,7 @@ nlohmann::json run_table(const TableConfig& config, const CommandRunner& run_com
         index += spec.defenses.size();
         row["error"] = "the backdoored model failed; its defenses did not run";
         rows.push_back(row);
+        write_outputs(false);
         continue;
       }
       const std::string model =
@@ -533,100 +633,13 @@ nlohmann::json run_table(const TableConfig& config, const CommandRunner& run_com
         row["defenses"][defense.name] = cell;
       }
       rows.push_back(row);
+      write_outputs(false);
     }
   }
 
-  // The paper's shape: one row per attack; Before and each defense as ASR / ACC; averages; DER.
-  const bool many_datasets = spec.datasets.size() > 1;
-  std::ostringstream md, csv;
-  md << "# " << spec.name << "\n\nASR and ACC (%) of each backdoored model before and after each "
-     << "defense, all defenses using the same " << spec.clean_ratio * 100
-     << "% clean subset; DER as in BackdoorBench (higher is better, 50 = no change).\n\n";
-  md << "| Attack | Before ASR | Before ACC |";
-  csv << "dataset,attack,before_asr,before_acc";
-  for (const auto& d : spec.defenses) {
-    md << ' ' << d.name << " ASR | " << d.name << " ACC |";
-    csv << ',' << slug(d.name) << "_asr," << slug(d.name) << "_acc," << slug(d.name) << "_der";
-  }
-  md << "\n|---|---:|---:|";
-  for (size_t i = 0; i < spec.defenses.size(); ++i) md << "---:|---:|";
-  md << '\n';
-  csv << '\n';
-  std::vector<double> sum(2 + 3 * spec.defenses.size(), 0);
-  std::vector<int> count(sum.size(), 0);
-  auto add = [&](size_t column, const std::optional<double>& v) {
-    if (v) {
-      sum[column] += *v;
-      ++count[column];
-    }
-  };
-  for (const auto& row : rows) {
-    const std::string label = (many_datasets ? row["dataset"].get<std::string>() + " " : "") +
-                              row["attack"].get<std::string>();
-    const json before = row.value("before", json());
-    md << "| " << label << " | " << fixed(number_at(before, "asr")) << " | "
-       << fixed(number_at(before, "clean_acc")) << " |";
-    csv << row["dataset"].get<std::string>() << ',' << row["attack"].get<std::string>() << ','
-        << fixed(number_at(before, "asr"), 4) << ',' << fixed(number_at(before, "clean_acc"), 4);
-    add(0, number_at(before, "asr"));
-    add(1, number_at(before, "clean_acc"));
-    for (size_t i = 0; i < spec.defenses.size(); ++i) {
-      const json cell = row["defenses"].value(spec.defenses[i].name, json());
-      const json after = cell.is_object() ? cell.value("after", json()) : json();
-      const std::optional<double> d = cell.is_object() && cell.contains("der")
-                                          ? std::optional<double>(cell["der"].get<double>())
-                                          : std::nullopt;
-      md << ' ' << fixed(number_at(after, "asr")) << " | " << fixed(number_at(after, "clean_acc"))
-         << " |";
-      csv << ',' << fixed(number_at(after, "asr"), 4) << ','
-          << fixed(number_at(after, "clean_acc"), 4) << ',' << fixed(d, 4);
-      add(2 + 3 * i, number_at(after, "asr"));
-      add(3 + 3 * i, number_at(after, "clean_acc"));
-      add(4 + 3 * i, d);
-    }
-    md << '\n';
-    csv << '\n';
-  }
-  auto mean = [&](size_t column) {
-    return count[column] ? std::optional<double>(sum[column] / count[column]) : std::nullopt;
-  };
-  md << "| **Average** | " << fixed(mean(0)) << " | " << fixed(mean(1)) << " |";
-  for (size_t i = 0; i < spec.defenses.size(); ++i) {
-    md << ' ' << fixed(mean(2 + 3 * i)) << " | " << fixed(mean(3 + 3 * i)) << " |";
-  }
-  md << "\n\n| Defense | mean DER (%) |\n|---|---:|\n";
-  for (size_t i = 0; i < spec.defenses.size(); ++i) {
-    const auto d = mean(4 + 3 * i);
-    md << "| " << spec.defenses[i].name << " | "
-       << fixed(d ? std::optional<double>(*d * 100) : std::nullopt) << " |\n";
-  }
-  if (!failed.empty()) {
-    md << "\nFailed cells (rerun `nad table` to retry):\n";
-    for (const auto& f : failed) md << "- `" << f << "`\n";
-  }
-  write_text_atomic(out / "table.md", md.str());
-  write_text_atomic(out / "table.csv", csv.str());
-
-  json averages = {{"before",
-                    {{"asr", mean(0) ? json(*mean(0)) : json()},
-                     {"clean_acc", mean(1) ? json(*mean(1)) : json()}}}};
-  for (size_t i = 0; i < spec.defenses.size(); ++i) {
-    averages[spec.defenses[i].name] = {
-        {"asr", mean(2 + 3 * i) ? json(*mean(2 + 3 * i)) : json()},
-        {"clean_acc", mean(3 + 3 * i) ? json(*mean(3 + 3 * i)) : json()},
-        {"der", mean(4 + 3 * i) ? json(*mean(4 + 3 * i)) : json()}};
-  }
-  json results = {{"name", spec.name},
-                  {"experiment", raw},
-                  {"attacks_chosen", config.attacks},
-                  {"models_given", spec.models},
-                  {"rows", rows},
-                  {"averages", averages},
-                  {"cells_run", ran},
-                  {"failed", failed}};
-  io::write_json(out / "results.json", results);
+  const auto [results, table] = write_outputs(true);
   log("wrote " + (out / "table.md").string());
-  if (!config.quiet) std::fprintf(stderr, "\n%s", md.str().c_str());
+  if (!config.quiet) std::fprintf(stderr, "\n%s", table.c_str());
   if (!failed.empty()) {
     throw UserError(std::to_string(failed.size()) + " cell(s) failed: " + failed.front() +
                     (failed.size() > 1 ? " and others" : "") + " (rerun to retry)");
