@@ -48,7 +48,8 @@ int64_t select_trojan_neuron(const models::Classifier& model, size_t group, int6
                              torch::Tensor* sums = nullptr);
 
 // Optimises a patch, stamped bottom-right into `images` (uint8 N x H x W x C), to maximise
-// the chosen neuron's activation (its channel's maximum over positions, averaged over images). The model is left in eval mode and unchanged.
+// the chosen neuron's activation (its channel's maximum over positions, averaged over images). The
+// model is left in eval mode and unchanged.
 TrojanTrigger generate_trojan_trigger(const models::Classifier& model, const torch::Tensor& images,
                                       const TrojanTriggerOptions& options, torch::Device device);
 
