@@ -24,11 +24,7 @@ void setup_attention(CLI::App& parent) {
   app->add_option("--images", config->images, "test images drawn with the seed")
       ->capture_default_str();
   app->add_option("--rows", config->rows, "these test rows instead (0-based)")->delimiter(',');
-  app->add_option("--power", config->power, "p in the attention map sum |F|^p")
-      ->capture_default_str();
-  app->add_option("--attention", config->attention, "sum-p | sum | mean-p")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"sum-p", "sum", "mean-p"}));
+  add_attention_map_options(*app, config->power, config->attention);
   app->callback([config, label_mode] {
     finish_attack_options(config->common.attack, *label_mode);
     pipeline::run_attention(*config);

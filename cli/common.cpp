@@ -152,6 +152,13 @@ void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::st
   add_augment_options(app, config.augment);
 }
 
+void add_attention_map_options(CLI::App& app, double& power, std::string& attention) {
+  app.add_option("--power", power, "p in the attention map sum |F|^p")->capture_default_str();
+  app.add_option("--attention", attention, "sum-p | sum | mean-p")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"sum-p", "sum", "mean-p"}));
+}
+
 void add_augment_options(CLI::App& app, pipeline::AugmentConfig& config) {
   app.add_option("--crop-padding", config.crop_padding, "random-crop padding (0: off)")
       ->capture_default_str();

@@ -14,6 +14,9 @@ void add_model_file_options(CLI::App& app, pipeline::ModelFileOptions& options);
 // Options of the finetuning baseline and NAD.
 void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::string& label_mode);
 
+// --power and --attention: how attention maps are computed (erase, attention).
+void add_attention_map_options(CLI::App& app, double& power, std::string& attention);
+
 // Training-time augmentation.
 void add_augment_options(CLI::App& app, pipeline::AugmentConfig& config);
 

@@ -25,11 +25,7 @@ void setup_erase(CLI::App& parent) {
   app->add_option("--groups", config->groups,
                   "groups whose attention is distilled, by number or name (default: all)")
       ->delimiter(',');
-  app->add_option("--power", config->power, "p in the attention map sum |F|^p")
-      ->capture_default_str();
-  app->add_option("--attention", config->attention, "sum-p | sum | mean-p")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"sum-p", "sum", "mean-p"}));
+  add_attention_map_options(*app, config->power, config->attention);
   app->callback([config, label_mode] {
     finish_attack_options(config->defense.common.attack, *label_mode);
     pipeline::run_erase(*config);

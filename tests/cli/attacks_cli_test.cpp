@@ -14,12 +14,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-nlohmann::json read_json(const fs::path& file) {
-  std::ifstream in(file);
-  EXPECT_TRUE(in.good()) << file;
-  return nlohmann::json::parse(in);
-}
-
 TEST(AttacksCli, TrojanTrainMakesItsTriggerAndLearnsTheBackdoor) {
   TempDir dir;
   write_synthetic_idx(dir / "data", 1500, 300, 16, 4, 21);

@@ -12,12 +12,6 @@
 namespace nad::test {
 namespace {
 
-nlohmann::json read_json(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  EXPECT_TRUE(in.good()) << file;
-  return nlohmann::json::parse(in);
-}
-
 TEST(AttentionCli, DrawsEveryModelAndErasePlotsBeforeAndAfter) {
   TempDir dir;
   write_synthetic_idx(dir / "data", 800, 200, 16, 4, 9);

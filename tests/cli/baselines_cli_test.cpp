@@ -11,20 +11,6 @@
 namespace nad::test {
 namespace {
 
-nlohmann::json read_json(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  EXPECT_TRUE(in.good()) << file;
-  return nlohmann::json::parse(in);
-}
-
-int count_lines(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  int lines = 0;
-  std::string line;
-  while (std::getline(in, line)) ++lines;
-  return lines;
-}
-
 TEST(BaselinesCli, PruneAndMcrWriteTheirCurves) {
   TempDir dir;
   write_synthetic_idx(dir / "data", 800, 200, 16, 4, 9);

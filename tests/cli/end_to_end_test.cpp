@@ -10,20 +10,6 @@
 namespace nad::test {
 namespace {
 
-nlohmann::json read_json(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  EXPECT_TRUE(in.good()) << file;
-  return nlohmann::json::parse(in);
-}
-
-int count_lines(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  int lines = 0;
-  std::string line;
-  while (std::getline(in, line)) ++lines;
-  return lines;
-}
-
 TEST(EndToEnd, BackdoorIsLearntThenErasedByNad) {
   TempDir dir;
   write_synthetic_idx(dir / "data", 3000, 600, 16, 4, 11);

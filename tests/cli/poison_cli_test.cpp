@@ -13,12 +13,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-nlohmann::json read_json(const fs::path& file) {
-  std::ifstream in(file);
-  EXPECT_TRUE(in.good()) << file;
-  return nlohmann::json::parse(in);
-}
-
 int64_t count_files(const fs::path& dir) {
   int64_t n = 0;
   for (const auto& entry : fs::recursive_directory_iterator(dir)) n += entry.is_regular_file();

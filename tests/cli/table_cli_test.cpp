@@ -13,19 +13,6 @@
 namespace nad::test {
 namespace {
 
-nlohmann::json read_json(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  EXPECT_TRUE(in.good()) << file;
-  return nlohmann::json::parse(in);
-}
-
-std::string read_text(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 TEST(TableCli, SmokeGridRunsAndResumes) {
   TempDir dir;
   write_synthetic_idx(dir / "data", 3000, 600, 16, 4, 11);

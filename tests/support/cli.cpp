@@ -1,11 +1,13 @@
 #include "support/cli.h"
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <torch/torch.h>
 
 #include <array>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 
 namespace nad::test {
 
@@ -84,6 +86,27 @@ void write_synthetic_idx(const std::filesystem::path& dir, int64_t train_count, 
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   write_split(dir, "train", train_count, size, classes, gen);
   write_split(dir, "t10k", test_count, size, classes, gen);
+}
+
+nlohmann::json read_json(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  EXPECT_TRUE(in.good()) << file;
+  return nlohmann::json::parse(in);
+}
+
+std::string read_text(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+int count_lines(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  int lines = 0;
+  std::string line;
+  while (std::getline(in, line)) ++lines;
+  return lines;
 }
 
 }  // namespace nad::test

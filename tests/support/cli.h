@@ -1,5 +1,6 @@
 #pragma once
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 
 namespace nad::test {
@@ -17,5 +18,10 @@ CommandResult run_nad(const std::string& arguments);
 // repeating) plus noise, so a small CNN learns it in a few epochs.
 void write_synthetic_idx(const std::filesystem::path& dir, int64_t train_count, int64_t test_count,
                          int64_t size, int64_t classes, uint64_t seed);
+
+// Files the binary wrote: parsed JSON (a missing file fails the test), whole text, line count.
+nlohmann::json read_json(const std::filesystem::path& file);
+std::string read_text(const std::filesystem::path& file);
+int count_lines(const std::filesystem::path& file);
 
 }  // namespace nad::test
