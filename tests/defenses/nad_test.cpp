@@ -4,6 +4,7 @@
 
 #include "nad/train/evaluate.h"
 #include "nad/util/error.h"
+#include "support/tasks.h"
 
 namespace nad::defenses {
 namespace {
@@ -25,19 +26,11 @@ TEST(NadGroups, SelectionZeroesTheOtherBetas) {
 
 // Two classes told apart by brightness: learnt in an epoch or two, after which the hold-out
 // accuracy cannot improve and early stopping must end the run.
-data::Dataset brightness_task(int64_t n) {
-  torch::Tensor labels = torch::arange(n, torch::kLong).remainder(2);
-  torch::Tensor images =
-      (labels.view({n, 1, 1, 1}) * 150 + 40 + torch::randint(0, 40, {n, 8, 8, 1}, torch::kLong))
-          .to(torch::kUInt8);
-  return {images, labels};
-}
-
 TEST(Finetune, PatienceKeepsTheBestEpochAndStops) {
   torch::manual_seed(3);
   CleanData clean;
-  clean.train = brightness_task(128);
-  clean.validation = brightness_task(64);
+  clean.train = test::brightness_task(128);
+  clean.validation = test::brightness_task(64);
   clean.indices = torch::arange(192);
   const models::ModelSpec spec{"mnist-cnn", 1, 2, 8, 8};
   models::Classifier model = models::create_model(spec);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "nad/util/error.h"
+#include "support/tasks.h"
 
 namespace nad::train {
 namespace {
@@ -27,18 +28,9 @@ TEST(Schedule, LearningRatesPerEpoch) {
   EXPECT_THROW(parse_schedule("linear"), UserError);
 }
 
-// Two classes told apart by brightness: a few epochs must learn them, reproducibly.
-data::Dataset brightness_task(int64_t n) {
-  torch::Tensor labels = torch::arange(n, torch::kLong).remainder(2);
-  torch::Tensor images =
-      (labels.view({n, 1, 1, 1}) * 150 + 40 + torch::randint(0, 40, {n, 8, 8, 1}, torch::kLong))
-          .to(torch::kUInt8);
-  return {images, labels};
-}
-
 TEST(Trainer, LearnsASimpleTaskReproducibly) {
   torch::manual_seed(0);
-  data::Dataset train = brightness_task(256);
+  data::Dataset train = test::brightness_task(256);
   models::ModelSpec spec{"mnist-cnn", 1, 2, 8, 8};
   TrainOptions o;
   o.epochs = 3;
@@ -65,7 +57,7 @@ TEST(Trainer, LearnsASimpleTaskReproducibly) {
 
 TEST(Trainer, KeepGoingEndsTrainingEarly) {
   torch::manual_seed(0);
-  data::Dataset train = brightness_task(64);
+  data::Dataset train = test::brightness_task(64);
   models::Classifier model = models::create_model({"mnist-cnn", 1, 2, 8, 8});
   TrainOptions o;
   o.epochs = 5;
@@ -82,7 +74,7 @@ TEST(Trainer, KeepGoingEndsTrainingEarly) {
 }
 
 TEST(Trainer, DivergenceIsReported) {
-  data::Dataset train = brightness_task(64);
+  data::Dataset train = test::brightness_task(64);
   models::Classifier model = models::create_model({"mnist-cnn", 1, 2, 8, 8});
   TrainOptions o;
   o.epochs = 2;
