@@ -51,10 +51,11 @@ TEST(TableCli, SmokeGridRunsAndResumes) {
     EXPECT_TRUE(std::filesystem::exists(grid / "curves" / "fashion-mnist-badnets-mcr-t.png"));
   }
 
-  // Nothing is re-run; a cell whose run was interrupted (no summary.json) is.
+  // Nothing is re-run, even on another thread count; a cell whose run was interrupted (no
+  // summary.json) is.
   const auto model = grid / "fashion-mnist" / "badnets" / "backdoored" / "model.pt";
   const auto stamp = std::filesystem::last_write_time(model);
-  CommandResult second = run_nad(args);
+  CommandResult second = run_nad(args + " --threads 3");
   ASSERT_EQ(second.exit_code, 0) << second.output;
   EXPECT_EQ(read_json(grid / "results.json")["cells_run"], 0);
   EXPECT_EQ(std::filesystem::last_write_time(model), stamp);

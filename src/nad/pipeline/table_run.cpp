@@ -226,10 +226,27 @@ json read_json_file(const fs::path& file) {
 
 // A cell is finished when its folder has summary.json and was made by the same command; a
 // folder made by another command is an error rather than a silently stale number.
+// `--threads` is left out of the comparison: it changes how fast a cell runs, not what it
+// measures, and a resumed table often runs on another machine.
+json without_threads(const json& args) {
+  json kept = json::array();
+  if (!args.is_array()) return kept;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--threads") {
+      ++i;
+      continue;
+    }
+    kept.push_back(args[i]);
+  }
+  return kept;
+}
+
 bool cell_finished(const fs::path& dir, const std::vector<std::string>& args) {
   if (!fs::exists(dir / "summary.json")) return false;
   const json recorded = read_json_file(dir / "cell.json");
-  if (recorded.is_object() && recorded.value("args", json()) == json(args)) return true;
+  if (recorded.is_object() &&
+      without_threads(recorded.value("args", json())) == without_threads(json(args)))
+    return true;
   throw UserError(dir.string() +
                   " holds a finished run made with other options than the experiment now asks "
                   "for; delete that folder or use another --out");
