@@ -29,6 +29,13 @@ void add_common_options(CLI::App& app, pipeline::CommonConfig& config, bool need
   app.add_option("--eval-batch-size", config.eval_batch_size, "batch size for evaluation")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--dist-timeout", config.dist_timeout,
+                 "distributed runs (started with RANK/WORLD_SIZE, e.g. by nad launch): seconds "
+                 "to wait for the other ranks before failing")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_flag("--sync-bn", config.sync_bn,
+               "distributed runs: BatchNorm uses the batch statistics of all ranks together");
   app.add_flag("--quiet", config.quiet, "no progress output");
 }
 

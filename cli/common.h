@@ -38,5 +38,6 @@ void setup_prune(CLI::App& app);
 void setup_mcr(CLI::App& app);
 void setup_attention(CLI::App& app);
 void setup_table(CLI::App& app);
+void setup_launch(CLI::App& app);
 
 }  // namespace nad::cli

@@ -1,7 +1,9 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 
 #include "common.h"
+#include "nad/dist/process_group.h"
 #include "nad/util/error.h"
 
 int main(int argc, char** argv) {
@@ -21,6 +23,7 @@ int main(int argc, char** argv) {
   nad::cli::setup_export(app);
   nad::cli::setup_poison(app);
   nad::cli::setup_trojan_trigger(app);
+  nad::cli::setup_launch(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -30,6 +33,12 @@ int main(int argc, char** argv) {
   } catch (const nad::UserError& e) {
     std::fprintf(stderr, "nad: error: %s\n", e.what());
     return 2;
+  } catch (const nad::dist::DistError& e) {
+    // A lost rank: not a bug in this process, and nothing to wait for. Quit at once, since
+    // tearing down a process group whose peers are gone can block.
+    std::fprintf(stderr, "nad: error: %s\n", e.what());
+    std::fflush(stderr);
+    std::_Exit(1);
   } catch (const c10::Error& e) {
     std::fprintf(stderr, "nad: internal error: %s\n", e.what_without_backtrace());
     return 1;

@@ -58,8 +58,28 @@ void setup_table(CLI::App& parent) {
   app->add_option("--threads", config->threads, "CPU threads of each cell (0: all cores)")
       ->capture_default_str();
   app->add_option("--device", config->device, "cpu or cuda[:N]")->capture_default_str();
+  auto shard = std::make_shared<std::string>();
+  app->add_option("--shard", *shard,
+                  "I/N: run only every N-th row (dataset x attack) from row I, for N machines "
+                  "sharing --out; then run once with --merge");
+  app->add_flag("--merge", config->merge,
+                "run nothing: write the table from the finished cells of all shards");
   app->add_flag("--quiet", config->quiet, "no progress output");
-  app->callback([config] { pipeline::run_table(*config, run_self); });
+  app->callback([config, shard] {
+    if (!shard->empty()) {
+      const size_t slash = shard->find('/');
+      try {
+        size_t used = 0;
+        config->shard_index = std::stoi(shard->substr(0, slash), &used);
+        if (slash == std::string::npos || used != slash) throw std::invalid_argument("");
+        config->shard_count = std::stoi(shard->substr(slash + 1), &used);
+        if (used != shard->size() - slash - 1) throw std::invalid_argument("");
+      } catch (const std::exception&) {
+        throw UserError("--shard must be I/N (for example 0/2), not '" + *shard + "'");
+      }
+    }
+    pipeline::run_table(*config, run_self);
+  });
 }
 
 }  // namespace nad::cli

@@ -66,6 +66,23 @@ TEST(TableCli, SmokeGridRunsAndResumes) {
   EXPECT_EQ(read_json(grid / "results.json")["rows"][0]["defenses"]["MCR"]["after"],
             results["rows"][0]["defenses"]["MCR"]["after"]);  // same seed, same numbers
 
+  // Shards split rows: the smoke grid's one row is shard 0's, so shard 1 of 2 runs nothing, and
+  // --merge writes the one table from the finished cells, or names a missing one.
+  CommandResult shard = run_nad(args + " --shard 1/2");
+  ASSERT_EQ(shard.exit_code, 0) << shard.output;
+  EXPECT_EQ(read_json(grid / "results-shard-1-of-2.json")["cells_run"], 0);
+  EXPECT_EQ(read_json(grid / "results-shard-1-of-2.json")["rows"].size(), 0u);
+  const std::string before_merge = read_text(grid / "table.md");
+  CommandResult merged = run_nad(args + " --merge");
+  ASSERT_EQ(merged.exit_code, 0) << merged.output;
+  EXPECT_EQ(read_text(grid / "table.md"), before_merge);
+  const std::string empty_grid = (dir / "empty").string();
+  CommandResult early = run_nad("table --config " + smoke + " --data-dir " +
+                                (dir / "data").string() + " --quiet --merge --out " + empty_grid);
+  EXPECT_EQ(early.exit_code, 2) << early.output;
+  EXPECT_NE(early.output.find("not finished"), std::string::npos) << early.output;
+  EXPECT_EQ(run_nad(args + " --shard 2/2").exit_code, 2);
+
   // A finished cell made with other options is an error, not a stale number.
   nlohmann::json changed = read_json(smoke);
   changed["defense_options"] = "--lr 0.02 --epochs 1 --crop-padding 0";

@@ -3,6 +3,8 @@
 #include <chrono>
 
 #include "nad/data/augment.h"
+#include "nad/dist/process_group.h"
+#include "nad/models/batch_norm.h"
 #include "nad/util/compute.h"
 #include "nad/util/error.h"
 #include "nad/util/progress.h"
@@ -32,9 +34,9 @@ void set_curve_point(const models::Classifier& model, const CurveEnds& curve, do
 void update_batchnorm(const models::Classifier& model, const torch::Tensor& images,
                       int64_t batch_size, torch::Device device) {
   torch::NoGradGuard no_grad;
-  std::vector<std::pair<torch::nn::BatchNorm2dImpl*, c10::optional<double>>> norms;
+  std::vector<std::pair<models::BatchNorm2dImpl*, c10::optional<double>>> norms;
   for (const auto& module : model->modules(/*include_self=*/false)) {
-    if (auto* bn = dynamic_cast<torch::nn::BatchNorm2dImpl*>(module.get())) {
+    if (auto* bn = dynamic_cast<models::BatchNorm2dImpl*>(module.get())) {
       norms.emplace_back(bn, bn->options.momentum());
       bn->reset_running_stats();
       bn->options.momentum(c10::nullopt);  // cumulative average over the batches
@@ -97,9 +99,12 @@ std::vector<train::EpochRecord> train_curve(const models::Classifier& start,
       if (rows.size(0) < 2) continue;
       const double point = torch::rand({1}, generator, torch::kDouble).item<double>();
       set_curve_point(working, curve, point);
-      torch::Tensor inputs =
-          data::to_input(data::augment_batch(images.index_select(0, rows), t.augment, generator));
-      torch::Tensor targets = labels.index_select(0, rows);
+      // Data parallel as in train_model: the same global batch everywhere, one shard each.
+      torch::Tensor batch = data::augment_batch(images.index_select(0, rows), t.augment, generator);
+      const int64_t global_rows = rows.size(0);
+      const auto [begin, end] = dist::local_shard(global_rows);
+      torch::Tensor inputs = data::to_input(batch.slice(0, begin, end));
+      torch::Tensor targets = labels.index_select(0, rows.slice(0, begin, end));
       torch::Tensor logits, loss;
       {
         AutocastScope autocast(inputs.device());
@@ -108,6 +113,7 @@ std::vector<train::EpochRecord> train_curve(const models::Classifier& start,
       }
       working->zero_grad();
       loss.backward();
+      dist::average_gradients(working_parameters, static_cast<double>(end - begin) / global_rows);
       optimizer.zero_grad();
       const double weight = 2 * point * (1 - point);
       for (size_t i = 0; i < curve.bend.size(); ++i) {
@@ -115,14 +121,17 @@ std::vector<train::EpochRecord> train_curve(const models::Classifier& start,
         if (grad.defined()) curve.bend[i].mutable_grad() = grad * weight;
       }
       optimizer.step();
-      const double loss_value = loss.item<double>();
+      const std::vector<double> step_sums =
+          dist::all_reduce_sum({loss.item<double>() * static_cast<double>(end - begin),
+                                logits.argmax(1).eq(targets).sum().item<double>()});
+      const double loss_value = step_sums[0] / global_rows;
       if (!std::isfinite(loss_value)) {
         throw UserError("MCR: curve training diverged (loss " + std::to_string(loss_value) +
                         "); lower --curve-lr");
       }
-      loss_sum += loss_value * rows.size(0);
-      correct += logits.argmax(1).eq(targets).sum().item<int64_t>();
-      seen += rows.size(0);
+      loss_sum += step_sums[0];
+      correct += static_cast<int64_t>(step_sums[1]);
+      seen += global_rows;
       progress.step(epoch, step + 1, loss_sum / seen, 100.0 * correct / seen);
     }
     train::EpochRecord record;

@@ -11,9 +11,9 @@ nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride) {
 }  // namespace
 
 PreActBlockImpl::PreActBlockImpl(int64_t in_planes, int64_t planes, int64_t stride) {
-  bn1_ = register_module("bn1", nn::BatchNorm2d(in_planes));
+  bn1_ = register_module("bn1", BatchNorm2d(in_planes));
   conv1_ = register_module("conv1", conv(in_planes, planes, 3, stride));
-  bn2_ = register_module("bn2", nn::BatchNorm2d(planes));
+  bn2_ = register_module("bn2", BatchNorm2d(planes));
   conv2_ = register_module("conv2", conv(planes, planes, 3, 1));
   if (stride != 1 || in_planes != planes) {
     shortcut_ = register_module("shortcut", nn::Sequential(conv(in_planes, planes, 1, stride)));
@@ -28,12 +28,12 @@ torch::Tensor PreActBlockImpl::forward(const torch::Tensor& x) {
 
 BasicBlockImpl::BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride) {
   conv1_ = register_module("conv1", conv(in_planes, planes, 3, stride));
-  bn1_ = register_module("bn1", nn::BatchNorm2d(planes));
+  bn1_ = register_module("bn1", BatchNorm2d(planes));
   conv2_ = register_module("conv2", conv(planes, planes, 3, 1));
-  bn2_ = register_module("bn2", nn::BatchNorm2d(planes));
+  bn2_ = register_module("bn2", BatchNorm2d(planes));
   if (stride != 1 || in_planes != planes) {
     shortcut_ = register_module(
-        "shortcut", nn::Sequential(conv(in_planes, planes, 1, stride), nn::BatchNorm2d(planes)));
+        "shortcut", nn::Sequential(conv(in_planes, planes, 1, stride), BatchNorm2d(planes)));
   }
 }
 
@@ -45,7 +45,7 @@ torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x) {
 
 ResNet18Impl::ResNet18Impl(const ResNetOptions& options) : options_(options) {
   conv1_ = register_module("conv1", conv(options.in_channels(), 64, 3, 1));
-  if (!options.preactivation()) bn1_ = register_module("bn1", nn::BatchNorm2d(64));
+  if (!options.preactivation()) bn1_ = register_module("bn1", BatchNorm2d(64));
   const int64_t widths[4] = {64, 128, 256, 512};
   int64_t in_planes = 64;
   for (int i = 0; i < 4; ++i) {

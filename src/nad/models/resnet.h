@@ -1,4 +1,5 @@
 #pragma once
+#include "nad/models/batch_norm.h"
 #include "nad/models/classifier.h"
 
 namespace nad::models {
@@ -16,7 +17,7 @@ class PreActBlockImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
 
  private:
-  torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr};
+  BatchNorm2d bn1_{nullptr}, bn2_{nullptr};
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr};
   torch::nn::Sequential shortcut_{nullptr};
 };
@@ -30,7 +31,7 @@ class BasicBlockImpl : public torch::nn::Module {
 
  private:
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr};
-  torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr};
+  BatchNorm2d bn1_{nullptr}, bn2_{nullptr};
   torch::nn::Sequential shortcut_{nullptr};
 };
 TORCH_MODULE(BasicBlock);
@@ -54,7 +55,7 @@ class ResNet18Impl : public ClassifierImpl {
  private:
   ResNetOptions options_;
   torch::nn::Conv2d conv1_{nullptr};
-  torch::nn::BatchNorm2d bn1_{nullptr};  // post-activation form only
+  BatchNorm2d bn1_{nullptr};  // post-activation form only
   torch::nn::Sequential layers_[4];
   torch::nn::Linear linear_{nullptr};
 };

@@ -14,9 +14,9 @@ nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride) {
 
 WideBasicBlockImpl::WideBasicBlockImpl(int64_t in_planes, int64_t out_planes, int64_t stride)
     : equal_in_out_(in_planes == out_planes) {
-  bn1_ = register_module("bn1", nn::BatchNorm2d(in_planes));
+  bn1_ = register_module("bn1", BatchNorm2d(in_planes));
   conv1_ = register_module("conv1", conv(in_planes, out_planes, 3, stride));
-  bn2_ = register_module("bn2", nn::BatchNorm2d(out_planes));
+  bn2_ = register_module("bn2", BatchNorm2d(out_planes));
   conv2_ = register_module("conv2", conv(out_planes, out_planes, 3, 1));
   if (!equal_in_out_)
     shortcut_ = register_module("convShortcut", conv(in_planes, out_planes, 1, stride));
@@ -45,7 +45,7 @@ WideResNetImpl::WideResNetImpl(const WideResNetOptions& options) : options_(opti
   block1_ = register_module("block1", WideGroup(blocks, widths[0], widths[1], 1));
   block2_ = register_module("block2", WideGroup(blocks, widths[1], widths[2], 2));
   block3_ = register_module("block3", WideGroup(blocks, widths[2], widths[3], 2));
-  bn1_ = register_module("bn1", nn::BatchNorm2d(widths[3]));
+  bn1_ = register_module("bn1", BatchNorm2d(widths[3]));
   fc_ = register_module("fc", nn::Linear(widths[3], options.num_classes()));
 
   // The reference's initialisation: He normal on fan-out for convs, unit BatchNorm, zero fc bias.
@@ -55,7 +55,7 @@ WideResNetImpl::WideResNetImpl(const WideResNetOptions& options) : options_(opti
       const double n = static_cast<double>(w.size(0) * w.size(2) * w.size(3));
       torch::NoGradGuard no_grad;
       w.normal_(0, std::sqrt(2.0 / n));
-    } else if (auto* bn = module->as<nn::BatchNorm2d>()) {
+    } else if (auto* bn = module->as<BatchNorm2d>()) {
       torch::NoGradGuard no_grad;
       bn->weight.fill_(1);
       bn->bias.zero_();

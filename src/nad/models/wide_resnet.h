@@ -1,4 +1,5 @@
 #pragma once
+#include "nad/models/batch_norm.h"
 #include "nad/models/classifier.h"
 
 namespace nad::models {
@@ -19,7 +20,7 @@ class WideBasicBlockImpl : public torch::nn::Module {
 
  private:
   bool equal_in_out_;
-  torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr};
+  BatchNorm2d bn1_{nullptr}, bn2_{nullptr};
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, shortcut_{nullptr};
 };
 TORCH_MODULE(WideBasicBlock);
@@ -53,7 +54,7 @@ class WideResNetImpl : public ClassifierImpl {
   WideResNetOptions options_;
   torch::nn::Conv2d conv1_{nullptr};
   WideGroup block1_{nullptr}, block2_{nullptr}, block3_{nullptr};
-  torch::nn::BatchNorm2d bn1_{nullptr};
+  BatchNorm2d bn1_{nullptr};
   torch::nn::Linear fc_{nullptr};
 };
 TORCH_MODULE(WideResNet);

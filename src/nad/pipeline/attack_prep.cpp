@@ -1,5 +1,6 @@
 #include "nad/attacks/clean_label.h"
 #include "nad/attacks/trojan.h"
+#include "nad/dist/process_group.h"
 #include "nad/io/checkpoint.h"
 #include "nad/io/png.h"
 #include "nad/pipeline/context.h"
@@ -89,6 +90,7 @@ nlohmann::json prepare_attack(RunContext& context, attacks::AttackOptions& attac
         context.device);
     const auto file = context.out / "trigger.png";
     io::write_png(file, trigger.patch);
+    dist::barrier();  // in a distributed run every rank then reads the file rank 0 wrote
     attack_options.trigger_file = file.string();
     context.log("trojan trigger: " + std::to_string(trigger.patch.size(0)) + "x" +
                 std::to_string(trigger.patch.size(1)) + " patch for neuron " +

@@ -23,6 +23,8 @@ struct CommonConfig {
   int64_t eval_batch_size = train::kEvalBatchSize;
   std::string precision = "fp32";  // fp32 | bf16
   bool channels_last = true;
+  double dist_timeout = 300;  // seconds: how long a rank waits for the others
+  bool sync_bn = false;       // distributed runs: BatchNorm statistics over all ranks
   bool quiet = false;
 
   nlohmann::json to_json() const;
@@ -143,6 +145,13 @@ struct TableConfig {
   std::string data_dir;  // overrides every dataset's data_dir (configs with one dataset)
   std::vector<std::string> attacks;  // only these rows of the experiment; empty: all
   std::vector<std::string> models;   // "DATASET/ATTACK=FILE": backdoored models to use as given
+  // --shard I/N: run only rows (dataset x attack) r with r % N == I, so that N machines can split
+  // a grid over a shared folder; each writes table-shard-I-of-N.* from its own rows.
+  int shard_index = 0;
+  int shard_count = 1;
+  // --merge: run nothing; write table.md, table.csv and results.json from the finished cells,
+  // and fail naming the cells that are not finished.
+  bool merge = false;
   int threads = 0;
   std::string device = "cpu";
   bool quiet = false;

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "nad/dist/process_group.h"
 #include "nad/io/report.h"
 #include "nad/util/compute.h"
 #include "nad/util/error.h"
@@ -21,7 +22,10 @@ nlohmann::json CommonConfig::to_json() const {
           {"out", out},
           {"eval_batch_size", eval_batch_size},
           {"precision", precision},
-          {"channels_last", channels_last}};
+          {"channels_last", channels_last},
+          {"dist_timeout", dist_timeout},
+          {"sync_bn", sync_bn},
+          {"world_size", dist::world_size()}};
 }
 
 double RunContext::seconds() const {
@@ -29,7 +33,7 @@ double RunContext::seconds() const {
 }
 
 void RunContext::log(const std::string& line) const {
-  if (quiet) return;
+  if (quiet || !dist::is_main()) return;
   std::fprintf(stderr, "%s\n", line.c_str());
   std::fflush(stderr);
 }
@@ -63,8 +67,14 @@ RunContext open_run(const CommonConfig& config, bool defer_trojan) {
   if (config.out.empty()) throw UserError("--out is required");
   context.out = config.out;
   ensure_directory(context.out);
-  context.device = parse_device(config.device);
   set_threads(config.threads);
+  dist::DistOptions dist_options;
+  dist_options.timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(config.dist_timeout * 1000));
+  dist_options.sync_batch_norm = config.sync_bn;
+  const torch::Device requested = parse_device(config.device);
+  dist::init(dist_options, requested);
+  context.device = dist::local_device(requested);
   configure_compute(config, context);
 
   context.log("loading " + config.dataset.name + " ...");
@@ -96,6 +106,7 @@ nlohmann::json ModelFileOptions::to_json() const {
 }
 
 void print_warnings(const std::vector<std::string>& warnings) {
+  if (!dist::is_main()) return;
   for (const auto& warning : warnings) std::fprintf(stderr, "nad: warning: %s\n", warning.c_str());
   std::fflush(stderr);
 }

@@ -416,6 +416,14 @@ nlohmann::json run_table(const TableConfig& config, const CommandRunner& run_com
     spec.models[given.substr(0, eq)] = given.substr(eq + 1);
   }
   if (config.out.empty()) throw UserError("--out is required");
+  if (config.shard_count < 1 || config.shard_index < 0 || config.shard_index >= config.shard_count)
+    throw UserError("--shard I/N needs 0 <= I < N");
+  if (config.merge && config.shard_count > 1)
+    throw UserError("--merge and --shard exclude each other");
+  const bool sharded = config.shard_count > 1;
+  const std::string suffix = sharded ? "-shard-" + std::to_string(config.shard_index) + "-of-" +
+                                           std::to_string(config.shard_count)
+                                     : "";
   const fs::path out(config.out);
   fs::create_directories(out);
   io::write_json(out / "experiment.json", raw);
@@ -425,13 +433,18 @@ nlohmann::json run_table(const TableConfig& config, const CommandRunner& run_com
 
   const size_t total = spec.datasets.size() * spec.attacks.size() * (1 + spec.defenses.size());
   size_t index = 0, ran = 0;
-  std::vector<std::string> failed;
+  std::vector<std::string> failed, missing;
+  bool mine = true;  // whether the current row is this process's to run
   auto run_cell = [&](const fs::path& dir, const std::vector<std::string>& args) {
     ++index;
     const std::string counter = "[" + std::to_string(index) + "/" + std::to_string(total) + "] ";
     if (cell_finished(dir, args)) {
       log(counter + dir.string() + ": done before, kept");
       return true;
+    }
+    if (!mine) {
+      missing.push_back(dir.string());
+      return false;
     }
     fs::create_directories(dir);
     io::write_json(dir / "cell.json", {{"args", args}});
@@ -527,8 +540,8 @@ nlohmann::json run_table(const TableConfig& config, const CommandRunner& run_com
       md << "\nFailed cells (rerun `nad table` to retry):\n";
       for (const auto& f : failed) md << "- `" << f << "`\n";
     }
-    write_text_atomic(out / "table.md", md.str());
-    write_text_atomic(out / "table.csv", csv.str());
+    write_text_atomic(out / ("table" + suffix + ".md"), md.str());
+    write_text_atomic(out / ("table" + suffix + ".csv"), csv.str());
 
     json averages = {{"before",
                       {{"asr", mean(0) ? json(*mean(0)) : json()},
@@ -539,18 +552,22 @@ nlohmann::json run_table(const TableConfig& config, const CommandRunner& run_com
           {"clean_acc", mean(3 + 3 * i) ? json(*mean(3 + 3 * i)) : json()},
           {"der", mean(4 + 3 * i) ? json(*mean(4 + 3 * i)) : json()}};
     }
-    json results = {{"name", spec.name},
-                    {"experiment", raw},
-                    {"attacks_chosen", config.attacks},
-                    {"models_given", spec.models},
-                    {"rows", rows},
-                    {"averages", averages},
-                    {"cells_run", ran},
-                    {"failed", failed},
-                    {"complete", complete}};
-    io::write_json(out / "results.json", results);
+    json results = {
+        {"name", spec.name},
+        {"experiment", raw},
+        {"attacks_chosen", config.attacks},
+        {"models_given", spec.models},
+        {"rows", rows},
+        {"averages", averages},
+        {"cells_run", ran},
+        {"failed", failed},
+        {"shard",
+         sharded ? json({{"index", config.shard_index}, {"count", config.shard_count}}) : json()},
+        {"complete", complete}};
+    io::write_json(out / ("results" + suffix + ".json"), results);
     return std::make_pair(results, md.str());
   };
+  int row_number = 0;
   for (const auto& ds : spec.datasets) {
     const fs::path ds_dir = out / ds.name;
     fs::create_directories(ds_dir);
@@ -580,6 +597,7 @@ nlohmann::json run_table(const TableConfig& config, const CommandRunner& run_com
     }
 
     for (const auto& attack : spec.attacks) {
+      mine = !config.merge && row_number++ % config.shard_count == config.shard_index;
       const fs::path attack_dir = ds_dir / attack.name;
       std::vector<std::string> attack_args{"--attack", attack.name, "--target",
                                            std::to_string(ds.target)};
@@ -604,6 +622,18 @@ nlohmann::json run_table(const TableConfig& config, const CommandRunner& run_com
       json row = {{"dataset", ds.name}, {"attack", attack.name}, {"defenses", json::object()}};
       if (!run_cell(bd_dir, bd_args)) {
         index += spec.defenses.size();
+        if (!mine) {
+          // Another shard's row: its cells are looked at only by --merge.
+          if (!config.merge) {
+            missing.clear();
+            continue;
+          }
+          for (const auto& defense : spec.defenses)
+            missing.push_back((attack_dir / slug(defense.name)).string());
+          row["error"] = "not finished";
+          rows.push_back(row);
+          continue;
+        }
         row["error"] = "the backdoored model failed; its defenses did not run";
         rows.push_back(row);
         write_outputs(false);
@@ -645,17 +675,26 @@ nlohmann::json run_table(const TableConfig& config, const CommandRunner& run_com
             }
           }
         } else {
-          cell["error"] = "failed; see " + dir.string();
+          cell["error"] = mine ? "failed; see " + dir.string() : "not finished";
         }
         row["defenses"][defense.name] = cell;
       }
+      if (!mine && !config.merge) {
+        missing.clear();  // another shard's row, finished or not, is left to that shard
+        continue;
+      }
       rows.push_back(row);
-      write_outputs(false);
+      if (!config.merge) write_outputs(false);
     }
   }
 
+  if (config.merge && !missing.empty()) {
+    throw UserError("--merge: " + std::to_string(missing.size()) +
+                    " cell(s) are not finished, first " + missing.front() +
+                    "; run the missing shards first");
+  }
   const auto [results, table] = write_outputs(true);
-  log("wrote " + (out / "table.md").string());
+  log("wrote " + (out / ("table" + suffix + ".md")).string());
   if (!config.quiet) std::fprintf(stderr, "\n%s", table.c_str());
   if (!failed.empty()) {
     throw UserError(std::to_string(failed.size()) + " cell(s) failed: " + failed.front() +

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "nad/data/augment.h"
+#include "nad/dist/process_group.h"
 #include "nad/util/compute.h"
 
 namespace nad::train {
@@ -67,13 +68,31 @@ Evaluator::Evaluator(const data::Dataset& test, const attacks::Attack* attack, t
   }
 }
 
+// Each rank measures its shard of the test sets; the counts are summed over ranks.
 Metrics Evaluator::operator()(const models::Classifier& model) const {
-  Metrics m;
-  m.clean_acc = accuracy(model, clean_, batch_size_);
+  auto count_equal = [](const torch::Tensor& a, const torch::Tensor& b) {
+    return a.numel() == 0 ? 0.0 : a.eq(b).sum().item<double>();
+  };
+  const auto [clean_begin, clean_end] = dist::local_shard(clean_.size());
+  std::vector<double> counts = {
+      count_equal(predict(model, clean_.images.slice(0, clean_begin, clean_end), batch_size_),
+                  clean_.labels.slice(0, clean_begin, clean_end)),
+      0, 0};
   if (has_attack_) {
-    torch::Tensor predicted = predict(model, triggered_.images, batch_size_);
-    m.asr = percent_equal(predicted, attack_targets_);
-    m.robust_acc = percent_equal(predicted, triggered_.labels);
+    const auto [begin, end] = dist::local_shard(triggered_.size());
+    torch::Tensor predicted = predict(model, triggered_.images.slice(0, begin, end), batch_size_);
+    counts[1] = count_equal(predicted, attack_targets_.slice(0, begin, end));
+    counts[2] = count_equal(predicted, triggered_.labels.slice(0, begin, end));
+  }
+  counts = dist::all_reduce_sum(counts);
+  auto percent = [](double hits, int64_t total) {
+    return total == 0 ? 0.0 : 100.0 * hits / static_cast<double>(total);
+  };
+  Metrics m;
+  m.clean_acc = percent(counts[0], clean_.size());
+  if (has_attack_) {
+    m.asr = percent(counts[1], triggered_.size());
+    m.robust_acc = percent(counts[2], triggered_.size());
   }
   return m;
 }

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "nad/dist/process_group.h"
 #include "nad/util/compute.h"
 #include "nad/util/error.h"
 #include "nad/util/progress.h"
@@ -90,6 +91,10 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
   at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(options.seed);
   Progress progress(options.label, options.epochs, steps, options.quiet);
   std::vector<EpochRecord> records;
+  // Data parallel: every rank starts from rank 0's weights and draws the same permutation and
+  // augmentation (same seed), then trains on its own rows of each global batch.
+  dist::broadcast_module(*model);
+  const std::vector<torch::Tensor> parameters = model->parameters();
 
   for (int epoch = 0; epoch < options.epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
@@ -108,8 +113,10 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
       if (rows.size(0) < 2) continue;
       torch::Tensor batch =
           data::augment_batch(images.index_select(0, rows), options.augment, generator);
-      torch::Tensor inputs = data::to_input(batch);
-      torch::Tensor targets = labels.index_select(0, rows);
+      const int64_t global_rows = rows.size(0);
+      const auto [begin, end] = dist::local_shard(global_rows);
+      torch::Tensor inputs = data::to_input(batch.slice(0, begin, end));
+      torch::Tensor targets = labels.index_select(0, rows.slice(0, begin, end));
 
       models::ModelOutput output;
       torch::Tensor loss;
@@ -121,18 +128,23 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
       }
       optimizer.zero_grad();
       loss.backward();
+      dist::average_gradients(parameters, static_cast<double>(end - begin) / global_rows);
       optimizer.step();
       if (options.after_step) options.after_step(model);
 
-      const double loss_value = loss.item<double>();
+      // Summed over ranks, so that every rank sees the global batch's loss and stops together.
+      const std::vector<double> step_sums =
+          dist::all_reduce_sum({loss.item<double>() * static_cast<double>(end - begin),
+                                output.logits.argmax(1).eq(targets).sum().item<double>()});
+      const double loss_value = step_sums[0] / global_rows;
       if (!std::isfinite(loss_value)) {
         throw DivergedError(options.label + ": training diverged (loss " +
                             std::to_string(loss_value) + ") at epoch " + std::to_string(epoch + 1) +
                             " with lr " + std::to_string(lr) + "; lower --lr");
       }
-      loss_sum += loss_value * rows.size(0);
-      correct += output.logits.argmax(1).eq(targets).sum().item<int64_t>();
-      seen += rows.size(0);
+      loss_sum += step_sums[0];
+      correct += static_cast<int64_t>(step_sums[1]);
+      seen += global_rows;
       progress.step(epoch, step + 1, loss_sum / seen, 100.0 * correct / seen);
     }
 
@@ -142,6 +154,9 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
     record.lr = lr;
     record.loss = seen ? loss_sum / seen : 0;
     record.train_acc = seen ? 100.0 * correct / seen : 0;
+    // Without --sync-bn each rank's BatchNorm statistics followed its own shard; rank 0's are
+    // kept, so that every rank evaluates and saves the same model.
+    dist::broadcast_module(*model);
     std::string summary;
     if (evaluate) {
       if (std::optional<Metrics> metrics = evaluate(model)) {

@@ -55,7 +55,15 @@ std::vector<unsigned char> read_maybe_gzip(const fs::path& path) {
   return out;
 }
 
+namespace {
+bool writes_enabled = true;
+}  // namespace
+
+void set_file_writes_enabled(bool enabled) { writes_enabled = enabled; }
+bool file_writes_enabled() { return writes_enabled; }
+
 void write_file_atomic(const fs::path& path, const void* data, size_t size) {
+  if (!writes_enabled) return;
   if (path.has_parent_path()) ensure_directory(path.parent_path());
   std::random_device rd;
   const fs::path tmp = path.string() + ".tmp" + std::to_string(rd() % 1000000);

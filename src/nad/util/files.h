@@ -16,6 +16,11 @@ std::vector<unsigned char> read_maybe_gzip(const std::filesystem::path& path);
 void write_file_atomic(const std::filesystem::path& path, const void* data, size_t size);
 void write_text_atomic(const std::filesystem::path& path, const std::string& text);
 
+// Off in every process of a distributed run but rank 0, which alone writes outputs: the writes
+// above then do nothing (the other ranks compute the same files).
+void set_file_writes_enabled(bool enabled);
+bool file_writes_enabled();
+
 // Creates the directory (and parents); throws UserError when it cannot.
 void ensure_directory(const std::filesystem::path& path);
 

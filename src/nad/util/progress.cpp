@@ -5,6 +5,11 @@
 #include <cmath>
 
 namespace nad {
+namespace {
+bool progress_enabled = true;
+}  // namespace
+
+void set_progress_enabled(bool enabled) { progress_enabled = enabled; }
 
 std::string format_seconds(double seconds) {
   const long s = std::lround(std::max(0.0, seconds));
@@ -21,7 +26,7 @@ Progress::Progress(std::string label, int epochs, int64_t steps_per_epoch, bool 
     : label_(std::move(label)),
       epochs_(epochs),
       steps_per_epoch_(std::max<int64_t>(1, steps_per_epoch)),
-      quiet_(quiet),
+      quiet_(quiet || !progress_enabled),
       terminal_(isatty(fileno(stderr)) != 0),
       start_(std::chrono::steady_clock::now()),
       last_draw_(start_) {}

@@ -29,4 +29,8 @@ class Progress {
 
 std::string format_seconds(double seconds);
 
+// Off in the ranks of a distributed run other than rank 0: their progress would repeat rank
+// 0's, interleaved.
+void set_progress_enabled(bool enabled);
+
 }  // namespace nad
