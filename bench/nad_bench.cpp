@@ -224,6 +224,8 @@ json run_train_epoch(const Shared& s) {
     return std::make_unique<nad::train::Evaluator>(s.data.test, s.attack.get(), s.device,
                                                    s.config.eval_batch_size);
   });
+  // Seeded as `nad train` does, so that every repeat trains the same model to the same numbers.
+  torch::manual_seed(s.config.seed);
   nad::models::Classifier model = nad::models::create_model({"wrn-16-1", 3, 10, 32, 32});
   nad::train::TrainOptions options;
   options.epochs = 1;

@@ -94,6 +94,21 @@ TEST(DistributedCli, TwoGlooProcessesTrainTheWeightsOfOne) {
   EXPECT_NEAR(s1["asr"].get<double>(), s2["asr"].get<double>(), 0.51);
   EXPECT_GT(s2["asr"].get<double>(), 80.0) << "the backdoor was not learnt";
   EXPECT_EQ(read_json(dir / "two" / "config.json")["common"]["world_size"], 2);
+
+  // NAD's teacher finetuning and student distillation shard the same way: the attention loss,
+  // like cross-entropy, is a mean over the shard.
+  const std::string erase = "erase --dataset mnist --data-dir " + (dir / "data").string() +
+                            " --attack badnets --target 0 --model " +
+                            (dir / "one" / "model.pt").string() +
+                            " --clean-ratio 0.5 --lr 0.01 --teacher-epochs 1 --epochs 1 "
+                            "--threads 1 --quiet --out ";
+  CommandResult erased_one = run_nad(erase + (dir / "erase-one").string());
+  ASSERT_EQ(erased_one.exit_code, 0) << erased_one.output;
+  CommandResult erased_two =
+      run_nad("launch --nproc 2 -- nad " + erase + (dir / "erase-two").string());
+  ASSERT_EQ(erased_two.exit_code, 0) << erased_two.output;
+  EXPECT_LT(largest_difference(dir / "erase-one" / "model.pt", dir / "erase-two" / "model.pt"),
+            1e-5);
 }
 
 TEST(DistributedCli, SyncBatchNormTrainsTheWeightsOfOneProcess) {
