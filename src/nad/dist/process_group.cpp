@@ -71,16 +71,20 @@ std::string seconds_text(std::chrono::milliseconds timeout) {
 #ifdef NAD_WITH_GLOO
 // Runs one collective and waits for it; a failure (a rank died, or the timeout passed) becomes
 // one message that says what happened, instead of Gloo's internals.
+// CUDA tensors go through NCCL where there is one; host tensors (counters, and everything in
+// CPU runs) through Gloo.
 template <class Op>
-void run_collective(const char* what, Op op) {
+void run_collective(const char* what, bool on_cuda, Op op) {
   State& s = state();
   auto wait = [&](auto work) { work->wait(s.options.timeout); };
   try {
 #ifdef NAD_WITH_NCCL
-    if (s.nccl) {
+    if (s.nccl && on_cuda) {
       wait(op(*s.nccl));
       return;
     }
+#else
+    (void)on_cuda;
 #endif
     wait(op(*s.gloo));
   } catch (const std::exception& e) {
@@ -93,7 +97,7 @@ void run_collective(const char* what, Op op) {
 
 #else
 template <class Op>
-void run_collective(const char*, Op) {
+void run_collective(const char*, bool, Op) {
   throw std::logic_error("collective without a process group");  // init refuses world size > 1
 }
 #endif
@@ -198,7 +202,7 @@ torch::Device local_device(const torch::Device& requested) {
 void all_reduce_sum(std::vector<torch::Tensor>& tensors) {
   if (!is_distributed() || tensors.empty()) return;
   for (auto& tensor : tensors) {
-    run_collective("all-reduce", [&](auto& group) {
+    run_collective("all-reduce", tensor.is_cuda(), [&](auto& group) {
       std::vector<torch::Tensor> one{tensor};
       return group.allreduce(one);
     });
@@ -220,7 +224,7 @@ std::vector<double> all_reduce_sum(const std::vector<double>& values) {
 void broadcast_from_main(std::vector<torch::Tensor>& tensors) {
   if (!is_distributed()) return;
   for (auto& tensor : tensors) {
-    run_collective("broadcast", [&](auto& group) {
+    run_collective("broadcast", tensor.is_cuda(), [&](auto& group) {
       std::vector<torch::Tensor> one{tensor};
       c10d::BroadcastOptions broadcast;
       broadcast.rootRank = 0;
@@ -231,7 +235,7 @@ void broadcast_from_main(std::vector<torch::Tensor>& tensors) {
 
 void barrier() {
   if (!is_distributed()) return;
-  run_collective("barrier", [&](auto& group) { return group.barrier(); });
+  run_collective("barrier", false, [&](auto& group) { return group.barrier(); });
 }
 
 std::pair<int64_t, int64_t> shard_range(int64_t count, int rank, int world_size) {
