@@ -29,22 +29,18 @@ opt=torch.optim.SGD(m.parameters(),lr=0.05,momentum=0.9,nesterov=True,weight_dec
 x=torch.rand(128,3,32,32).contiguous(memory_format=torch.channels_last); y=torch.randint(0,10,(128,))
 def step():
     opt.zero_grad(); l=F.cross_entropy(m(x),y); l.backward(); opt.step()
-for _ in range(5): step()
-t=time.time()
-for _ in range(20): step()
-print("step ms", (time.time()-t)/20*1000, "-> img/s", 128*20/(time.time()-t))
-with torch.autograd.profiler.profile() as p:
-    for _ in range(10): step()
-print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=22))
 def step16():
     opt.zero_grad()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         l=F.cross_entropy(m(x).float(),y)
     l.backward(); opt.step()
-for _ in range(5): step16()
-t=time.time()
-for _ in range(20): step16()
-print("bf16 step ms", (time.time()-t)/20*1000, "-> img/s", 128*20/(time.time()-t))
-with torch.autograd.profiler.profile() as p:
-    for _ in range(10): step16()
-print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
+def measure(label, run, rows):
+    for _ in range(5): run()
+    t=time.time()
+    for _ in range(20): run()
+    print(label, "step ms", (time.time()-t)/20*1000, "-> img/s", 128*20/(time.time()-t))
+    with torch.autograd.profiler.profile() as p:
+        for _ in range(10): run()
+    print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+measure("fp32", step, 22)
+measure("bf16", step16, 8)
