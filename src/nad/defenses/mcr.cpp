@@ -100,11 +100,10 @@ std::vector<train::EpochRecord> train_curve(const models::Classifier& start,
       const double point = torch::rand({1}, generator, torch::kDouble).item<double>();
       set_curve_point(working, curve, point);
       // Data parallel as in train_model: the same global batch everywhere, one shard each.
-      torch::Tensor batch = data::augment_batch(images.index_select(0, rows), t.augment, generator);
-      const int64_t global_rows = rows.size(0);
-      const auto [begin, end] = dist::local_shard(global_rows);
-      torch::Tensor inputs = data::to_input(batch.slice(0, begin, end));
-      torch::Tensor targets = labels.index_select(0, rows.slice(0, begin, end));
+      const train::LocalBatch local = train::local_batch(
+          data::augment_batch(images.index_select(0, rows), t.augment, generator), labels, rows);
+      const torch::Tensor& inputs = local.inputs;
+      const torch::Tensor& targets = local.targets;
       torch::Tensor logits, loss;
       {
         AutocastScope autocast(inputs.device());
@@ -113,7 +112,7 @@ std::vector<train::EpochRecord> train_curve(const models::Classifier& start,
       }
       working->zero_grad();
       loss.backward();
-      dist::average_gradients(working_parameters, static_cast<double>(end - begin) / global_rows);
+      dist::average_gradients(working_parameters, local.share());
       optimizer.zero_grad();
       const double weight = 2 * point * (1 - point);
       for (size_t i = 0; i < curve.bend.size(); ++i) {
@@ -121,17 +120,15 @@ std::vector<train::EpochRecord> train_curve(const models::Classifier& start,
         if (grad.defined()) curve.bend[i].mutable_grad() = grad * weight;
       }
       optimizer.step();
-      const std::vector<double> step_sums =
-          dist::all_reduce_sum({loss.item<double>() * static_cast<double>(end - begin),
-                                logits.argmax(1).eq(targets).sum().item<double>()});
-      const double loss_value = step_sums[0] / global_rows;
+      const train::BatchTotals totals = train::batch_totals(local, loss, logits);
+      const double loss_value = totals.mean_loss;
       if (!std::isfinite(loss_value)) {
         throw UserError("MCR: curve training diverged (loss " + std::to_string(loss_value) +
                         "); lower --curve-lr");
       }
-      loss_sum += step_sums[0];
-      correct += static_cast<int64_t>(step_sums[1]);
-      seen += global_rows;
+      loss_sum += totals.loss_sum;
+      correct += totals.correct;
+      seen += local.global_rows;
       progress.step(epoch, step + 1, loss_sum / seen, 100.0 * correct / seen);
     }
     train::EpochRecord record;

@@ -433,8 +433,7 @@ nlohmann::json run_table(const TableConfig& config, const CommandRunner& run_com
 
   const size_t total = spec.datasets.size() * spec.attacks.size() * (1 + spec.defenses.size());
   size_t index = 0, ran = 0;
-  std::vector<std::string> failed, missing;
-  bool mine = true;  // whether the current row is this process's to run
+  std::vector<std::string> failed, missing;  // missing: unfinished cells, with --merge
   auto run_cell = [&](const fs::path& dir, const std::vector<std::string>& args) {
     ++index;
     const std::string counter = "[" + std::to_string(index) + "/" + std::to_string(total) + "] ";
@@ -442,7 +441,7 @@ nlohmann::json run_table(const TableConfig& config, const CommandRunner& run_com
       log(counter + dir.string() + ": done before, kept");
       return true;
     }
-    if (!mine) {
+    if (config.merge) {
       missing.push_back(dir.string());
       return false;
     }
@@ -597,7 +596,11 @@ nlohmann::json run_table(const TableConfig& config, const CommandRunner& run_com
     }
 
     for (const auto& attack : spec.attacks) {
-      mine = !config.merge && row_number++ % config.shard_count == config.shard_index;
+      // Another shard's row (--merge runs as the one shard and looks at every row).
+      if (row_number++ % config.shard_count != config.shard_index) {
+        index += 1 + spec.defenses.size();
+        continue;
+      }
       const fs::path attack_dir = ds_dir / attack.name;
       std::vector<std::string> attack_args{"--attack", attack.name, "--target",
                                            std::to_string(ds.target)};
@@ -622,12 +625,7 @@ nlohmann::json run_table(const TableConfig& config, const CommandRunner& run_com
       json row = {{"dataset", ds.name}, {"attack", attack.name}, {"defenses", json::object()}};
       if (!run_cell(bd_dir, bd_args)) {
         index += spec.defenses.size();
-        if (!mine) {
-          // Another shard's row: its cells are looked at only by --merge.
-          if (!config.merge) {
-            missing.clear();
-            continue;
-          }
+        if (config.merge) {  // the row's backdoored model is not finished
           for (const auto& defense : spec.defenses)
             missing.push_back((attack_dir / slug(defense.name)).string());
           row["error"] = "not finished";
@@ -675,13 +673,9 @@ nlohmann::json run_table(const TableConfig& config, const CommandRunner& run_com
             }
           }
         } else {
-          cell["error"] = mine ? "failed; see " + dir.string() : "not finished";
+          cell["error"] = config.merge ? "not finished" : "failed; see " + dir.string();
         }
         row["defenses"][defense.name] = cell;
-      }
-      if (!mine && !config.merge) {
-        missing.clear();  // another shard's row, finished or not, is left to that shard
-        continue;
       }
       rows.push_back(row);
       if (!config.merge) write_outputs(false);

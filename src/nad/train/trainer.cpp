@@ -71,6 +71,25 @@ double lr_at(const TrainOptions& options, int epoch) {
   return options.lr;
 }
 
+LocalBatch local_batch(const torch::Tensor& augmented, const torch::Tensor& labels,
+                       const torch::Tensor& rows) {
+  LocalBatch batch;
+  batch.global_rows = rows.size(0);
+  const auto [begin, end] = dist::local_shard(batch.global_rows);
+  batch.local_rows = end - begin;
+  batch.inputs = data::to_input(augmented.slice(0, begin, end));
+  batch.targets = labels.index_select(0, rows.slice(0, begin, end));
+  return batch;
+}
+
+BatchTotals batch_totals(const LocalBatch& batch, const torch::Tensor& loss,
+                         const torch::Tensor& logits) {
+  const std::vector<double> sums =
+      dist::all_reduce_sum({loss.item<double>() * static_cast<double>(batch.local_rows),
+                            logits.argmax(1).eq(batch.targets).sum().item<double>()});
+  return {sums[0], static_cast<int64_t>(sums[1]), sums[0] / batch.global_rows};
+}
+
 std::vector<EpochRecord> train_model(const models::Classifier& model, const data::Dataset& data,
                                      const TrainOptions& options, const EpochEvaluation& evaluate,
                                      const ExtraLoss& extra_loss) {
@@ -113,10 +132,9 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
       if (rows.size(0) < 2) continue;
       torch::Tensor batch =
           data::augment_batch(images.index_select(0, rows), options.augment, generator);
-      const int64_t global_rows = rows.size(0);
-      const auto [begin, end] = dist::local_shard(global_rows);
-      torch::Tensor inputs = data::to_input(batch.slice(0, begin, end));
-      torch::Tensor targets = labels.index_select(0, rows.slice(0, begin, end));
+      const LocalBatch local = local_batch(batch, labels, rows);
+      const torch::Tensor& inputs = local.inputs;
+      const torch::Tensor& targets = local.targets;
 
       models::ModelOutput output;
       torch::Tensor loss;
@@ -128,23 +146,20 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
       }
       optimizer.zero_grad();
       loss.backward();
-      dist::average_gradients(parameters, static_cast<double>(end - begin) / global_rows);
+      dist::average_gradients(parameters, local.share());
       optimizer.step();
       if (options.after_step) options.after_step(model);
 
-      // Summed over ranks, so that every rank sees the global batch's loss and stops together.
-      const std::vector<double> step_sums =
-          dist::all_reduce_sum({loss.item<double>() * static_cast<double>(end - begin),
-                                output.logits.argmax(1).eq(targets).sum().item<double>()});
-      const double loss_value = step_sums[0] / global_rows;
+      const BatchTotals totals = batch_totals(local, loss, output.logits);
+      const double loss_value = totals.mean_loss;
       if (!std::isfinite(loss_value)) {
         throw DivergedError(options.label + ": training diverged (loss " +
                             std::to_string(loss_value) + ") at epoch " + std::to_string(epoch + 1) +
                             " with lr " + std::to_string(lr) + "; lower --lr");
       }
-      loss_sum += step_sums[0];
-      correct += static_cast<int64_t>(step_sums[1]);
-      seen += global_rows;
+      loss_sum += totals.loss_sum;
+      correct += totals.correct;
+      seen += local.global_rows;
       progress.step(epoch, step + 1, loss_sum / seen, 100.0 * correct / seen);
     }
 

@@ -57,6 +57,29 @@ struct EpochRecord {
   double seconds = 0;
 };
 
+// This process's part of one global batch: all of it in one process, a contiguous shard of it
+// in each rank of a distributed run (every rank augmented the same global batch).
+struct LocalBatch {
+  torch::Tensor inputs;   // float N x C x H x W
+  torch::Tensor targets;  // labels of the same rows
+  int64_t global_rows = 0;
+  int64_t local_rows = 0;
+  // The weight of this rank's mean-loss gradients in the global batch's mean.
+  double share() const { return static_cast<double>(local_rows) / global_rows; }
+};
+LocalBatch local_batch(const torch::Tensor& augmented, const torch::Tensor& labels,
+                       const torch::Tensor& rows);
+
+// The global batch's summed loss and correct predictions (summed over ranks, so that every
+// rank sees the same numbers and stops together on a non-finite loss).
+struct BatchTotals {
+  double loss_sum = 0;
+  int64_t correct = 0;
+  double mean_loss = 0;
+};
+BatchTotals batch_totals(const LocalBatch& batch, const torch::Tensor& loss,
+                         const torch::Tensor& logits);
+
 // An extra loss term added to cross-entropy (NAD's attention loss), given the batch inputs
 // and the model's output on them.
 using ExtraLoss =

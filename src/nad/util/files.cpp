@@ -60,7 +60,6 @@ bool writes_enabled = true;
 }  // namespace
 
 void set_file_writes_enabled(bool enabled) { writes_enabled = enabled; }
-bool file_writes_enabled() { return writes_enabled; }
 
 void write_file_atomic(const fs::path& path, const void* data, size_t size) {
   if (!writes_enabled) return;

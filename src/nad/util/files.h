@@ -19,7 +19,6 @@ void write_text_atomic(const std::filesystem::path& path, const std::string& tex
 // Off in every process of a distributed run but rank 0, which alone writes outputs: the writes
 // above then do nothing (the other ranks compute the same files).
 void set_file_writes_enabled(bool enabled);
-bool file_writes_enabled();
 
 // Creates the directory (and parents); throws UserError when it cannot.
 void ensure_directory(const std::filesystem::path& path);
