@@ -11,7 +11,8 @@
 # RESULTS (default bench/results/attacks.json), RUNS (run folders collected into RESULTS, default
 # OUT; with several, an attack in a later folder supersedes the same attack in an earlier one
 # and the earlier run is kept under "superseded").
-# Finished runs (a summary.json in their folder) are not run again, so the script resumes.
+# Finished runs (a complete summary.json in their folder) are not run again, and interrupted
+# ones continue from their saved state, so the script resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAD=${NAD:-build/nad}
@@ -27,26 +28,31 @@ RESULTS=${RESULTS:-bench/results/attacks.json}
 ATTACKS=("$@")
 [ ${#ATTACKS[@]} -gt 0 ] || ATTACKS=(badnets trojan blend cl sig refool)
 
+# A run is finished when its summary.json does not say "complete": false; an interrupted one
+# (Ctrl-C, kill) continues from its saved state.
+finished() { [ -f "$1/summary.json" ] && ! grep -q '"complete": *false' "$1/summary.json"; }
+resume_of() { if [ -f "$1/state/args.json" ]; then echo "--resume $1"; fi; }
+
 DATA=(--dataset cifar10 --data-dir "$DATA_DIR" --seed "$SEED" --threads "$THREADS")
 mkdir -p "$OUT"
 for attack in "${ATTACKS[@]}"; do
   args=(--attack "$attack" --target "$TARGET")
   run="$OUT/$attack"
-  if [ ! -f "$run/train/summary.json" ]; then
+  if ! finished "$run/train"; then
     echo "== $attack: train ($EPOCHS epochs)"
     mkdir -p "$run"
     start=$(date +%s)
     "$NAD" train "${DATA[@]}" "${args[@]}" --arch wrn-16-1 --epochs "$EPOCHS" --prep-epochs "$PREP_EPOCHS" \
-      --out "$run/train" 2>"$run/train.log"
+      --out "$run/train" $(resume_of "$run/train") 2>>"$run/train.log"
     echo $(( $(date +%s) - start )) >"$run/train.seconds"
   fi
   # Attacks whose trigger is made while training (trojan) are replayed from the saved file.
   if [ -f "$run/train/trigger.png" ]; then args+=(--trigger-file "$run/train/trigger.png"); fi
-  if [ "$ERASE" != 0 ] && [ ! -f "$run/erase/summary.json" ]; then
+  if [ "$ERASE" != 0 ] && ! finished "$run/erase"; then
     echo "== $attack: erase"
     start=$(date +%s)
     "$NAD" erase "${DATA[@]}" "${args[@]}" --model "$run/train/model.pt" \
-      --out "$run/erase" 2>"$run/erase.log"
+      --out "$run/erase" $(resume_of "$run/erase") 2>>"$run/erase.log"
     echo $(( $(date +%s) - start )) >"$run/erase.seconds"
   fi
 done

@@ -1,8 +1,16 @@
 #include "common.h"
 
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
 #include "nad/data/dataset.h"
+#include "nad/util/error.h"
 
 namespace nad::cli {
+
+namespace fs = std::filesystem;
 
 void add_common_options(CLI::App& app, pipeline::CommonConfig& config, bool needs_out) {
   app.add_option("--dataset", config.dataset.name,
@@ -37,6 +45,75 @@ void add_common_options(CLI::App& app, pipeline::CommonConfig& config, bool need
   app.add_flag("--sync-bn", config.sync_bn,
                "distributed runs: BatchNorm uses the batch statistics of all ranks together");
   app.add_flag("--quiet", config.quiet, "no progress output");
+}
+
+void add_resume_option(CLI::App& app, pipeline::CommonConfig& config) {
+  app.get_option("--out")->required(false);
+  app.add_option("--resume", config.resume,
+                 "continue the interrupted run in this folder (its saved state; the options "
+                 "must be the run's, or only --resume, --threads and --quiet)");
+}
+
+bool is_resumable_command(const std::string& name) {
+  return name == "train" || name == "finetune" || name == "erase" || name == "prune" ||
+         name == "mcr" || name == "table";
+}
+
+std::vector<std::string> expand_resume(const std::vector<std::string>& args) {
+  if (args.empty() || !is_resumable_command(args[0])) return args;
+  std::string dir;
+  std::vector<std::string> extra;  // --threads N, --quiet
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--resume" && i + 1 < args.size()) {
+      dir = args[++i];
+    } else if (a.rfind("--resume=", 0) == 0) {
+      dir = a.substr(9);
+    } else if (a == "--threads" && i + 1 < args.size()) {
+      extra.push_back(a);
+      extra.push_back(args[++i]);
+    } else if (a == "--quiet") {
+      extra.push_back(a);
+    } else {
+      return args;  // a full command line: parsed as given, checked against config.json
+    }
+  }
+  if (dir.empty()) return args;
+  const fs::path file = fs::path(dir) / "state" / "args.json";
+  std::ifstream in(file);
+  if (!in) {
+    throw UserError("--resume " + dir + ": no saved command line (" + file.string() +
+                    "); give the run's options again with --resume");
+  }
+  nlohmann::json saved;
+  try {
+    saved = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception&) {
+    throw UserError("--resume " + dir + ": " + file.string() + " is damaged");
+  }
+  if (!saved.is_array() || saved.empty() || !saved[0].is_string() || saved[0] != args[0]) {
+    throw UserError("--resume " + dir + ": " + file.string() + " is not a saved '" + args[0] +
+                    "' command line");
+  }
+  std::vector<std::string> out;
+  for (size_t i = 0; i < saved.size(); ++i) {
+    if (!saved[i].is_string())
+      throw UserError("--resume " + dir + ": " + file.string() + " is damaged");
+    const std::string a = saved[i].get<std::string>();
+    const bool overridden_threads =
+        a == "--threads" && !extra.empty() &&
+        std::find(extra.begin(), extra.end(), "--threads") != extra.end();
+    if (overridden_threads) {
+      ++i;
+      continue;
+    }
+    if (a == "--quiet" && std::find(extra.begin(), extra.end(), "--quiet") != extra.end()) continue;
+    out.push_back(a);
+  }
+  out.push_back("--resume");
+  out.push_back(dir);
+  out.insert(out.end(), extra.begin(), extra.end());
+  return out;
 }
 
 void add_attack_options(CLI::App& app, attacks::AttackOptions& attack, std::string& label_mode) {
@@ -118,6 +195,7 @@ void add_model_file_options(CLI::App& app, pipeline::ModelFileOptions& options) 
 
 void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::string& label_mode) {
   add_common_options(app, config.common);
+  add_resume_option(app, config.common);
   add_attack_options(app, config.common.attack, label_mode);
   app.add_option("--model", config.model,
                  "checkpoint of the (possibly backdoored) model: nad's model.pt or a torch.save "

@@ -7,6 +7,14 @@ namespace nad::cli {
 
 // Options every data-using subcommand shares: dataset, seed, threads, device, output.
 void add_common_options(CLI::App& app, pipeline::CommonConfig& config, bool needs_out = true);
+// --resume DIR (and --out no longer required): for the commands that save resumable state.
+void add_resume_option(CLI::App& app, pipeline::CommonConfig& config);
+// `nad CMD --resume DIR` with nothing else but --threads / --quiet: the command line saved in
+// DIR/state/args.json with those appended; otherwise `args` unchanged.
+std::vector<std::string> expand_resume(const std::vector<std::string>& args);
+// The subcommands that accept --resume.
+bool is_resumable_command(const std::string& name);
+
 // Attack options (how to poison, or only how to measure ASR).
 void add_attack_options(CLI::App& app, attacks::AttackOptions& attack, std::string& label_mode);
 // --arch, --num-classes, --allow-partial: how to read a checkpoint that does not say them.

@@ -1,3 +1,4 @@
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include "common.h"
 #include "nad/pipeline/runs.h"
 #include "nad/util/error.h"
+#include "nad/util/stop.h"
 
 namespace nad::cli {
 
@@ -22,16 +24,28 @@ int run_self(const std::vector<std::string>& args) {
   argv.push_back(nullptr);
   std::fflush(stdout);
   std::fflush(stderr);
+  const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) throw std::runtime_error(std::string("fork failed: ") + std::strerror(errno));
   if (pid == 0) {
+    // A table killed outright (SIGKILL) takes its cell with it, so a resumed table never
+    // finds an orphan still writing into the cell's folder.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(128 + SIGKILL);
     execv("/proc/self/exe", argv.data());
     std::fprintf(stderr, "nad: cannot run /proc/self/exe: %s\n", std::strerror(errno));
     _exit(127);
   }
   int status = 0;
+  bool passed_on = false;
   while (waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) throw std::runtime_error(std::string("waitpid: ") + std::strerror(errno));
+    // Asked to stop: the cell saves its state and stops too. SIGTERM, since a Ctrl-C on the
+    // terminal reached the cell already, and a second SIGINT would end it at once.
+    if (stop_requested() && !passed_on) {
+      kill(pid, SIGTERM);
+      passed_on = true;
+    }
   }
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
@@ -44,10 +58,14 @@ void setup_table(CLI::App& parent) {
       "run a grid of datasets x attacks x defenses from an experiment file and write the paper's "
       "comparison table (resumable: finished cells are kept)");
   auto config = std::make_shared<pipeline::TableConfig>();
-  app->add_option("--config", config->config_file, "experiment file, e.g. experiments/smoke.json")
-      ->required();
-  app->add_option("--out", config->out, "output folder (cells, table.md, results.json, curves/)")
-      ->required();
+  app->add_option("--config", config->config_file,
+                  "experiment file, e.g. experiments/smoke.json (required unless --resume)");
+  app->add_option("--out", config->out,
+                  "output folder (cells, table.md, results.json, curves/; required unless "
+                  "--resume)");
+  app->add_option("--resume", config->resume,
+                  "continue the table in this folder: finished cells are kept, an interrupted "
+                  "one continues from its saved state");
   app->add_option("--data-dir", config->data_dir,
                   "use this data folder for every dataset of the experiment");
   app->add_option("--attacks", config->attacks, "run only these attacks of the experiment")

@@ -11,6 +11,7 @@ void setup_train(CLI::App& parent) {
   auto config = std::make_shared<pipeline::TrainConfig>();
   auto label_mode = std::make_shared<std::string>("all2one");
   add_common_options(*app, config->common);
+  add_resume_option(*app, config->common);
   add_attack_options(*app, config->common.attack, *label_mode);
   add_attack_prep_options(*app, config->prep);
   app->add_option("--arch", config->arch,

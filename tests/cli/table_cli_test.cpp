@@ -2,9 +2,13 @@
 // second run resumes instead of re-running.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
+#include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "nad/io/figure.h"
 #include "support/cli.h"
@@ -105,6 +109,49 @@ TEST(TableCli, SmokeGridRunsAndResumes) {
       run_nad("table --config " + (dir / "bad.json").string() + " --out " + (dir / "g2").string());
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.output.find("'attacks' must be a non-empty list"), std::string::npos) << bad.output;
+}
+
+// The soak test in small (bench/soak_table.sh kills it 20 times): the table killed outright
+// (SIGKILL, its running cell with it) at three moments and resumed each time with --resume
+// ends with the same table and the same models as a run left alone.
+TEST(TableCli, KilledAndResumedGivesTheSameTable) {
+  TempDir dir;
+  write_synthetic_idx(dir / "data", 3000, 600, 16, 4, 11);
+  const std::string smoke = std::string(NAD_EXPERIMENTS_DIR) + "/smoke.json";
+  const std::string args = "table --config " + smoke + " --data-dir " + (dir / "data").string() +
+                           " --quiet --threads 1 --out ";
+  const auto start = std::chrono::steady_clock::now();
+  CommandResult straight = run_nad(args + (dir / "straight").string());
+  ASSERT_EQ(straight.exit_code, 0) << straight.output;
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  const std::filesystem::path soaked = dir / "soaked";
+  int kills = 0;
+  for (double share : {0.15, 0.2, 0.25}) {
+    const std::string command =
+        kills == 0 ? args + soaked.string() : "table --quiet --resume " + soaked.string();
+    const int pid = start_nad(command, dir / ("run" + std::to_string(kills) + ".log"));
+    std::this_thread::sleep_for(std::chrono::duration<double>(share * seconds));
+    if (kill(pid, SIGKILL) == 0) ++kills;
+    wait_nad(pid);
+  }
+  EXPECT_EQ(kills, 3);
+  EXPECT_FALSE(std::filesystem::exists(soaked / "results.json") &&
+               read_json(soaked / "results.json").value("complete", false))
+      << "finished before the last kill: nothing was tested";
+  CommandResult resumed = run_nad("table --quiet --resume " + soaked.string());
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_EQ(read_text(soaked / "table.md"), read_text(dir / "straight" / "table.md"));
+  EXPECT_EQ(read_text(soaked / "table.csv"), read_text(dir / "straight" / "table.csv"));
+  int models = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir / "straight")) {
+    if (entry.path().extension() != ".pt") continue;
+    ++models;
+    const auto relative = std::filesystem::relative(entry.path(), dir / "straight");
+    EXPECT_EQ(read_text(entry.path()), read_text(soaked / relative)) << relative;
+  }
+  EXPECT_GE(models, 5);
 }
 
 }  // namespace

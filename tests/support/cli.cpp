@@ -4,10 +4,15 @@
 #include <sys/wait.h>
 #include <torch/torch.h>
 
+#include <unistd.h>
+
 #include <array>
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 namespace nad::test {
 
@@ -107,6 +112,39 @@ int count_lines(const std::filesystem::path& file) {
   std::string line;
   while (std::getline(in, line)) ++lines;
   return lines;
+}
+
+}  // namespace nad::test
+
+namespace nad::test {
+
+int start_nad(const std::string& arguments, const std::filesystem::path& log) {
+  const std::string command =
+      "exec " + std::string(NAD_BINARY) + " " + arguments + " >" + log.string() + " 2>&1";
+  const pid_t pid = fork();
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  return pid;
+}
+
+int wait_nad(int pid) {
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return -1;
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : -1;
+}
+
+bool wait_for_file(const std::filesystem::path& file, double seconds) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < end) {
+    if (std::filesystem::exists(file)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return std::filesystem::exists(file);
 }
 
 }  // namespace nad::test

@@ -25,3 +25,14 @@ std::string read_text(const std::filesystem::path& file);
 int count_lines(const std::filesystem::path& file);
 
 }  // namespace nad::test
+
+namespace nad::test {
+
+// Starts the nad binary in the background (output to `log`), for tests that stop it midway.
+int start_nad(const std::string& arguments, const std::filesystem::path& log);
+// Waits for it; returns its exit code, or 128 + the signal that ended it.
+int wait_nad(int pid);
+// Polls until `file` exists or `seconds` pass; returns whether it exists.
+bool wait_for_file(const std::filesystem::path& file, double seconds);
+
+}  // namespace nad::test

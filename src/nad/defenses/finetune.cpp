@@ -1,11 +1,16 @@
 #include "nad/defenses/finetune.h"
 
 #include <cstdio>
+#include <map>
 
+#include "nad/io/checkpoint.h"
+#include "nad/io/torch_file.h"
 #include "nad/train/evaluate.h"
 #include "nad/util/error.h"
 
 namespace nad::defenses {
+
+namespace fs = std::filesystem;
 
 namespace {
 std::vector<torch::Tensor> copy_state(const models::Classifier& model) {
@@ -13,6 +18,12 @@ std::vector<torch::Tensor> copy_state(const models::Classifier& model) {
   for (const auto& t : model->parameters()) state.push_back(t.detach().clone());
   for (const auto& t : model->buffers()) state.push_back(t.detach().clone());
   return state;
+}
+
+fs::path epoch_weights_file(const train::TrainOptions& options, size_t epoch) {
+  fs::path file = options.state->file(options.state_key);
+  file.replace_extension(".epoch" + std::to_string(epoch + 1) + ".weights");
+  return file;
 }
 
 void restore_state(const models::Classifier& model, const std::vector<torch::Tensor>& state) {
@@ -69,11 +80,69 @@ FinetuneResult finetune(const models::Classifier& model, const models::ModelSpec
         return std::nullopt;
       };
     }
+    // Resumable: each rate's run is its own loop in the state folder, with what the closures
+    // above keep (the best epoch's weights, each epoch's weights during a search).
+    if (train_options.state) {
+      char key[64];
+      std::snprintf(key, sizeof key, "-lr%.6g", lr);
+      train_options.state_key = options.train.label + key;
+      train_options.save_extra = [&](train::LoopState& state) {
+        state.extra = {{"best_acc", best_acc},
+                       {"since_best", since_best},
+                       {"best_epoch", trial.best_epoch},
+                       {"best_state", best_state.size()},
+                       {"epoch_weights", trial.epoch_weights.size()}};
+        for (size_t i = 0; i < best_state.size(); ++i)
+          state.extra_tensors.emplace_back("best." + std::to_string(i), best_state[i].cpu());
+        // Each epoch's weights go to a file of their own, once, rather than into every state.
+        for (size_t e = 0; e < trial.epoch_weights.size(); ++e) {
+          const fs::path file = epoch_weights_file(train_options, e);
+          if (fs::exists(file)) continue;
+          io::NamedTensors named;
+          for (size_t i = 0; i < trial.epoch_weights[e].size(); ++i)
+            named.emplace_back(std::to_string(i), trial.epoch_weights[e][i].cpu());
+          io::write_torch_state_dict(file, named, io::TorchFormat::kZip);
+        }
+      };
+      train_options.load_extra = [&](const train::LoopState& state) {
+        if (state.extra.is_null()) return;
+        std::map<std::string, torch::Tensor> named(state.extra_tensors.begin(),
+                                                   state.extra_tensors.end());
+        auto take = [&](const std::string& name) {
+          auto it = named.find(name);
+          if (it == named.end()) {
+            throw UserError("state file of " + train_options.state_key + ": no '" + name + "'");
+          }
+          return it->second.to(device);
+        };
+        best_acc = state.extra.at("best_acc").get<double>();
+        since_best = state.extra.at("since_best").get<int>();
+        trial.best_epoch = state.extra.at("best_epoch").get<int>();
+        best_state.clear();
+        const size_t best_count = state.extra.at("best_state").get<size_t>();
+        for (size_t i = 0; i < best_count; ++i)
+          best_state.push_back(take("best." + std::to_string(i)));
+        trial.epoch_weights.clear();
+        const size_t epochs = state.extra.at("epoch_weights").get<size_t>();
+        const size_t tensors = copy_state(trial.model).size();
+        for (size_t e = 0; e < epochs; ++e) {
+          const fs::path file = epoch_weights_file(train_options, e);
+          const io::TorchStateDict saved = io::read_torch_state_dict(file);
+          if (saved.tensors.size() != tensors) {
+            throw UserError("state file '" + file.string() + "' does not fit the model");
+          }
+          std::vector<torch::Tensor> weights;
+          for (const auto& named_tensor : saved.tensors)
+            weights.push_back(named_tensor.second.to(device));
+          trial.epoch_weights.push_back(std::move(weights));
+        }
+      };
+    }
     try {
       trial.records =
           train::train_model(trial.model, clean.train, train_options, per_epoch, extra_loss);
     } catch (const train::DivergedError& e) {
-      if (!search) throw UserError(e.what());
+      if (!search) throw;
       trial.diverged = true;
       return trial;
     }

@@ -1,6 +1,9 @@
 #include "nad/defenses/mcr.h"
 
 #include <chrono>
+#include <limits>
+#include <mutex>
+#include <optional>
 
 #include "nad/data/augment.h"
 #include "nad/dist/process_group.h"
@@ -82,19 +85,63 @@ std::vector<train::EpochRecord> train_curve(const models::Classifier& start,
   const int64_t n = clean.train.size();
   const int64_t steps = (n + t.batch_size - 1) / t.batch_size;
   at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(t.seed);
-  Progress progress(t.label, t.epochs, steps, t.quiet);
   std::vector<train::EpochRecord> records;
-  for (int epoch = 0; epoch < t.epochs; ++epoch) {
+
+  // Resumable as train_model is: the bend, SGD's momentum, the generator, the records.
+  const bool stateful = t.state && !t.state_key.empty();
+  std::optional<train::LoopState> resumed;
+  if (stateful) resumed = t.state->load(t.state_key);
+  int first_epoch = 0;
+  if (resumed) {
+    train::copy_into(curve.bend, resumed->weights, t.state->file(t.state_key).string());
+    train::set_sgd_momentum(optimizer, curve.bend, resumed->momentum);
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(resumed->generator);
+    records = resumed->records;
+    first_epoch = resumed->complete ? t.epochs : resumed->epoch;
+  }
+  auto save_state = [&](int epoch, int64_t step, const torch::Tensor& order, double loss_sum,
+                        int64_t correct, int64_t seen, bool complete) {
+    if (!stateful) return;
+    train::LoopState state;
+    state.epoch = epoch;
+    state.step = step;
+    state.complete = complete;
+    if (step > 0) state.order = order;
+    state.loss_sum = loss_sum;
+    state.correct = correct;
+    state.seen = seen;
+    state.weights = train::cpu_copies(curve.bend);
+    state.momentum = train::sgd_momentum(optimizer, curve.bend);
+    {
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      state.generator = generator.get_state();
+    }
+    state.records = records;
+    t.state->save(t.state_key, state);
+  };
+
+  Progress progress(t.label, t.epochs, steps, t.quiet);
+  for (int epoch = first_epoch; epoch < t.epochs; ++epoch) {
     const auto began = std::chrono::steady_clock::now();
     const double lr = train::lr_at(t, epoch);
     for (auto& group : optimizer.param_groups()) {
       static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
     }
     working->train();
-    torch::Tensor order = torch::randperm(n, generator, torch::kLong).to(device);
+    torch::Tensor order;
     double loss_sum = 0;
-    int64_t correct = 0, seen = 0;
-    for (int64_t step = 0; step < steps; ++step) {
+    int64_t correct = 0, seen = 0, first_step = 0;
+    if (resumed && epoch == resumed->epoch && resumed->step > 0) {
+      order = resumed->order.to(device);
+      first_step = resumed->step;
+      loss_sum = resumed->loss_sum;
+      correct = resumed->correct;
+      seen = resumed->seen;
+    } else {
+      order = torch::randperm(n, generator, torch::kLong).to(device);
+    }
+    for (int64_t step = first_step; step < steps; ++step) {
       torch::Tensor rows = order.slice(0, step * t.batch_size, (step + 1) * t.batch_size);
       if (rows.size(0) < 2) continue;
       const double point = torch::rand({1}, generator, torch::kDouble).item<double>();
@@ -109,7 +156,12 @@ std::vector<train::EpochRecord> train_curve(const models::Classifier& start,
         AutocastScope autocast(inputs.device());
         logits = working->forward(inputs).logits.to(torch::kFloat);
         loss = torch::cross_entropy_loss(logits, targets);
+        if (train::inject_nan_here(t.label, epoch, step))
+          loss = loss * std::numeric_limits<float>::quiet_NaN();
       }
+      const train::BatchTotals totals =
+          train::batch_totals(local, loss.detach(), torch::Tensor(), logits.detach());
+      train::check_finite(totals, t, epoch, step, lr);
       working->zero_grad();
       loss.backward();
       dist::average_gradients(working_parameters, local.share());
@@ -120,16 +172,14 @@ std::vector<train::EpochRecord> train_curve(const models::Classifier& start,
         if (grad.defined()) curve.bend[i].mutable_grad() = grad * weight;
       }
       optimizer.step();
-      const train::BatchTotals totals = train::batch_totals(local, loss, logits);
-      const double loss_value = totals.mean_loss;
-      if (!std::isfinite(loss_value)) {
-        throw UserError("MCR: curve training diverged (loss " + std::to_string(loss_value) +
-                        "); lower --curve-lr");
-      }
       loss_sum += totals.loss_sum;
       correct += totals.correct;
       seen += local.global_rows;
       progress.step(epoch, step + 1, loss_sum / seen, 100.0 * correct / seen);
+      if (totals.stop && step + 1 < steps) {
+        save_state(epoch, step + 1, order, loss_sum, correct, seen, false);
+        train::throw_interrupted(t, epoch, step + 1);
+      }
     }
     train::EpochRecord record;
     record.phase = t.label;
@@ -141,6 +191,10 @@ std::vector<train::EpochRecord> train_curve(const models::Classifier& start,
         std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
     progress.end_epoch(epoch, record.loss, record.train_acc, "");
     records.push_back(record);
+    const bool last = epoch + 1 == t.epochs;
+    save_state(epoch + 1, 0, {}, 0, 0, 0, last);
+    if (!last && dist::all_reduce_sum({stop_requested() ? 1.0 : 0.0})[0] > 0)
+      train::throw_interrupted(t, epoch + 1, 0);
   }
   for (auto& b : curve.bend) b = b.detach();
   return records;

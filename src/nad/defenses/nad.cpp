@@ -69,6 +69,27 @@ std::vector<double> select_groups(std::vector<double> betas, const std::vector<s
   return betas;
 }
 
+void check_teacher_fits(const models::Classifier& teacher, const models::Classifier& student,
+                        const torch::Tensor& inputs, const std::string& option) {
+  torch::NoGradGuard no_grad;
+  teacher->eval();
+  student->eval();
+  const auto t = teacher->forward(inputs).features;
+  const auto s = student->forward(inputs).features;
+  if (t.size() != s.size()) {
+    throw UserError(option + ": the teacher has " + std::to_string(t.size()) +
+                    " attention groups, the model " + std::to_string(s.size()));
+  }
+  for (size_t g = 0; g < t.size(); ++g) {
+    if (t[g].size(2) != s[g].size(2) || t[g].size(3) != s[g].size(3)) {
+      throw UserError(option + ": the teacher's group " + std::to_string(g + 1) + " is " +
+                      std::to_string(t[g].size(2)) + "x" + std::to_string(t[g].size(3)) +
+                      ", the model's " + std::to_string(s[g].size(2)) + "x" +
+                      std::to_string(s[g].size(3)) + ": attention maps cannot be compared");
+    }
+  }
+}
+
 NadResult neural_attention_distillation(const models::Classifier& model,
                                         const models::ModelSpec& spec, const CleanData& clean,
                                         const NadOptions& options, models::Classifier teacher,

@@ -37,6 +37,11 @@ NadResult neural_attention_distillation(const models::Classifier& model,
 std::vector<double> select_groups(std::vector<double> betas, const std::vector<std::string>& names,
                                   const std::vector<std::string>& groups);
 
+// Checks, before any training, that a given teacher's attention groups match the student's in
+// number and spatial size on `inputs` (a float batch); a UserError names `option`.
+void check_teacher_fits(const models::Classifier& teacher, const models::Classifier& student,
+                        const torch::Tensor& inputs, const std::string& option);
+
 // The NAD loss term for a student output given the frozen teacher (exposed for tests).
 train::ExtraLoss make_attention_loss(const models::Classifier& teacher, std::vector<double> betas,
                                      double power, AttentionKind kind);

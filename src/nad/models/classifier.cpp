@@ -79,4 +79,9 @@ Classifier clone_model(const Classifier& model, const ModelSpec& spec) {
   return copy;
 }
 
+void check_arch(const std::string& arch) {
+  // Building one is cheap next to any run, and keeps a single list of what is accepted.
+  create_model({arch, 3, 2, 32, 32});
+}
+
 }  // namespace nad::models

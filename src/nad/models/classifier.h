@@ -46,6 +46,9 @@ std::vector<std::string> arch_names();
 
 // Builds a freshly initialised model; throws UserError on an unknown or malformed arch.
 Classifier create_model(const ModelSpec& spec);
+// Throws the same UserError for an unknown or malformed architecture name, before any data is
+// loaded.
+void check_arch(const std::string& arch);
 
 // Copies every parameter and buffer of `source` into `target` (same architecture).
 void copy_weights(const Classifier& source, const Classifier& target);

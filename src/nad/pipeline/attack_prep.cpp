@@ -46,6 +46,9 @@ models::Classifier clean_model_for(RunContext& context, const AttackPrepConfig& 
   options.seed = common.seed + 1;
   options.device = context.device;
   options.quiet = common.quiet;
+  options.state = context.state;
+  options.state_key = "prep";
+  options.label = "prep";
   train::Evaluator clean_only(data.test, nullptr, context.device, common.eval_batch_size);
   std::vector<train::EpochRecord> records = train::train_model(
       model, data.train, options, [&](const models::Classifier& m) { return clean_only(m); });

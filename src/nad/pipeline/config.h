@@ -20,6 +20,7 @@ struct CommonConfig {
   int threads = 0;  // 0: all cores
   std::string device = "cpu";
   std::string out;
+  std::string resume;  // --resume DIR: continue the interrupted run in DIR
   int64_t eval_batch_size = train::kEvalBatchSize;
   std::string precision = "fp32";  // fp32 | bf16
   bool channels_last = true;
@@ -142,6 +143,7 @@ struct AttentionConfig {
 struct TableConfig {
   std::string config_file;  // experiments/*.json
   std::string out;
+  std::string resume;    // --resume DIR: out = DIR, config from DIR/experiment.json unless given
   std::string data_dir;  // overrides every dataset's data_dir (configs with one dataset)
   std::vector<std::string> attacks;  // only these rows of the experiment; empty: all
   std::vector<std::string> models;   // "DATASET/ATTACK=FILE": backdoored models to use as given

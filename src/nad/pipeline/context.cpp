@@ -1,6 +1,9 @@
 #include "nad/pipeline/context.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <fstream>
+#include <set>
 
 #include "nad/dist/process_group.h"
 #include "nad/io/report.h"
@@ -10,6 +13,8 @@
 #include "nad/util/threads.h"
 
 namespace nad::pipeline {
+
+namespace fs = std::filesystem;
 
 nlohmann::json CommonConfig::to_json() const {
   return {{"dataset", dataset.name},
@@ -61,12 +66,110 @@ void configure_compute(const CommonConfig& config, const RunContext& context) {
   }
 }
 
-RunContext open_run(const CommonConfig& config, bool defer_trojan) {
+namespace {
+
+std::vector<std::string> process_command_line;
+fs::path current_run;  // the folder of the run in progress, for record_stopped_run
+
+nlohmann::json read_json_or_null(const fs::path& file) {
+  std::ifstream in(file);
+  if (!in) return nullptr;
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception&) {
+    return nullptr;
+  }
+}
+
+bool finished_run(const fs::path& out) {
+  const nlohmann::json summary = read_json_or_null(out / "summary.json");
+  return summary.is_object() && summary.value("complete", true) == true;
+}
+
+// Whether out/state holds a training loop's state.
+bool has_saved_loops(const fs::path& out) {
+  std::error_code ec;
+  if (!fs::is_directory(out / "state", ec)) return false;
+  for (const auto& entry : fs::directory_iterator(out / "state", ec)) {
+    if (entry.path().extension() == ".state") return true;
+  }
+  return false;
+}
+
+// The resume command printed for an interrupted run.
+std::string resume_command(const fs::path& out) {
+  const std::string command = process_command_line.empty() ? "CMD" : process_command_line[0];
+  return "nad " + command + " --resume " + out.string();
+}
+
+}  // namespace
+
+void check_common_options(const CommonConfig& config) {
+  const attacks::AttackOptions& attack = config.attack;
+  if (attack.poison_rate && !(*attack.poison_rate > 0 && *attack.poison_rate <= 1)) {
+    throw UserError("--poison-rate must be in (0, 1], not " + std::to_string(*attack.poison_rate));
+  }
+  if (attack.label_mode == attacks::LabelMode::kAllToOne && attack.target < 0) {
+    throw UserError("--target must be a class number >= 0, not " + std::to_string(attack.target));
+  }
+  if (config.eval_batch_size < 1) throw UserError("--eval-batch-size must be positive");
+  if (config.threads < 0) throw UserError("--threads must be >= 0");
+  parse_device(config.device);
+  parse_precision(config.precision);
+}
+
+void check_model_file(const std::string& file, const char* option) {
+  if (file.empty()) throw UserError(std::string(option) + " is required");
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec)) {
+    throw UserError(std::string(option) + " '" + file + "': no such file");
+  }
+}
+
+void set_command_line(std::vector<std::string> args) { process_command_line = std::move(args); }
+const std::vector<std::string>& command_line() { return process_command_line; }
+
+RunContext open_run(const CommonConfig& config, bool defer_trojan, bool resumable) {
   RunContext context;
   context.quiet = config.quiet;
-  if (config.out.empty()) throw UserError("--out is required");
-  context.out = config.out;
+  if (!config.resume.empty() && !resumable) {
+    throw UserError("--resume: this command saves no state to resume from");
+  }
+  if (!config.resume.empty()) {
+    if (!config.out.empty() &&
+        fs::weakly_canonical(config.out) != fs::weakly_canonical(config.resume)) {
+      throw UserError("--out " + config.out + " and --resume " + config.resume +
+                      " name different folders");
+    }
+    context.out = config.resume;
+    context.resuming = true;
+    if (!fs::is_directory(context.out)) {
+      throw UserError("--resume " + config.resume + ": no such folder");
+    }
+    if (finished_run(context.out)) {
+      throw RunAlreadyComplete(config.resume + " finished already (its summary.json is complete)");
+    }
+    if (!fs::is_regular_file(context.out / "state" / "args.json")) {
+      throw UserError("--resume " + config.resume +
+                      ": no saved state (state/args.json) in it; it was not made by a resumable "
+                      "nad command");
+    }
+  } else {
+    if (config.out.empty()) throw UserError("--out is required");
+    context.out = config.out;
+    if (resumable && has_saved_loops(context.out) && !finished_run(context.out)) {
+      throw UserError("'" + config.out + "' holds an interrupted run (state/): continue it with " +
+                      resume_command(context.out) +
+                      ", or delete the folder or choose another --out");
+    }
+  }
   ensure_directory(context.out);
+  current_run = context.out;
+  if (resumable) context.state = std::make_shared<train::StateStore>(context.out / "state");
+  if (resumable && !context.resuming && !process_command_line.empty()) {
+    nlohmann::json args = process_command_line;
+    io::write_json(context.out / "state" / "args.json", args);
+  }
   set_threads(config.threads);
   dist::DistOptions dist_options;
   dist_options.timeout =
@@ -150,13 +253,71 @@ data::AugmentOptions augment_options(const AugmentConfig& config, const data::Da
   return options;
 }
 
+void write_or_check_config(const RunContext& context, const nlohmann::json& config) {
+  const fs::path file = context.out / "config.json";
+  if (!context.resuming) {
+    io::write_json(file, config);
+    return;
+  }
+  if (!fs::exists(file)) {  // the first process stopped before writing it
+    io::write_json(file, config);
+    return;
+  }
+  const nlohmann::json recorded = read_json_or_null(file);
+  if (!recorded.is_object()) {
+    throw UserError("--resume " + context.out.string() + ": config.json is missing or damaged");
+  }
+  // What may change between the two processes without changing what is computed.
+  static const std::set<std::string> free = {"/common/threads", "/common/quiet", "/common/out",
+                                             "/common/world_size"};
+  for (const auto& op : nlohmann::json::diff(recorded, config)) {
+    const std::string path = op.value("path", std::string());
+    if (free.count(path)) continue;
+    const nlohmann::json::json_pointer pointer(path);
+    const std::string was = recorded.contains(pointer) ? recorded[pointer].dump() : "(absent)";
+    const std::string now = config.contains(pointer) ? config[pointer].dump() : "(absent)";
+    throw UserError("--resume " + context.out.string() +
+                    ": the options differ from the interrupted run's (config.json): " + path +
+                    " was " + was + ", now " + now);
+  }
+}
+
+void record_stopped_run(const std::string& reason, const std::string& message) {
+  if (current_run.empty()) return;
+  nlohmann::json summary = {{"complete", false},
+                            {"stopped_by", reason},
+                            {"message", message},
+                            {"resume", resume_command(current_run)}};
+  if (has_saved_loops(current_run)) {
+    nlohmann::json loops = nlohmann::json::array();
+    for (const auto& entry : fs::directory_iterator(current_run / "state")) {
+      if (entry.path().extension() == ".state") loops.push_back(entry.path().stem().string());
+    }
+    std::sort(loops.begin(), loops.end());
+    summary["saved_loops"] = loops;
+  }
+  io::write_json(current_run / "summary.json", summary);
+}
+
 void write_run_files(const RunContext& context, const nlohmann::json& config,
                      const nlohmann::json& summary, const std::vector<train::EpochRecord>& records,
                      const std::string& report) {
-  io::write_json(context.out / "config.json", config);
+  if (context.resuming) {
+    write_or_check_config(context, config);
+  } else {
+    io::write_json(context.out / "config.json", config);
+  }
   io::write_metrics_csv(context.out / "metrics.csv", records);
-  io::write_json(context.out / "summary.json", summary);
   write_text_atomic(context.out / "report.md", report);
+  nlohmann::json complete = summary;
+  complete["complete"] = true;
+  // summary.json last: its presence marks the run finished.
+  io::write_json(context.out / "summary.json", complete);
+  if (dist::is_main()) {
+    std::error_code ignored;
+    fs::remove_all(context.out / "state", ignored);
+  }
+  current_run.clear();
 }
 
 std::string percent_or_dash(const std::optional<double>& value) {

@@ -23,6 +23,9 @@ struct RunContext {
   std::unique_ptr<attacks::Attack> attack;
   std::unique_ptr<train::Evaluator> evaluator;
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  // out/state: the training loops' resumable states, removed when the run completes.
+  std::shared_ptr<const train::StateStore> state;
+  bool resuming = false;  // --resume: config.json must match, states are continued
 
   double seconds() const;
   void log(const std::string& line) const;
@@ -32,7 +35,13 @@ struct RunContext {
 torch::Device parse_device(const std::string& text);
 // Loads the data and builds the attack. With `defer_trojan` a trojan attack without
 // --trigger-file is left unbuilt (context.attack empty) for prepare_attack to make.
-RunContext open_run(const CommonConfig& config, bool defer_trojan = false);
+// `resumable` runs (train and the defenses) keep their training loops' states in out/state and
+// accept --resume; a fresh run refuses a folder that holds an interrupted one.
+RunContext open_run(const CommonConfig& config, bool defer_trojan = false, bool resumable = false);
+
+// Option checks that need no data, run before anything is loaded: a mistake costs nothing.
+void check_common_options(const CommonConfig& config);
+void check_model_file(const std::string& file, const char* option);
 
 // Sets the process-wide precision and memory format from --precision and --channels-last.
 void configure_compute(const CommonConfig& config, const RunContext& context);
@@ -60,7 +69,27 @@ void print_warnings(const std::vector<std::string>& warnings);
 
 data::AugmentOptions augment_options(const AugmentConfig& config, const data::DatasetPair& data);
 
-// Standard outputs.
+// The command line of this process after the program name (the subcommand first); kept in
+// out/state/args.json so that `nad CMD --resume DIR` alone can repeat it.
+void set_command_line(std::vector<std::string> args);
+const std::vector<std::string>& command_line();
+
+// Thrown by open_run when --resume names a run that finished already.
+class RunAlreadyComplete : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Writes config.json, or with --resume checks that the run's configuration is the one
+// recorded (threads, quiet and the folder's spelling may differ): a UserError names the first
+// difference.
+void write_or_check_config(const RunContext& context, const nlohmann::json& config);
+
+// After a run stopped early (signal, divergence): writes out/summary.json marked incomplete,
+// with why and how to resume. Does nothing when no run folder was opened.
+void record_stopped_run(const std::string& reason, const std::string& message);
+
+// Standard outputs; summary.json gets "complete": true and out/state is removed.
 void write_run_files(const RunContext& context, const nlohmann::json& config,
                      const nlohmann::json& summary, const std::vector<train::EpochRecord>& records,
                      const std::string& report);

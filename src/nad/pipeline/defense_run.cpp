@@ -31,7 +31,16 @@ std::optional<double> parse_lr(const std::string& text) {
 }  // namespace
 
 DefenseSetup prepare_defense(const DefenseConfig& config, bool needs_holdout) {
-  DefenseSetup s{open_run(config.common), {}, {}, {}, {}, {}};
+  check_common_options(config.common);
+  check_model_file(config.model, "--model");
+  if (config.clean_indices.empty() && !(config.clean_ratio > 0 && config.clean_ratio <= 1)) {
+    throw UserError("--clean-ratio must be in (0, 1], not " + std::to_string(config.clean_ratio));
+  }
+  if (config.epochs < 0) throw UserError("--epochs must be >= 0");
+  if (config.batch_size < 2) throw UserError("--batch-size must be at least 2");
+  parse_lr(config.lr);
+  DefenseSetup s{
+      open_run(config.common, /*defer_trojan=*/false, /*resumable=*/true), {}, {}, {}, {}, {}};
   s.model = load_model_for(config.model, s.context, "--model", config.model_options);
 
   // The paper code's schedule is a fixed recipe: lr 0.1 (unless given), then / 10 at epoch 2.
@@ -80,6 +89,7 @@ DefenseSetup prepare_defense(const DefenseConfig& config, bool needs_holdout) {
   t.seed = config.common.seed;
   t.device = s.context.device;
   t.quiet = config.common.quiet;
+  t.state = s.context.state;  // finetune() names each loop after its label and rate
   if (config.patience < 0) throw UserError("--patience must be >= 0");
   s.finetune.patience = config.patience;
 
@@ -125,7 +135,7 @@ nlohmann::json run_finetune(const DefenseConfig& config) {
   s.finetune.train.label = "finetune";
   nlohmann::json config_json = defense_config_json(config, s);
   config_json["command"] = "finetune";
-  io::write_json(s.context.out / "config.json", config_json);
+  write_or_check_config(s.context, config_json);
 
   const auto& evaluator = *s.context.evaluator;
   defenses::FinetuneResult run = defenses::finetune(
@@ -156,6 +166,9 @@ nlohmann::json run_finetune(const DefenseConfig& config) {
 
 nlohmann::json run_erase(const EraseConfig& config) {
   const DefenseConfig& dc = config.defense;
+  if (!config.teacher.empty()) check_model_file(config.teacher, "--teacher");
+  if (config.teacher_epochs < 0) throw UserError("--teacher-epochs must be >= 0");
+  if (!(config.power > 0)) throw UserError("--power must be positive");
   DefenseSetup s = prepare_defense(dc);
   if (config.teacher_epochs < 0) throw UserError("--teacher-epochs must be >= 0");
 
@@ -184,6 +197,10 @@ nlohmann::json run_erase(const EraseConfig& config) {
     teacher_options.arch = config.teacher_arch;  // the teacher's architecture may differ
     teacher = load_model_for(config.teacher, s.context, "--teacher", teacher_options).model;
     teacher_source = config.teacher;
+    defenses::check_teacher_fits(
+        teacher, s.model.model,
+        data::to_input(s.clean.train.images.slice(0, 0, 2).to(s.context.device)),
+        "--teacher " + config.teacher);
   }
 
   nlohmann::json config_json = defense_config_json(dc, s);
@@ -196,7 +213,7 @@ nlohmann::json run_erase(const EraseConfig& config) {
   config_json["distilled_groups"] = config.groups;
   config_json["power"] = config.power;
   config_json["attention"] = config.attention;
-  io::write_json(s.context.out / "config.json", config_json);
+  write_or_check_config(s.context, config_json);
 
   const auto& evaluator = *s.context.evaluator;
   defenses::NadResult result = defenses::neural_attention_distillation(

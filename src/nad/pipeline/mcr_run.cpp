@@ -13,6 +13,9 @@ namespace nad::pipeline {
 nlohmann::json run_mcr(const McrConfig& config) {
   if (config.points < 2) throw UserError("--points must be at least 2");
   if (!(config.t >= 0 && config.t <= 1)) throw UserError("--t must be in [0, 1]");
+  if (config.curve_epochs < 0) throw UserError("--curve-epochs must be >= 0");
+  if (!(config.curve_lr > 0)) throw UserError("--curve-lr must be positive");
+  if (!config.end_model.empty()) check_model_file(config.end_model, "--end-model");
   DefenseSetup s = prepare_defense(config.defense);
   nlohmann::json config_json = defense_config_json(config.defense, s);
   config_json["command"] = "mcr";
@@ -21,7 +24,7 @@ nlohmann::json run_mcr(const McrConfig& config) {
   config_json["curve_lr"] = config.curve_lr;
   config_json["points"] = config.points;
   config_json["t"] = config.t;
-  io::write_json(s.context.out / "config.json", config_json);
+  write_or_check_config(s.context, config_json);
 
   const auto& evaluator = *s.context.evaluator;
   auto evaluate = [&](const models::Classifier& m) { return evaluator(m); };
@@ -58,6 +61,8 @@ nlohmann::json run_mcr(const McrConfig& config) {
   defenses::McrOptions options;
   options.train = s.finetune.train;
   options.train.label = "curve";
+  options.train.lr_option = "--curve-lr";
+  options.train.state_key = "curve";
   options.train.epochs = config.curve_epochs;
   options.train.lr = config.curve_lr;
   options.train.after_step = nullptr;

@@ -4,18 +4,23 @@
 #include "nad/io/report.h"
 #include "nad/pipeline/defense_setup.h"
 #include "nad/pipeline/runs.h"
+#include "nad/util/error.h"
 #include "nad/util/files.h"
 
 namespace nad::pipeline {
 
 nlohmann::json run_prune(const PruneConfig& config) {
+  if (!(config.prune_ratio > 0 && config.prune_ratio <= 1)) {
+    throw UserError("--prune-ratio must be in (0, 1], not " + std::to_string(config.prune_ratio));
+  }
+  if (config.curve_points < 2) throw UserError("--curve-points must be at least 2");
   DefenseSetup s = prepare_defense(config.defense, /*needs_holdout=*/true);
   nlohmann::json config_json = defense_config_json(config.defense, s);
   config_json["command"] = "prune";
   config_json["max_acc_drop"] = config.max_acc_drop;
   config_json["prune_ratio"] = config.prune_ratio;
   config_json["curve_points"] = config.curve_points;
-  io::write_json(s.context.out / "config.json", config_json);
+  write_or_check_config(s.context, config_json);
 
   const auto& evaluator = *s.context.evaluator;
   auto evaluate = [&](const models::Classifier& m) { return evaluator(m); };

@@ -3,6 +3,7 @@
 #include <cctype>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -13,9 +14,11 @@
 #include "nad/defenses/clean_subset.h"
 #include "nad/io/figure.h"
 #include "nad/io/report.h"
+#include "nad/pipeline/context.h"
 #include "nad/pipeline/runs.h"
 #include "nad/util/error.h"
 #include "nad/util/files.h"
+#include "nad/util/stop.h"
 
 namespace nad::pipeline {
 
@@ -243,6 +246,9 @@ json without_threads(const json& args) {
 
 bool cell_finished(const fs::path& dir, const std::vector<std::string>& args) {
   if (!fs::exists(dir / "summary.json")) return false;
+  // An interrupted cell's summary says so; it is resumed, not kept.
+  const json summary = read_json_file(dir / "summary.json");
+  if (!summary.is_object() || summary.value("complete", true) != true) return false;
   const json recorded = read_json_file(dir / "cell.json");
   if (recorded.is_object() &&
       without_threads(recorded.value("args", json())) == without_threads(json(args)))
@@ -383,7 +389,18 @@ std::string join(const std::vector<std::string>& args) {
 
 }  // namespace
 
-nlohmann::json run_table(const TableConfig& config, const CommandRunner& run_command) {
+nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_command) {
+  TableConfig config = given;
+  if (!config.resume.empty()) {
+    if (!config.out.empty() &&
+        fs::weakly_canonical(config.out) != fs::weakly_canonical(config.resume))
+      throw UserError("--out " + config.out + " and --resume " + config.resume +
+                      " name different folders");
+    config.out = config.resume;
+    if (config.config_file.empty())
+      config.config_file = (fs::path(config.out) / "experiment.json").string();
+  }
+  if (config.config_file.empty()) throw UserError("--config is required");
   std::ifstream in(config.config_file);
   if (!in) throw UserError(config.config_file + ": cannot read the experiment file");
   json raw;
@@ -427,6 +444,8 @@ nlohmann::json run_table(const TableConfig& config, const CommandRunner& run_com
   const fs::path out(config.out);
   fs::create_directories(out);
   io::write_json(out / "experiment.json", raw);
+  if (config.resume.empty() && !command_line().empty())
+    io::write_json(out / "state" / "args.json", json(command_line()));
   auto log = [&](const std::string& line) {
     if (!config.quiet) std::fprintf(stderr, "%s\n", line.c_str());
   };
@@ -445,14 +464,36 @@ nlohmann::json run_table(const TableConfig& config, const CommandRunner& run_com
       missing.push_back(dir.string());
       return false;
     }
+    if (stop_requested()) {
+      throw Interrupted("table stopped before " + dir.string() +
+                            "; continue with nad table --resume " + out.string(),
+                        stop_signal());
+    }
     fs::create_directories(dir);
+    // A cell stopped part-way continues from its saved state.
+    std::vector<std::string> command = args;
+    if (fs::exists(dir / "state" / "args.json") && fs::exists(dir / "cell.json")) {
+      command.push_back("--resume");
+      command.push_back(dir.string());
+      log(counter + "resuming " + dir.string());
+    }
     io::write_json(dir / "cell.json", {{"args", args}});
-    log(counter + "nad " + join(args));
+    log(counter + "nad " + join(command));
     const auto start = std::chrono::steady_clock::now();
-    const int code = run_command(args);
+    const int code = run_command(command);
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     ++ran;
+    // Interrupted (here, or the cell alone by a signal): stop the grid; rerun to resume.
+    const int signal_number = stop_signal()           ? stop_signal()
+                              : code == 128 + SIGINT  ? SIGINT
+                              : code == 128 + SIGTERM ? SIGTERM
+                                                      : 0;
+    if (signal_number) {
+      throw Interrupted("table stopped during " + dir.string() +
+                            "; continue with nad table --resume " + out.string(),
+                        signal_number);
+    }
     if (code != 0 || !fs::exists(dir / "summary.json")) {
       log(counter + dir.string() + ": FAILED (exit code " + std::to_string(code) + ")");
       failed.push_back(dir.string());

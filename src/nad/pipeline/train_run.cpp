@@ -11,7 +11,13 @@
 namespace nad::pipeline {
 
 nlohmann::json run_train(const TrainConfig& config) {
-  RunContext context = open_run(config.common, /*defer_trojan=*/true);
+  check_common_options(config.common);
+  models::check_arch(config.arch);
+  if (config.epochs < 0) throw UserError("--epochs must be >= 0");
+  if (config.batch_size < 2) throw UserError("--batch-size must be at least 2");
+  if (!(config.lr > 0)) throw UserError("--lr must be positive");
+  if (!config.prep.clean_model.empty()) check_model_file(config.prep.clean_model, "--clean-model");
+  RunContext context = open_run(config.common, /*defer_trojan=*/true, /*resumable=*/true);
   const data::DatasetPair& data = context.data;
   // The trojan trigger made here is recorded in the configuration as the file it went to.
   CommonConfig common = config.common;
@@ -61,13 +67,15 @@ nlohmann::json run_train(const TrainConfig& config) {
   options.seed = common.seed;
   options.device = context.device;
   options.quiet = common.quiet;
+  options.state = context.state;
+  options.state_key = "train";
 
   nlohmann::json config_json = {{"command", "train"},
                                 {"common", common.to_json()},
                                 {"arch", config.arch},
                                 {"train", options.to_json()}};
   if (!prep_record.is_null()) config_json["attack_prep"] = prep_record;
-  io::write_json(context.out / "config.json", config_json);
+  write_or_check_config(context, config_json);
 
   const auto& evaluator = *context.evaluator;
   std::vector<train::EpochRecord> records = train::train_model(

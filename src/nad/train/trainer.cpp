@@ -2,6 +2,10 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
+#include <cstdlib>
+#include <limits>
+#include <mutex>
 
 #include "nad/dist/process_group.h"
 #include "nad/util/compute.h"
@@ -82,12 +86,73 @@ LocalBatch local_batch(const torch::Tensor& augmented, const torch::Tensor& labe
   return batch;
 }
 
-BatchTotals batch_totals(const LocalBatch& batch, const torch::Tensor& loss,
-                         const torch::Tensor& logits) {
-  const std::vector<double> sums =
-      dist::all_reduce_sum({loss.item<double>() * static_cast<double>(batch.local_rows),
-                            logits.argmax(1).eq(batch.targets).sum().item<double>()});
-  return {sums[0], static_cast<int64_t>(sums[1]), sums[0] / batch.global_rows};
+BatchTotals batch_totals(const LocalBatch& batch, const torch::Tensor& cross_entropy,
+                         const torch::Tensor& extra, const torch::Tensor& logits) {
+  const double rows = static_cast<double>(batch.local_rows);
+  const double ce = cross_entropy.item<double>();
+  const double ex = extra.defined() ? extra.item<double>() : 0.0;
+  const std::vector<double> sums = dist::all_reduce_sum(
+      {ce * rows, ex * rows, logits.argmax(1).eq(batch.targets).sum().item<double>(),
+       stop_requested() ? 1.0 : 0.0});
+  BatchTotals totals;
+  totals.loss_sum = sums[0] + sums[1];
+  totals.correct = static_cast<int64_t>(sums[2]);
+  totals.mean_loss = totals.loss_sum / batch.global_rows;
+  totals.mean_cross_entropy = sums[0] / batch.global_rows;
+  totals.mean_extra = sums[1] / batch.global_rows;
+  totals.stop = sums[3] > 0;
+  return totals;
+}
+
+namespace {
+
+std::string where_state_is(const TrainOptions& options, int good_epochs) {
+  if (!options.state) return "";
+  return "; the last good state (" + std::to_string(good_epochs) + " epoch" +
+         (good_epochs == 1 ? "" : "s") + " done) is kept in " + options.state->dir().string();
+}
+
+torch::Tensor generator_state(at::Generator& generator) {
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  return generator.get_state();
+}
+
+void set_generator_state(at::Generator& generator, const torch::Tensor& state) {
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_state(state);
+}
+
+at::Generator global_generator() { return at::detail::getDefaultCPUGenerator(); }
+
+}  // namespace
+
+void check_finite(const BatchTotals& totals, const TrainOptions& options, int epoch, int64_t step,
+                  double lr, const char* extra_name) {
+  if (std::isfinite(totals.mean_loss)) return;
+  char terms[160];
+  std::snprintf(terms, sizeof terms, "cross-entropy %g, %s %g", totals.mean_cross_entropy,
+                extra_name, totals.mean_extra);
+  throw DivergedError(options.label + ": the loss is not finite at epoch " +
+                      std::to_string(epoch + 1) + ", step " + std::to_string(step + 1) + " (" +
+                      terms + ", lr " + std::to_string(lr) + ")" + where_state_is(options, epoch) +
+                      "; lower " + options.lr_option);
+}
+
+bool inject_nan_here(const std::string& label, int epoch, int64_t step) {
+  const char* value = std::getenv("NAD_TEST_NAN_AT");
+  if (value == nullptr || *value == '\0') return false;
+  const std::string spec = value;
+  return spec == label + ":" + std::to_string(epoch + 1) + ":" + std::to_string(step + 1);
+}
+
+void throw_interrupted(const TrainOptions& options, int epoch, int64_t step) {
+  const int signal_number = stop_signal() ? stop_signal() : SIGTERM;
+  std::string where =
+      options.label + " stopped by " + signal_name(signal_number) +
+      (step > 0 ? " in epoch " + std::to_string(epoch + 1) + " after step " + std::to_string(step)
+                : " after epoch " + std::to_string(epoch));
+  if (options.state) where += "; its state is saved in " + options.state->dir().string();
+  throw Interrupted(where, signal_number);
 }
 
 std::vector<EpochRecord> train_model(const models::Classifier& model, const data::Dataset& data,
@@ -108,24 +173,78 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
                                                        .nesterov(options.nesterov)
                                                        .weight_decay(options.weight_decay));
   at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(options.seed);
-  Progress progress(options.label, options.epochs, steps, options.quiet);
   std::vector<EpochRecord> records;
   // Data parallel: every rank starts from rank 0's weights and draws the same permutation and
   // augmentation (same seed), then trains on its own rows of each global batch.
   dist::broadcast_module(*model);
   const std::vector<torch::Tensor> parameters = model->parameters();
+  std::vector<torch::Tensor> trained = parameters;
+  for (const auto& b : model->buffers()) trained.push_back(b);
 
-  for (int epoch = 0; epoch < options.epochs; ++epoch) {
+  // Where an earlier process left this loop (every rank reads the same file).
+  int first_epoch = 0;
+  LoopState resumed;
+  const bool resuming = options.state && !options.state_key.empty() && [&] {
+    auto loaded = options.state->load(options.state_key);
+    if (loaded) resumed = std::move(*loaded);
+    return loaded.has_value();
+  }();
+  const std::string state_file =
+      options.state ? options.state->file(options.state_key).string() : std::string();
+  if (resuming) {
+    copy_into(trained, resumed.weights, state_file);
+    set_sgd_momentum(optimizer, parameters, resumed.momentum);
+    set_generator_state(generator, resumed.generator);
+    at::Generator global = global_generator();
+    set_generator_state(global, resumed.global_generator);
+    records = resumed.records;
+    if (options.load_extra) options.load_extra(resumed);
+    if (resumed.complete) return records;
+    first_epoch = resumed.epoch;
+  }
+  auto save_state = [&](int epoch, int64_t step, const torch::Tensor& order, double loss_sum,
+                        int64_t correct, int64_t seen, bool complete) {
+    if (!options.state || options.state_key.empty()) return;
+    LoopState state;
+    state.epoch = epoch;
+    state.step = step;
+    state.complete = complete;
+    if (step > 0) state.order = order;
+    state.loss_sum = loss_sum;
+    state.correct = correct;
+    state.seen = seen;
+    state.weights = cpu_copies(trained);
+    state.momentum = sgd_momentum(optimizer, parameters);
+    state.generator = generator_state(generator);
+    at::Generator global = global_generator();
+    state.global_generator = generator_state(global);
+    state.records = records;
+    if (options.save_extra) options.save_extra(state);
+    options.state->save(options.state_key, state);
+  };
+
+  Progress progress(options.label, options.epochs, steps, options.quiet);
+  for (int epoch = first_epoch; epoch < options.epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
     const double lr = lr_at(options, epoch);
     for (auto& group : optimizer.param_groups()) {
       static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
     }
     model->train();
-    torch::Tensor order = torch::randperm(n, generator, torch::kLong).to(device);
+    torch::Tensor order;
     double loss_sum = 0;
-    int64_t correct = 0, seen = 0;
-    for (int64_t step = 0; step < steps; ++step) {
+    int64_t correct = 0, seen = 0, first_step = 0;
+    if (resuming && epoch == resumed.epoch && resumed.step > 0) {
+      // Stopped mid-epoch: the same permutation, and the generator already past its steps.
+      order = resumed.order.to(device);
+      first_step = resumed.step;
+      loss_sum = resumed.loss_sum;
+      correct = resumed.correct;
+      seen = resumed.seen;
+    } else {
+      order = torch::randperm(n, generator, torch::kLong).to(device);
+    }
+    for (int64_t step = first_step; step < steps; ++step) {
       torch::Tensor rows =
           order.slice(0, step * options.batch_size, (step + 1) * options.batch_size);
       // BatchNorm cannot train on a single sample; a lone leftover row waits for next epoch.
@@ -137,30 +256,38 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
       const torch::Tensor& targets = local.targets;
 
       models::ModelOutput output;
-      torch::Tensor loss;
+      torch::Tensor cross_entropy, extra, loss;
       {
         AutocastScope autocast(device);
         output = model->forward(inputs);
-        loss = torch::cross_entropy_loss(output.logits.to(torch::kFloat), targets);
-        if (extra_loss) loss = loss + extra_loss(inputs, output);
+        cross_entropy = torch::cross_entropy_loss(output.logits.to(torch::kFloat), targets);
+        if (inject_nan_here(options.label, epoch, step))
+          cross_entropy = cross_entropy * std::numeric_limits<float>::quiet_NaN();
+        loss = cross_entropy;
+        if (extra_loss) {
+          extra = extra_loss(inputs, output);
+          loss = loss + extra;
+        }
       }
+      const BatchTotals totals =
+          batch_totals(local, cross_entropy.detach(), extra.defined() ? extra.detach() : extra,
+                       output.logits.detach());
+      // Checked before the step, so that no NaN reaches the weights.
+      check_finite(totals, options, epoch, step, lr);
       optimizer.zero_grad();
       loss.backward();
       dist::average_gradients(parameters, local.share());
       optimizer.step();
       if (options.after_step) options.after_step(model);
 
-      const BatchTotals totals = batch_totals(local, loss, output.logits);
-      const double loss_value = totals.mean_loss;
-      if (!std::isfinite(loss_value)) {
-        throw DivergedError(options.label + ": training diverged (loss " +
-                            std::to_string(loss_value) + ") at epoch " + std::to_string(epoch + 1) +
-                            " with lr " + std::to_string(lr) + "; lower --lr");
-      }
       loss_sum += totals.loss_sum;
       correct += totals.correct;
       seen += local.global_rows;
       progress.step(epoch, step + 1, loss_sum / seen, 100.0 * correct / seen);
+      if (totals.stop && step + 1 < steps) {
+        save_state(epoch, step + 1, order, loss_sum, correct, seen, false);
+        throw_interrupted(options, epoch, step + 1);
+      }
     }
 
     EpochRecord record;
@@ -183,8 +310,14 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     progress.end_epoch(epoch, record.loss, record.train_acc, summary);
     records.push_back(record);
-    if (options.keep_going && !options.keep_going(model, epoch)) break;
+    const bool go_on = !options.keep_going || options.keep_going(model, epoch);
+    const bool last = !go_on || epoch + 1 == options.epochs;
+    save_state(epoch + 1, 0, {}, 0, 0, 0, last);
+    if (!last && dist::all_reduce_sum({stop_requested() ? 1.0 : 0.0})[0] > 0)
+      throw_interrupted(options, epoch + 1, 0);
+    if (!go_on) break;
   }
+  if (options.epochs == 0) save_state(0, 0, {}, 0, 0, 0, true);
   return records;
 }
 

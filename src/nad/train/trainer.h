@@ -2,6 +2,7 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -11,6 +12,8 @@
 #include "nad/data/dataset.h"
 #include "nad/models/classifier.h"
 #include "nad/train/evaluate.h"
+#include "nad/train/state.h"
+#include "nad/util/stop.h"
 
 namespace nad::train {
 
@@ -33,13 +36,22 @@ struct TrainOptions {
   data::AugmentOptions augment;
   uint64_t seed = 0;
   torch::Device device = torch::kCPU;
-  std::string label = "train";  // shown in progress lines
+  std::string label = "train";     // shown in progress lines
+  std::string lr_option = "--lr";  // named in the advice when the loss diverges
   bool quiet = false;
   // Called after every optimiser step, e.g. to keep pruned weights at zero.
   std::function<void(const models::Classifier&)> after_step;
   // Called after every epoch (after `evaluate`) with the 0-based epoch; returning false ends
   // training early (early stopping).
   std::function<bool(const models::Classifier&, int epoch)> keep_going;
+  // Resumable runs: with a store, the loop saves its state under `state_key` after every
+  // epoch and when a stop is requested (then throws Interrupted), and continues from a state
+  // found there; a loop found complete returns its records at once, with its final weights.
+  std::shared_ptr<const StateStore> state;
+  std::string state_key;
+  // The caller's state that belongs with the loop's (the closures above may keep some).
+  std::function<void(LoopState&)> save_extra;
+  std::function<void(const LoopState&)> load_extra;
 
   nlohmann::json to_json() const;
 };
@@ -71,14 +83,30 @@ LocalBatch local_batch(const torch::Tensor& augmented, const torch::Tensor& labe
                        const torch::Tensor& rows);
 
 // The global batch's summed loss and correct predictions (summed over ranks, so that every
-// rank sees the same numbers and stops together on a non-finite loss).
+// rank sees the same numbers and stops together on a non-finite loss or a stop request).
 struct BatchTotals {
   double loss_sum = 0;
   int64_t correct = 0;
   double mean_loss = 0;
+  double mean_cross_entropy = 0;
+  double mean_extra = 0;  // the extra loss term's mean (0 without one)
+  bool stop = false;      // some rank was asked to stop
 };
-BatchTotals batch_totals(const LocalBatch& batch, const torch::Tensor& loss,
-                         const torch::Tensor& logits);
+// `cross_entropy` and `extra` (may be undefined) are this rank's mean loss terms.
+BatchTotals batch_totals(const LocalBatch& batch, const torch::Tensor& cross_entropy,
+                         const torch::Tensor& extra, const torch::Tensor& logits);
+
+// Throws DivergedError when a batch's loss is not finite, naming the loop, the epoch and step
+// (1-based), each loss term and where the last good state is.
+void check_finite(const BatchTotals& totals, const TrainOptions& options, int epoch, int64_t step,
+                  double lr, const char* extra_name = "attention loss");
+
+// Test hook: NAD_TEST_NAN_AT=LABEL:EPOCH:STEP makes that step's loss NaN (1-based), so tests
+// can check how a diverging run stops.
+bool inject_nan_here(const std::string& label, int epoch, int64_t step);
+
+// Throws Interrupted (after the caller saved its state) naming where the run stopped.
+[[noreturn]] void throw_interrupted(const TrainOptions& options, int epoch, int64_t step);
 
 // An extra loss term added to cross-entropy (NAD's attention loss), given the batch inputs
 // and the model's output on them.
@@ -96,9 +124,10 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
                                      const ExtraLoss& extra_loss = {});
 
 // Thrown when training produced a non-finite loss (too large a learning rate, usually).
-class DivergedError : public std::runtime_error {
+class DivergedError : public RunStopped {
  public:
-  using std::runtime_error::runtime_error;
+  explicit DivergedError(const std::string& message)
+      : RunStopped(message, kDivergedExitCode, "diverged") {}
 };
 
 }  // namespace nad::train

@@ -1,6 +1,10 @@
 #include "nad/util/files.h"
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <zlib.h>
+
+#include <cerrno>
 
 #include <cstring>
 #include <fstream>
@@ -66,24 +70,31 @@ void write_file_atomic(const fs::path& path, const void* data, size_t size) {
   if (path.has_parent_path()) ensure_directory(path.parent_path());
   std::random_device rd;
   const fs::path tmp = path.string() + ".tmp" + std::to_string(rd() % 1000000);
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw UserError("cannot write '" + tmp.string() + "': " + std::strerror(errno));
-    out.write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
-    out.flush();
-    if (!out) {
-      out.close();
-      fs::remove(tmp);
-      throw UserError("cannot write '" + path.string() + "' (disk full?)");
-    }
+  // Any failure removes the temporary file and leaves `path` as it was.
+  auto fail = [&](int fd, const std::string& what) {
+    const int error = errno;
+    if (fd >= 0) ::close(fd);
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    throw UserError("cannot write '" + path.string() + "': " + what + ": " + std::strerror(error) +
+                    (error == ENOSPC || error == EFBIG || error == EDQUOT
+                         ? " (the previous file, if any, is kept)"
+                         : ""));
+  };
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail(fd, "cannot create " + tmp.filename().string());
+  const char* bytes = static_cast<const char*>(data);
+  size_t written = 0;
+  while (written < size) {
+    const ssize_t n = ::write(fd, bytes + written, size - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail(fd, "writing failed after " + std::to_string(written) + " bytes");
+    written += static_cast<size_t>(n);
   }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp);
-    throw UserError("cannot move '" + tmp.string() + "' to '" + path.string() +
-                    "': " + ec.message());
-  }
+  // On disk before the rename, so that a crash leaves the old file or the new one, whole.
+  if (::fsync(fd) != 0) fail(fd, "fsync failed");
+  if (::close(fd) != 0) fail(-1, "close failed");
+  if (::rename(tmp.c_str(), path.c_str()) != 0) fail(-1, "rename failed");
 }
 
 void write_text_atomic(const fs::path& path, const std::string& text) {
