@@ -1,7 +1,7 @@
 // libFuzzer target for the torch.save reader (zip and legacy formats, the pickle machine, the
 // tensor checks). Every input must end in a result or a UserError: any other exception, a
-// crash, a sanitizer report, a leak or a hang is a bug. Build and run: see README.md
-// ("PyTorch checkpoints").
+// crash, a sanitizer report, a leak or a hang is a bug. Build and run: fuzz/run_all.sh, see
+// README.md ("Fuzzing the readers"). Seeds: fuzz/corpus/torch_file/.
 #include <cstddef>
 #include <cstdint>
 

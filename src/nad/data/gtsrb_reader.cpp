@@ -23,12 +23,6 @@ namespace {
 
 constexpr int64_t kSide = 32;
 
-struct CsvRow {
-  std::string filename;
-  int64_t class_id = 0;
-  size_t line = 0;
-};
-
 std::string trim(const std::string& text) {
   size_t begin = 0, end = text.size();
   while (begin < end && std::isspace(static_cast<unsigned char>(text[begin]))) ++begin;
@@ -52,13 +46,21 @@ bool all_digits(const std::string& text) {
          std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); });
 }
 
-// Reads a GTSRB annotation file. Columns are found by header name because the training and
-// test files order them differently across releases.
-std::vector<CsvRow> read_gtsrb_csv(const fs::path& file) {
+// An optional numeric column: its index, or -1.
+struct NumberColumn {
+  const char* name;
+  int index = -1;
+};
+
+}  // namespace
+
+std::vector<GtsrbAnnotation> read_gtsrb_annotations(const fs::path& file) {
   const std::vector<unsigned char> bytes = read_file_bytes(file);
   const std::string text(bytes.begin(), bytes.end());
-  std::vector<CsvRow> rows;
+  std::vector<GtsrbAnnotation> rows;
   int filename_col = -1, class_col = -1;
+  // Width, Height, Roi.X1, Roi.Y1, Roi.X2, Roi.Y2: checked when the header names them.
+  NumberColumn numbers[] = {{"Width"}, {"Height"}, {"Roi.X1"}, {"Roi.Y1"}, {"Roi.X2"}, {"Roi.Y2"}};
   size_t line_number = 0, start = 0;
   while (start < text.size()) {
     size_t end = text.find('\n', start);
@@ -72,26 +74,81 @@ std::vector<CsvRow> read_gtsrb_csv(const fs::path& file) {
       for (size_t i = 0; i < fields.size(); ++i) {
         if (fields[i] == "Filename") filename_col = static_cast<int>(i);
         if (fields[i] == "ClassId") class_col = static_cast<int>(i);
+        for (NumberColumn& column : numbers) {
+          if (fields[i] == column.name) column.index = static_cast<int>(i);
+        }
       }
       if (filename_col < 0 || class_col < 0) {
-        throw UserError("'" + file.string() +
-                        "': the header row must name the columns 'Filename' and 'ClassId' "
-                        "(semicolon separated)");
+        throw UserError("'" + file.string() + "' line " + std::to_string(line_number) +
+                        ": the header row must name the columns 'Filename' and 'ClassId' "
+                        "(semicolon separated), missing '" +
+                        (filename_col < 0 ? "Filename" : "ClassId") + "'");
       }
       continue;
     }
-    const size_t needed = static_cast<size_t>(std::max(filename_col, class_col)) + 1;
+    size_t needed = static_cast<size_t>(std::max(filename_col, class_col)) + 1;
+    for (const NumberColumn& column : numbers) {
+      needed = std::max(needed, static_cast<size_t>(column.index + 1));
+    }
     const std::string where = "'" + file.string() + "' line " + std::to_string(line_number);
-    if (fields.size() < needed) throw UserError(where + " has too few columns");
+    if (fields.size() < needed) {
+      throw UserError(where + " has " + std::to_string(fields.size()) +
+                      " columns but the header names " + std::to_string(needed));
+    }
     if (!all_digits(fields[class_col])) {
       throw UserError(where + ": bad ClassId '" + fields[class_col] + "'");
     }
-    if (fields[filename_col].empty()) throw UserError(where + " has an empty Filename");
-    rows.push_back({fields[filename_col], std::stoll(fields[class_col]), line_number});
+    const int64_t class_id = std::stoll(fields[class_col]);
+    if (class_id >= kMaxClasses) {
+      throw UserError(where + ": ClassId " + fields[class_col] + " is over the limit of " +
+                      std::to_string(kMaxClasses - 1));
+    }
+    const std::string& name = fields[filename_col];
+    if (name.empty()) throw UserError(where + " has an empty Filename");
+    if (name == "." || name == ".." || name.find_first_of("/\\") != std::string::npos) {
+      throw UserError(where + ": Filename '" + name + "' must be a plain file name beside the CSV");
+    }
+    int64_t value[6] = {0, 0, 0, 0, 0, 0};
+    for (size_t k = 0; k < 6; ++k) {
+      const NumberColumn& column = numbers[k];
+      if (column.index < 0) continue;
+      const std::string& field = fields[static_cast<size_t>(column.index)];
+      if (!all_digits(field)) {
+        throw UserError(where + ": bad " + column.name + " '" + field + "'");
+      }
+      value[k] = std::stoll(field);
+    }
+    const bool have_size = numbers[0].index >= 0 && numbers[1].index >= 0;
+    if (have_size) {
+      for (size_t k = 0; k < 2; ++k) {
+        if (value[k] < 1 || value[k] > kMaxImageSide) {
+          throw UserError(where + ": " + numbers[k].name + " " + std::to_string(value[k]) +
+                          " is outside 1 to " + std::to_string(kMaxImageSide));
+        }
+      }
+    }
+    // The ROI box [X1, X2] x [Y1, Y2] must be ordered and, with a size, inside the image.
+    for (size_t axis = 0; axis < 2; ++axis) {
+      const NumberColumn& low = numbers[2 + axis];
+      const NumberColumn& high = numbers[4 + axis];
+      if (low.index < 0 || high.index < 0) continue;
+      if (value[2 + axis] > value[4 + axis]) {
+        throw UserError(where + ": ROI " + low.name + " " + std::to_string(value[2 + axis]) +
+                        " is past " + high.name + " " + std::to_string(value[4 + axis]));
+      }
+      if (have_size && value[4 + axis] > value[axis]) {
+        throw UserError(where + ": ROI " + high.name + " " + std::to_string(value[4 + axis]) +
+                        " is outside the image (" + numbers[axis].name + " " +
+                        std::to_string(value[axis]) + ")");
+      }
+    }
+    rows.push_back({name, class_id, line_number});
   }
-  if (filename_col < 0) throw UserError("'" + file.string() + "' is empty");
+  if (filename_col < 0) throw UserError("'" + file.string() + "' is empty (no header row)");
   return rows;
 }
+
+namespace {
 
 bool is_ppm(const fs::path& file) {
   std::string ext = file.extension().string();
@@ -192,6 +249,10 @@ DatasetPair read_gtsrb(const fs::path& dir) {
   }
   if (pair.class_names.empty())
     throw UserError("'" + train_root.string() + "' has no class folders");
+  if (static_cast<int64_t>(pair.class_names.size()) > kMaxClasses) {
+    throw UserError("'" + train_root.string() + "' has " + std::to_string(pair.class_names.size()) +
+                    " class folders, over the limit of " + std::to_string(kMaxClasses));
+  }
   std::sort(pair.class_names.begin(), pair.class_names.end());
   std::map<int64_t, int64_t> label_of_class_id;
   for (size_t k = 0; k < pair.class_names.size(); ++k) {
@@ -205,9 +266,9 @@ DatasetPair read_gtsrb(const fs::path& dir) {
     const fs::path csv = folder / ("GT-" + pair.class_names[k] + ".csv");
     if (!fs::is_regular_file(csv))
       throw UserError("missing GTSRB annotation file '" + csv.string() + "'");
-    const std::vector<CsvRow> rows = read_gtsrb_csv(csv);
+    const std::vector<GtsrbAnnotation> rows = read_gtsrb_annotations(csv);
     if (rows.empty()) throw UserError("'" + csv.string() + "' lists no images");
-    for (const CsvRow& row : rows) {
+    for (const GtsrbAnnotation& row : rows) {
       if (row.class_id != std::stoll(pair.class_names[k])) {
         throw UserError("'" + csv.string() + "' line " + std::to_string(row.line) +
                         " has ClassId " + std::to_string(row.class_id) + " inside folder " +
@@ -229,7 +290,7 @@ DatasetPair read_gtsrb(const fs::path& dir) {
         (dir / "Final_Test").string() + "' or '" + test_root.string() + "'");
   }
   std::map<std::string, int64_t> test_label_of_file;
-  for (const CsvRow& row : read_gtsrb_csv(test_csv)) {
+  for (const GtsrbAnnotation& row : read_gtsrb_annotations(test_csv)) {
     const auto label = label_of_class_id.find(row.class_id);
     if (label == label_of_class_id.end()) {
       throw UserError("'" + test_csv.string() + "' line " + std::to_string(row.line) +

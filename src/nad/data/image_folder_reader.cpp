@@ -1,5 +1,4 @@
 #include <ATen/Parallel.h>
-#include <stb_image.h>
 
 #include <algorithm>
 #include <atomic>
@@ -46,6 +45,10 @@ std::vector<std::string> class_folders(const fs::path& root) {
     throw UserError("'" + root.string() + "' has no class folders (expected " + root.string() +
                     "/<class>/<image>)");
   }
+  if (static_cast<int64_t>(names.size()) > kMaxClasses) {
+    throw UserError("'" + root.string() + "' has " + std::to_string(names.size()) +
+                    " class folders, over the limit of " + std::to_string(kMaxClasses));
+  }
   std::sort(names.begin(), names.end());
   return names;
 }
@@ -85,24 +88,11 @@ struct Geometry {
 // Size and colour of the first image, read from its header only. Grey sets stay one channel;
 // anything with colour (or alpha) becomes RGB.
 Geometry probe(const fs::path& file) {
-  const std::vector<unsigned char> bytes = read_file_bytes(file);
+  const ImageInfo info = read_image_info(file);
   Geometry geometry;
-  if (bytes.size() >= 2 && bytes[0] == 'P' && std::isdigit(bytes[1])) {
-    const torch::Tensor image = read_ppm(file);
-    geometry.height = image.size(0);
-    geometry.width = image.size(1);
-    return geometry;
-  }
-  int width = 0, height = 0, native = 0;
-  if (!stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &width, &height,
-                             &native)) {
-    const char* reason = stbi_failure_reason();
-    throw UserError("cannot decode image '" + file.string() +
-                    "': " + (reason != nullptr ? reason : "unknown error"));
-  }
-  geometry.height = height;
-  geometry.width = width;
-  geometry.channels = native <= 2 ? 1 : 3;
+  geometry.height = info.height;
+  geometry.width = info.width;
+  geometry.channels = info.channels;
   return geometry;
 }
 
@@ -157,8 +147,17 @@ torch::Tensor decode_all(const std::vector<fs::path>& files, const Geometry& geo
                          const fs::path& reference) {
   const int64_t count = static_cast<int64_t>(files.size());
   const int64_t item_bytes = geometry.height * geometry.width * geometry.channels;
-  torch::Tensor images =
-      torch::empty({count, geometry.height, geometry.width, geometry.channels}, torch::kUInt8);
+  torch::Tensor images;
+  try {
+    images =
+        torch::empty({count, geometry.height, geometry.width, geometry.channels}, torch::kUInt8);
+  } catch (const c10::Error&) {
+    throw UserError("'" + reference.parent_path().parent_path().parent_path().string() + "': " +
+                    std::to_string(count) + " images of " + std::to_string(geometry.width) + "x" +
+                    std::to_string(geometry.height) + "x" + std::to_string(geometry.channels) +
+                    " need " + std::to_string(count * item_bytes) +
+                    " bytes, more memory than this machine can give (use --image-size)");
+  }
   uint8_t* out = images.data_ptr<uint8_t>();
   parallel_decode(count, [&](int64_t i) {
     torch::Tensor image = read_image(files[i], geometry.channels);
@@ -179,8 +178,10 @@ torch::Tensor decode_all(const std::vector<fs::path>& files, const Geometry& geo
 
 DatasetPair read_image_folder(const fs::path& dir, int image_size, const std::string& name) {
   if (!fs::is_directory(dir)) throw UserError("'" + dir.string() + "' is not a directory");
-  if (image_size < 0)
-    throw UserError("--image-size must be positive, got " + std::to_string(image_size));
+  if (image_size < 0 || image_size > kMaxImageSide) {
+    throw UserError("--image-size must be 1 to " + std::to_string(kMaxImageSide) +
+                    " (or 0: keep), got " + std::to_string(image_size));
+  }
   const fs::path train_root = dir / "train";
   const fs::path test_root = dir / "test";
 

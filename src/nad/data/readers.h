@@ -1,11 +1,33 @@
 #pragma once
+#include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "nad/data/dataset.h"
 
-// One reader per on-disk format. Each throws nad::UserError naming the offending file.
+// One reader per on-disk format. Each throws nad::UserError naming the offending file and,
+// for a malformed header, the field.
 namespace nad::data {
+
+// Limits every reader checks against a file's header before it allocates anything of the
+// size the header claims. They sit far above the datasets nad is meant for and keep a
+// corrupt or hostile file from asking for more memory than it could possibly fill.
+//
+// Width or height of one image (IDX rows/cols, PPM, PNG, JPEG, BMP, --image-size).
+constexpr int64_t kMaxImageSide = 16384;
+// Pixels of one image: 64 Mi (8192 x 8192), 192 MiB as RGB.
+constexpr int64_t kMaxImagePixels = int64_t{64} << 20;
+// Class folders of GTSRB and image-folder datasets.
+constexpr int64_t kMaxClasses = 100000;
+// Images (and labels) in one IDX file.
+constexpr int64_t kMaxIdxItems = 100'000'000;
+// Pixel bytes in one IDX file, after inflating a gzipped one: a gzip file is inflated only
+// up to the size its IDX header announces, and that is capped here and by deflate's best
+// ratio (kMaxDeflateRatio times the compressed size), so a zip bomb fails cleanly.
+constexpr int64_t kMaxIdxBytes = int64_t{4} << 30;
+constexpr int64_t kMaxDeflateRatio = 1032;
 
 // IDX image + label files (MNIST layout), gzipped or not.
 Dataset read_idx(const std::filesystem::path& images_file,
@@ -16,9 +38,22 @@ DatasetPair read_mnist_folder(const std::filesystem::path& dir, const std::strin
 // CIFAR-10 binary batches (data_batch_1..5.bin, test_batch.bin), in `dir` or in
 // `dir/cifar-10-batches-bin`.
 DatasetPair read_cifar10_binary(const std::filesystem::path& dir);
+// One batch file: records of a label byte (0-9) and 3 x 32 x 32 pixel bytes.
+Dataset read_cifar10_batch(const std::filesystem::path& file);
 
 // GTSRB official layout, every image resized to 32 x 32.
 DatasetPair read_gtsrb(const std::filesystem::path& dir);
+
+// One row of a GTSRB annotation file (GT-000NN.csv, GT-final_test.csv).
+struct GtsrbAnnotation {
+  std::string filename;  // a plain file name beside the CSV (no folders)
+  int64_t class_id = 0;
+  size_t line = 0;  // in the CSV, from 1
+};
+// Reads a GTSRB annotation file: semicolon separated, columns found by header name. Filename
+// and ClassId are required; Width, Height and Roi.X1/Y1/X2/Y2, when present, must be numbers
+// with the ROI inside the Width x Height the row gives.
+std::vector<GtsrbAnnotation> read_gtsrb_annotations(const std::filesystem::path& csv);
 
 // train/<class>/* and test/<class>/*; classes in sorted order; image_size > 0 resizes.
 DatasetPair read_image_folder(const std::filesystem::path& dir, int image_size,
@@ -28,6 +63,14 @@ DatasetPair read_image_folder(const std::filesystem::path& dir, int image_size,
 torch::Tensor read_ppm(const std::filesystem::path& file);
 // Any PNG, JPEG, BMP or PPM file as H x W x C uint8, C = `channels` (1 or 3).
 torch::Tensor read_image(const std::filesystem::path& file, int channels);
+// An image's size and colour from its header alone (same formats and limits as read_image);
+// channels is 1 for grey (with or without alpha), else 3.
+struct ImageInfo {
+  int64_t height = 0;
+  int64_t width = 0;
+  int channels = 3;
+};
+ImageInfo read_image_info(const std::filesystem::path& file);
 // Bilinear resize of an H x W x C uint8 image.
 torch::Tensor resize_image(const torch::Tensor& image, int64_t height, int64_t width);
 
