@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "nad/data/dataset.h"
+#include "nad/pipeline/context.h"
 #include "nad/util/error.h"
 
 namespace nad::cli {
@@ -81,6 +82,9 @@ std::vector<std::string> expand_resume(const std::vector<std::string>& args) {
   if (dir.empty()) return args;
   const fs::path file = fs::path(dir) / "state" / "args.json";
   std::ifstream in(file);
+  if (!in && fs::exists(fs::path(dir) / "summary.json") && !fs::exists(fs::path(dir) / "state")) {
+    throw pipeline::RunAlreadyComplete(dir + " finished already (its state folder is gone)");
+  }
   if (!in) {
     throw UserError("--resume " + dir + ": no saved command line (" + file.string() +
                     "); give the run's options again with --resume");

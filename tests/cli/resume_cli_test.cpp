@@ -40,7 +40,7 @@ std::vector<fs::path> leftover_temporaries(const fs::path& dir) {
   return found;
 }
 
-class Resume : public ::testing::Test {
+class ResumeCli : public ::testing::Test {
  protected:
   void SetUp() override {
     write_synthetic_idx(dir_ / "data", 1600, 200, 16, 4, 21);
@@ -69,7 +69,7 @@ class Resume : public ::testing::Test {
   std::string data_, train_;
 };
 
-TEST_F(Resume, KilledTrainingResumesToTheSameModel) {
+TEST_F(ResumeCli, KilledTrainingResumesToTheSameModel) {
   const fs::path straight = straight_run();
   const fs::path out = dir_ / "killed";
   const int pid = start_nad(train_ + " --out " + out.string(), dir_ / "killed.log");
@@ -94,7 +94,7 @@ TEST_F(Resume, KilledTrainingResumesToTheSameModel) {
   EXPECT_NE(again.output.find("nothing to resume"), std::string::npos) << again.output;
 }
 
-TEST_F(Resume, InterruptedTrainingSavesStateAndResumesToTheSameModel) {
+TEST_F(ResumeCli, InterruptedTrainingSavesStateAndResumesToTheSameModel) {
   const fs::path straight = straight_run();
   const fs::path out = dir_ / "interrupted";
   const int pid = start_nad(train_ + " --out " + out.string(), dir_ / "interrupted.log");
@@ -118,7 +118,7 @@ TEST_F(Resume, InterruptedTrainingSavesStateAndResumesToTheSameModel) {
   expect_same_run(straight, out);
 }
 
-TEST_F(Resume, ErasingKilledInTheStudentResumesToTheSameModel) {
+TEST_F(ResumeCli, ErasingKilledInTheStudentResumesToTheSameModel) {
   const fs::path model = straight_run() / "model.pt";
   const std::string erase = "erase" + data_ + " --model " + model.string() +
                             " --clean-ratio 0.25 --lr 0.01 --teacher-epochs 2 --epochs 4 --out ";
@@ -140,7 +140,7 @@ TEST_F(Resume, ErasingKilledInTheStudentResumesToTheSameModel) {
             read_json(out / "summary.json")["after"]);
 }
 
-TEST_F(Resume, NonFiniteLossStopsTheRunAndKeepsTheLastGoodState) {
+TEST_F(ResumeCli, NonFiniteLossStopsTheRunAndKeepsTheLastGoodState) {
   const fs::path out = dir_ / "nan";
   setenv("NAD_TEST_NAN_AT", "train:3:2", 1);
   CommandResult r = run_nad(train_ + " --out " + out.string());
@@ -161,7 +161,7 @@ TEST_F(Resume, NonFiniteLossStopsTheRunAndKeepsTheLastGoodState) {
   expect_same_run(straight_run(), out);
 }
 
-TEST_F(Resume, AFailedWriteKeepsTheOldFiles) {
+TEST_F(ResumeCli, AFailedWriteKeepsTheOldFiles) {
   const fs::path out = straight_run();
   const std::string model_before = file_bytes(out / "model.pt");
   const std::string summary_before = file_bytes(out / "summary.json");
@@ -183,31 +183,35 @@ TEST_F(Resume, AFailedWriteKeepsTheOldFiles) {
   EXPECT_TRUE(leftover_temporaries(out).empty());
 }
 
-TEST_F(Resume, OptionMistakesFailBeforeAnyWork) {
+TEST_F(ResumeCli, OptionMistakesFailBeforeAnyWork) {
   const std::string out = " --out " + (dir_ / "bad").string();
   struct Case {
     std::string args, expected;
   };
   const fs::path model = dir_ / "no-such-model.pt";
+  const std::string train =
+      "train --dataset mnist --data-dir " + (dir_ / "data").string() + " --quiet --epochs 1";
+  const std::string bd = straight_run().string() + "/model.pt";
   const std::vector<Case> cases = {
-      {train_ + " --poison-rate 0", "--poison-rate must be in (0, 1]"},
-      {train_ + " --poison-rate 1.5", "--poison-rate must be in (0, 1]"},
-      {train_ + " --arch wrn-15-1", "--arch wrn-15-1"},
-      {train_ + " --arch vgg16", "unknown --arch 'vgg16'"},
-      {train_ + " --target 7", "--target 7 is not a class (0..3)"},
-      {train_ + " --target -1", "--target must be a class number"},
-      {"train --dataset mnist --data-dir " + dir_.string() + " --quiet", "train-images-idx3-ubyte"},
+      {train + " --arch mnist-cnn" + " --attack badnets --poison-rate 0",
+       "--poison-rate must be in (0, 1]"},
+      {train + " --arch mnist-cnn" + " --attack badnets --poison-rate 1.5",
+       "--poison-rate must be in (0, 1]"},
+      {train + " --arch wrn-15-1", "--arch wrn-15-1"},
+      {train + " --arch vgg16", "unknown --arch 'vgg16'"},
+      {train + " --arch mnist-cnn" + " --attack badnets --target 12",
+       "--target 12 is not a class (0.."},
+      {train + " --arch mnist-cnn" + " --attack badnets --target -1",
+       "--target must be a class number"},
+      {"train --dataset mnist --quiet --data-dir " + dir_.path().string(), "missing '"},
       {"finetune" + data_ + " --model " + model.string(), "no such file"},
-      {"erase" + data_ + " --model " + (straight_run() / "model.pt").string() + " --clean-ratio 0",
+      {"erase" + data_ + " --model " + bd + " --clean-ratio 0", "--clean-ratio must be in (0, 1]"},
+      {"erase" + data_ + " --model " + bd + " --clean-ratio 1.2",
        "--clean-ratio must be in (0, 1]"},
-      {"erase" + data_ + " --model " + (straight_run() / "model.pt").string() +
-           " --clean-ratio 1.2",
-       "--clean-ratio must be in (0, 1]"},
-      {"prune" + data_ + " --model " + (straight_run() / "model.pt").string() + " --prune-ratio 0",
-       "--prune-ratio must be in (0, 1]"},
-      {"eval" + data_ + " --model " + (straight_run() / "model.pt").string() + " --resume x",
-       "--resume"},
+      {"prune" + data_ + " --model " + bd + " --prune-ratio 0", "--prune-ratio must be in (0, 1]"},
+      {"eval" + data_ + " --model " + bd + " --resume x", "--resume"},
   };
+
   for (const auto& c : cases) {
     CommandResult r = run_nad(c.args + out);
     EXPECT_EQ(r.exit_code, 2) << c.args << "\n" << r.output;
@@ -215,7 +219,7 @@ TEST_F(Resume, OptionMistakesFailBeforeAnyWork) {
   }
 }
 
-TEST_F(Resume, ATeacherWhoseGroupsDoNotMatchIsRefusedBeforeTraining) {
+TEST_F(ResumeCli, ATeacherWhoseGroupsDoNotMatchIsRefusedBeforeTraining) {
   const fs::path model = straight_run() / "model.pt";
   // A WRN teacher for a mnist-cnn student: its groups are 16x16, 8x8, 4x4 against 8x8 and 4x4.
   CommandResult teacher =

@@ -132,7 +132,7 @@ TEST(StateStore, SgdMomentumRoundTrips) {
   EXPECT_THROW(set_sgd_momentum(other, {q}, {torch::ones({4})}), UserError);
 }
 
-TEST(Resume, StoppedMidEpochThenResumedEqualsAnUninterruptedRun) {
+TEST(TrainResume, StoppedMidEpochThenResumedEqualsAnUninterruptedRun) {
   torch::manual_seed(0);
   const data::Dataset train = test::brightness_task(200);  // 13 steps per epoch
   const TrainOptions plain = small_run();
@@ -181,7 +181,7 @@ TEST(Resume, StoppedMidEpochThenResumedEqualsAnUninterruptedRun) {
   expect_identical(again, straight);
 }
 
-TEST(Resume, KilledAfterAnEpochThenResumedEqualsAnUninterruptedRun) {
+TEST(TrainResume, KilledAfterAnEpochThenResumedEqualsAnUninterruptedRun) {
   torch::manual_seed(0);
   const data::Dataset train = test::brightness_task(120);
   TrainOptions plain = small_run();
@@ -210,7 +210,7 @@ TEST(Resume, KilledAfterAnEpochThenResumedEqualsAnUninterruptedRun) {
   expect_identical(resumed, straight);
 }
 
-TEST(Resume, NonFiniteLossStopsNamingTheStepAndKeepsTheLastGoodState) {
+TEST(TrainResume, NonFiniteLossStopsNamingTheStepAndKeepsTheLastGoodState) {
   torch::manual_seed(0);
   const data::Dataset train = test::brightness_task(64);
   test::TempDir dir;

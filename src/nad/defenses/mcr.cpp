@@ -176,7 +176,7 @@ std::vector<train::EpochRecord> train_curve(const models::Classifier& start,
       correct += totals.correct;
       seen += local.global_rows;
       progress.step(epoch, step + 1, loss_sum / seen, 100.0 * correct / seen);
-      if (totals.stop && step + 1 < steps) {
+      if (train::stop_after_step(totals) && step + 1 < steps) {
         save_state(epoch, step + 1, order, loss_sum, correct, seen, false);
         train::throw_interrupted(t, epoch, step + 1);
       }

@@ -104,6 +104,8 @@ BatchTotals batch_totals(const LocalBatch& batch, const torch::Tensor& cross_ent
   return totals;
 }
 
+bool dist_world_many() { return dist::is_distributed(); }
+
 namespace {
 
 std::string where_state_is(const TrainOptions& options, int good_epochs) {
@@ -284,7 +286,7 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
       correct += totals.correct;
       seen += local.global_rows;
       progress.step(epoch, step + 1, loss_sum / seen, 100.0 * correct / seen);
-      if (totals.stop && step + 1 < steps) {
+      if (stop_after_step(totals) && step + 1 < steps) {
         save_state(epoch, step + 1, order, loss_sum, correct, seen, false);
         throw_interrupted(options, epoch, step + 1);
       }

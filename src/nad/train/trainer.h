@@ -71,6 +71,9 @@ struct EpochRecord {
 
 // This process's part of one global batch: all of it in one process, a contiguous shard of it
 // in each rank of a distributed run (every rank augmented the same global batch).
+// Whether this process is one of several ranks (dist::is_distributed, without its header).
+bool dist_world_many();
+
 struct LocalBatch {
   torch::Tensor inputs;   // float N x C x H x W
   torch::Tensor targets;  // labels of the same rows
@@ -90,11 +93,18 @@ struct BatchTotals {
   double mean_loss = 0;
   double mean_cross_entropy = 0;
   double mean_extra = 0;  // the extra loss term's mean (0 without one)
-  bool stop = false;      // some rank was asked to stop
+  bool stop = false;      // some rank was asked to stop (see stop_after_step)
 };
 // `cross_entropy` and `extra` (may be undefined) are this rank's mean loss terms.
 BatchTotals batch_totals(const LocalBatch& batch, const torch::Tensor& cross_entropy,
                          const torch::Tensor& extra, const torch::Tensor& logits);
+
+// Whether to stop after the step just taken: a stop request in this process, or, in a
+// distributed run, in any rank as of the batch's totals (one collective serves both, so the
+// ranks agree, a step later).
+inline bool stop_after_step(const BatchTotals& totals) {
+  return dist_world_many() ? totals.stop : stop_requested();
+}
 
 // Throws DivergedError when a batch's loss is not finite, naming the loop, the epoch and step
 // (1-based), each loss term and where the last good state is.
