@@ -101,6 +101,7 @@ BatchTotals batch_totals(const LocalBatch& batch, const torch::Tensor& cross_ent
   totals.mean_cross_entropy = sums[0] / batch.global_rows;
   totals.mean_extra = sums[1] / batch.global_rows;
   totals.stop = sums[3] > 0;
+  totals.has_extra = extra.defined();
   return totals;
 }
 
@@ -132,12 +133,16 @@ void check_finite(const BatchTotals& totals, const TrainOptions& options, int ep
                   double lr, const char* extra_name) {
   if (std::isfinite(totals.mean_loss)) return;
   char terms[160];
-  std::snprintf(terms, sizeof terms, "cross-entropy %g, %s %g", totals.mean_cross_entropy,
-                extra_name, totals.mean_extra);
+  if (totals.has_extra) {
+    std::snprintf(terms, sizeof terms, "cross-entropy %g, %s %g, lr %g", totals.mean_cross_entropy,
+                  extra_name, totals.mean_extra, lr);
+  } else {
+    std::snprintf(terms, sizeof terms, "cross-entropy %g, lr %g", totals.mean_cross_entropy, lr);
+  }
   throw DivergedError(options.label + ": the loss is not finite at epoch " +
                       std::to_string(epoch + 1) + ", step " + std::to_string(step + 1) + " (" +
-                      terms + ", lr " + std::to_string(lr) + ")" + where_state_is(options, epoch) +
-                      "; lower " + options.lr_option);
+                      terms + ")" + where_state_is(options, epoch) + "; lower " +
+                      options.lr_option);
 }
 
 bool inject_nan_here(const std::string& label, int epoch, int64_t step) {

@@ -93,7 +93,8 @@ struct BatchTotals {
   double mean_loss = 0;
   double mean_cross_entropy = 0;
   double mean_extra = 0;  // the extra loss term's mean (0 without one)
-  bool stop = false;      // some rank was asked to stop (see stop_after_step)
+  bool has_extra = false;
+  bool stop = false;  // some rank was asked to stop (see stop_after_step)
 };
 // `cross_entropy` and `extra` (may be undefined) are this rank's mean loss terms.
 BatchTotals batch_totals(const LocalBatch& batch, const torch::Tensor& cross_entropy,
