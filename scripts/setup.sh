@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(g++ cmake make pkg-config ccache libtorch-dev libopenblas0-openmp libcli11-dev
           nlohmann-json3-dev libstb-dev libgloo-dev zlib1g-dev libcairo2-dev libgtest-dev dataset-fashion-mnist)
-# `scripts/setup.sh fuzz`: also what the checkpoint reader's libFuzzer target (fuzz/) needs.
+# `scripts/setup.sh fuzz`: also what the readers' libFuzzer targets (fuzz/) need.
 if [ "${1:-}" = fuzz ]; then packages+=(clang libclang-rt-14-dev); fi
 # `scripts/setup.sh test`: Debian's PyTorch, so the tests that compare with PyTorch (checkpoint
 # parity for the ResNet-18s, export round trip) run instead of being skipped. Never a runtime

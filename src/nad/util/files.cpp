@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <cerrno>
 
@@ -27,36 +26,6 @@ std::vector<unsigned char> read_file_bytes(const fs::path& path) {
     throw UserError("cannot read '" + path.string() + "'");
   }
   return bytes;
-}
-
-std::vector<unsigned char> read_maybe_gzip(const fs::path& path) {
-  std::vector<unsigned char> raw = read_file_bytes(path);
-  if (raw.size() < 2 || raw[0] != 0x1f || raw[1] != 0x8b) return raw;
-
-  z_stream stream{};
-  // 16 + MAX_WBITS: expect a gzip header.
-  if (inflateInit2(&stream, 16 + MAX_WBITS) != Z_OK) {
-    throw std::runtime_error("zlib initialisation failed");
-  }
-  std::vector<unsigned char> out;
-  out.resize(raw.size() * 4 + 1024);
-  stream.next_in = raw.data();
-  stream.avail_in = static_cast<uInt>(raw.size());
-  int status = Z_OK;
-  while (status != Z_STREAM_END) {
-    if (stream.total_out >= out.size()) out.resize(out.size() * 2);
-    stream.next_out = out.data() + stream.total_out;
-    stream.avail_out = static_cast<uInt>(out.size() - stream.total_out);
-    status = inflate(&stream, Z_NO_FLUSH);
-    if (status == Z_BUF_ERROR && stream.avail_in == 0) break;  // truncated input
-    if (status != Z_OK && status != Z_STREAM_END && status != Z_BUF_ERROR) break;
-  }
-  const bool complete = status == Z_STREAM_END;
-  out.resize(stream.total_out);
-  inflateEnd(&stream);
-  if (!complete)
-    throw UserError("'" + path.string() + "' is not a valid gzip file (corrupt or truncated)");
-  return out;
 }
 
 namespace {

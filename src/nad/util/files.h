@@ -8,9 +8,6 @@ namespace nad {
 // Reads a whole file; throws UserError naming the path when it cannot.
 std::vector<unsigned char> read_file_bytes(const std::filesystem::path& path);
 
-// Reads a file and, when it starts with the gzip magic, inflates it.
-std::vector<unsigned char> read_maybe_gzip(const std::filesystem::path& path);
-
 // Writes to a temporary file beside `path` and renames it into place, so a reader never sees
 // a half-written file.
 void write_file_atomic(const std::filesystem::path& path, const void* data, size_t size);
