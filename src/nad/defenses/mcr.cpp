@@ -93,32 +93,17 @@ std::vector<train::EpochRecord> train_curve(const models::Classifier& start,
   if (stateful) resumed = t.state->load(t.state_key);
   int first_epoch = 0;
   if (resumed) {
-    train::copy_into(curve.bend, resumed->weights, t.state->file(t.state_key).string());
-    train::set_sgd_momentum(optimizer, curve.bend, resumed->momentum);
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    generator.set_state(resumed->generator);
+    train::restore_loop_state(*resumed, curve.bend, optimizer, curve.bend, generator,
+                              t.state->file(t.state_key).string());
     records = resumed->records;
     first_epoch = resumed->complete ? t.epochs : resumed->epoch;
   }
   auto save_state = [&](int epoch, int64_t step, const torch::Tensor& order, double loss_sum,
                         int64_t correct, int64_t seen, bool complete) {
     if (!stateful) return;
-    train::LoopState state;
-    state.epoch = epoch;
-    state.step = step;
-    state.complete = complete;
-    if (step > 0) state.order = order;
-    state.loss_sum = loss_sum;
-    state.correct = correct;
-    state.seen = seen;
-    state.weights = train::cpu_copies(curve.bend);
-    state.momentum = train::sgd_momentum(optimizer, curve.bend);
-    {
-      std::lock_guard<std::mutex> lock(generator.mutex());
-      state.generator = generator.get_state();
-    }
-    state.records = records;
-    t.state->save(t.state_key, state);
+    t.state->save(t.state_key,
+                  train::capture_loop_state({epoch, step, order, loss_sum, correct, seen, complete},
+                                            curve.bend, optimizer, curve.bend, generator, records));
   };
 
   Progress progress(t.label, t.epochs, steps, t.quiet);

@@ -99,6 +99,7 @@ bool has_saved_loops(const fs::path& out) {
 // The resume command printed for an interrupted run.
 std::string resume_command(const fs::path& out) {
   const std::string command = process_command_line.empty() ? "CMD" : process_command_line[0];
+  if (command == "demo") return "nad demo (run it again: it continues)";
   return "nad " + command + " --resume " + out.string();
 }
 

@@ -27,6 +27,9 @@ nlohmann::json run_demo(const DemoConfig& config) {
   TrainConfig train;
   train.common = common;
   train.common.out = (out / "backdoored").string();
+  // A demo stopped part-way (Ctrl-C) continues where it was when run again.
+  if (std::filesystem::exists(out / "backdoored" / "state" / "args.json"))
+    train.common.resume = train.common.out;
   train.arch = "mnist-cnn";
   train.epochs = config.train_epochs;
   const nlohmann::json trained = run_train(train);
@@ -35,6 +38,8 @@ nlohmann::json run_demo(const DemoConfig& config) {
   EraseConfig erase;
   erase.defense.common = common;
   erase.defense.common.out = (out / "erased").string();
+  if (std::filesystem::exists(out / "erased" / "state" / "args.json"))
+    erase.defense.common.resume = erase.defense.common.out;
   erase.defense.model = (out / "backdoored" / "model.pt").string();
   const nlohmann::json erased = run_erase(erase);
 

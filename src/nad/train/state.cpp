@@ -1,6 +1,7 @@
 #include "nad/train/state.h"
 
 #include <map>
+#include <mutex>
 #include <type_traits>
 
 #include "nad/io/torch_file.h"
@@ -208,6 +209,53 @@ void set_sgd_momentum(torch::optim::SGD& optimizer, const std::vector<torch::Ten
     auto s = std::make_unique<torch::optim::SGDParamState>();
     s->momentum_buffer(buffers[i].to(parameters[i].device(), parameters[i].scalar_type()).clone());
     state[state_key(state, parameters[i])] = std::move(s);
+  }
+}
+
+namespace {
+
+torch::Tensor generator_state(at::Generator& generator) {
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  return generator.get_state();
+}
+
+void set_generator_state(at::Generator& generator, const torch::Tensor& state) {
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_state(state);
+}
+
+}  // namespace
+
+LoopState capture_loop_state(const LoopPosition& at, const std::vector<torch::Tensor>& trained,
+                             torch::optim::SGD& optimizer,
+                             const std::vector<torch::Tensor>& parameters, at::Generator& generator,
+                             const std::vector<EpochRecord>& records) {
+  LoopState state;
+  state.epoch = at.epoch;
+  state.step = at.step;
+  state.complete = at.complete;
+  if (at.step > 0) state.order = at.order;
+  state.loss_sum = at.loss_sum;
+  state.correct = at.correct;
+  state.seen = at.seen;
+  state.weights = cpu_copies(trained);
+  state.momentum = sgd_momentum(optimizer, parameters);
+  state.generator = generator_state(generator);
+  at::Generator global = at::detail::getDefaultCPUGenerator();
+  state.global_generator = generator_state(global);
+  state.records = records;
+  return state;
+}
+
+void restore_loop_state(const LoopState& state, const std::vector<torch::Tensor>& trained,
+                        torch::optim::SGD& optimizer, const std::vector<torch::Tensor>& parameters,
+                        at::Generator& generator, const std::string& source) {
+  copy_into(trained, state.weights, source);
+  set_sgd_momentum(optimizer, parameters, state.momentum);
+  set_generator_state(generator, state.generator);
+  if (state.global_generator.defined()) {
+    at::Generator global = at::detail::getDefaultCPUGenerator();
+    set_generator_state(global, state.global_generator);
   }
 }
 

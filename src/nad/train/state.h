@@ -56,6 +56,29 @@ std::vector<torch::Tensor> sgd_momentum(torch::optim::SGD& optimizer,
 void set_sgd_momentum(torch::optim::SGD& optimizer, const std::vector<torch::Tensor>& parameters,
                       const std::vector<torch::Tensor>& buffers);
 
+// Where a loop is, for its state: `epoch` epochs done and `step` steps of the next (then with
+// that epoch's permutation and running totals).
+struct LoopPosition {
+  int epoch = 0;
+  int64_t step = 0;
+  torch::Tensor order;
+  double loss_sum = 0;
+  int64_t correct = 0;
+  int64_t seen = 0;
+  bool complete = false;
+};
+
+// An SGD loop's state at `at`: copies of `trained`, SGD's momentum for `parameters`, the
+// loop's generator and torch's global one, and the records so far.
+LoopState capture_loop_state(const LoopPosition& at, const std::vector<torch::Tensor>& trained,
+                             torch::optim::SGD& optimizer,
+                             const std::vector<torch::Tensor>& parameters, at::Generator& generator,
+                             const std::vector<EpochRecord>& records);
+// Puts a saved state back into the same things (`source` names the file in errors).
+void restore_loop_state(const LoopState& state, const std::vector<torch::Tensor>& trained,
+                        torch::optim::SGD& optimizer, const std::vector<torch::Tensor>& parameters,
+                        at::Generator& generator, const std::string& source);
+
 // Copies of `tensors` on the CPU, and back into `tensors` (shapes checked; `source` names the
 // state file in errors).
 std::vector<torch::Tensor> cpu_copies(const std::vector<torch::Tensor>& tensors);

@@ -115,18 +115,6 @@ std::string where_state_is(const TrainOptions& options, int good_epochs) {
          (good_epochs == 1 ? "" : "s") + " done) is kept in " + options.state->dir().string();
 }
 
-torch::Tensor generator_state(at::Generator& generator) {
-  std::lock_guard<std::mutex> lock(generator.mutex());
-  return generator.get_state();
-}
-
-void set_generator_state(at::Generator& generator, const torch::Tensor& state) {
-  std::lock_guard<std::mutex> lock(generator.mutex());
-  generator.set_state(state);
-}
-
-at::Generator global_generator() { return at::detail::getDefaultCPUGenerator(); }
-
 }  // namespace
 
 void check_finite(const BatchTotals& totals, const TrainOptions& options, int epoch, int64_t step,
@@ -199,11 +187,7 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
   const std::string state_file =
       options.state ? options.state->file(options.state_key).string() : std::string();
   if (resuming) {
-    copy_into(trained, resumed.weights, state_file);
-    set_sgd_momentum(optimizer, parameters, resumed.momentum);
-    set_generator_state(generator, resumed.generator);
-    at::Generator global = global_generator();
-    set_generator_state(global, resumed.global_generator);
+    restore_loop_state(resumed, trained, optimizer, parameters, generator, state_file);
     records = resumed.records;
     if (options.load_extra) options.load_extra(resumed);
     if (resumed.complete) return records;
@@ -212,20 +196,8 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
   auto save_state = [&](int epoch, int64_t step, const torch::Tensor& order, double loss_sum,
                         int64_t correct, int64_t seen, bool complete) {
     if (!options.state || options.state_key.empty()) return;
-    LoopState state;
-    state.epoch = epoch;
-    state.step = step;
-    state.complete = complete;
-    if (step > 0) state.order = order;
-    state.loss_sum = loss_sum;
-    state.correct = correct;
-    state.seen = seen;
-    state.weights = cpu_copies(trained);
-    state.momentum = sgd_momentum(optimizer, parameters);
-    state.generator = generator_state(generator);
-    at::Generator global = global_generator();
-    state.global_generator = generator_state(global);
-    state.records = records;
+    LoopState state = capture_loop_state({epoch, step, order, loss_sum, correct, seen, complete},
+                                         trained, optimizer, parameters, generator, records);
     if (options.save_extra) options.save_extra(state);
     options.state->save(options.state_key, state);
   };
