@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <sstream>
 #include <thread>
 
 #include "nad/dist/launch.h"
@@ -109,6 +110,40 @@ TEST(DistributedCli, TwoGlooProcessesTrainTheWeightsOfOne) {
   ASSERT_EQ(erased_two.exit_code, 0) << erased_two.output;
   EXPECT_LT(largest_difference(dir / "erase-one" / "model.pt", dir / "erase-two" / "model.pt"),
             1e-5);
+}
+
+// A Ctrl-C reaches every rank through nad launch; they agree (through the per-step
+// all-reduce) to stop after the same step and save one state, and the run resumed under launch
+// ends with the bytes of one never stopped.
+TEST(DistributedCli, InterruptedRanksStopTogetherAndResume) {
+  TempDir dir;
+  write_synthetic_idx(dir / "data", 1600, 200, 16, 4, 21);
+  const std::string train = "launch --nproc 2 -- nad train --dataset mnist --data-dir " +
+                            (dir / "data").string() +
+                            " --attack badnets --target 0 --poison-rate 0.1 --arch mnist-cnn "
+                            "--epochs 12 --threads 1 --quiet --out ";
+  CommandResult straight = run_nad(train + (dir / "straight").string());
+  ASSERT_EQ(straight.exit_code, 0) << straight.output;
+
+  const std::filesystem::path out = dir / "stopped";
+  const int pid = start_nad(train + out.string(), dir / "stopped.log");
+  ASSERT_TRUE(wait_for_file(out / "state" / "train.state", 120)) << read_text(dir / "stopped.log");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // into the next epoch
+  kill(pid, SIGINT);
+  EXPECT_EQ(wait_nad(pid), 128 + SIGINT) << read_text(dir / "stopped.log");
+  // Each rank says where it stopped: the same place.
+  std::vector<std::string> stops;
+  std::istringstream log(read_text(dir / "stopped.log"));
+  for (std::string line; std::getline(log, line);) {
+    if (line.find("stopped by SIGINT") != std::string::npos) stops.push_back(line);
+  }
+  ASSERT_EQ(stops.size(), 2u) << read_text(dir / "stopped.log");
+  EXPECT_EQ(stops[0], stops[1]);
+  EXPECT_EQ(read_json(out / "summary.json")["complete"], false);
+
+  CommandResult resumed = run_nad(train + out.string() + " --resume " + out.string());
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_EQ(read_text(out / "model.pt"), read_text(dir / "straight" / "model.pt"));
 }
 
 TEST(DistributedCli, SyncBatchNormTrainsTheWeightsOfOneProcess) {
