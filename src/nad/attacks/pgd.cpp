@@ -1,6 +1,7 @@
 #include "nad/attacks/pgd.h"
 
 #include "nad/data/augment.h"
+#include "nad/util/stop.h"
 
 namespace nad::attacks {
 
@@ -22,6 +23,15 @@ torch::Tensor pgd_perturb(const models::Classifier& model, const torch::Tensor& 
   }
   std::vector<torch::Tensor> batches;
   for (int64_t start = 0; start < images.size(0); start += options.batch_size) {
+    // PGD over a whole target class takes minutes on a CPU; a Ctrl-C need not wait for it
+    // (nothing is lost: it is recomputed, identically, when the run resumes).
+    if (stop_requested()) {
+      for (auto& p : frozen) p.requires_grad_(true);
+      throw Interrupted("stopped by " + signal_name(stop_signal()) +
+                            " while making CL's adversarial images (" + std::to_string(start) +
+                            " of " + std::to_string(images.size(0)) + " done)",
+                        stop_signal());
+    }
     const int64_t end = std::min(images.size(0), start + options.batch_size);
     torch::Tensor clean = data::to_input(images.slice(0, start, end).to(device));
     torch::Tensor target = labels.slice(0, start, end).to(device);
