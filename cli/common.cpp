@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "nad/data/dataset.h"
+#include "nad/io/report.h"
 #include "nad/pipeline/context.h"
 #include "nad/util/error.h"
 
@@ -81,37 +81,32 @@ std::vector<std::string> expand_resume(const std::vector<std::string>& args) {
   }
   if (dir.empty()) return args;
   const fs::path file = fs::path(dir) / "state" / "args.json";
-  std::ifstream in(file);
-  if (!in && fs::exists(fs::path(dir) / "summary.json") && !fs::exists(fs::path(dir) / "state")) {
-    throw pipeline::RunAlreadyComplete(dir + " finished already (its state folder is gone)");
-  }
-  if (!in) {
+  if (!fs::exists(file)) {
+    if (pipeline::finished_run(dir)) {
+      throw pipeline::RunAlreadyComplete(dir + " finished already (its summary.json is complete)");
+    }
     throw UserError("--resume " + dir + ": no saved command line (" + file.string() +
                     "); give the run's options again with --resume");
   }
-  nlohmann::json saved;
-  try {
-    saved = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception&) {
-    throw UserError("--resume " + dir + ": " + file.string() + " is damaged");
-  }
+  const nlohmann::json saved = io::read_json_or_null(file);
+  if (saved.is_null()) throw UserError("--resume " + dir + ": " + file.string() + " is damaged");
   if (!saved.is_array() || saved.empty() || !saved[0].is_string() || saved[0] != args[0]) {
     throw UserError("--resume " + dir + ": " + file.string() + " is not a saved '" + args[0] +
                     "' command line");
   }
+  // --threads and --quiet given now replace the saved ones.
+  const bool new_threads = std::find(extra.begin(), extra.end(), "--threads") != extra.end();
+  const bool new_quiet = std::find(extra.begin(), extra.end(), "--quiet") != extra.end();
   std::vector<std::string> out;
   for (size_t i = 0; i < saved.size(); ++i) {
     if (!saved[i].is_string())
       throw UserError("--resume " + dir + ": " + file.string() + " is damaged");
     const std::string a = saved[i].get<std::string>();
-    const bool overridden_threads =
-        a == "--threads" && !extra.empty() &&
-        std::find(extra.begin(), extra.end(), "--threads") != extra.end();
-    if (overridden_threads) {
+    if (a == "--threads" && new_threads) {
       ++i;
       continue;
     }
-    if (a == "--quiet" && std::find(extra.begin(), extra.end(), "--quiet") != extra.end()) continue;
+    if (a == "--quiet" && new_quiet) continue;
     out.push_back(a);
   }
   out.push_back("--resume");

@@ -84,9 +84,12 @@ Attack::Attack(AttackOptions options, int64_t num_classes)
     throw UserError("--target " + std::to_string(options_.target) + " is not a class (0.." +
                     std::to_string(num_classes - 1) + ")");
   }
-  if (!(*options_.poison_rate > 0 && *options_.poison_rate <= 1)) {
-    throw UserError("--poison-rate must be in (0, 1], not " +
-                    std::to_string(*options_.poison_rate));
+  check_poison_rate(*options_.poison_rate);
+}
+
+void check_poison_rate(double rate) {
+  if (!(rate > 0 && rate <= 1)) {
+    throw UserError("--poison-rate must be in (0, 1], not " + std::to_string(rate));
   }
 }
 

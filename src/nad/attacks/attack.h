@@ -43,6 +43,8 @@ struct AttackOptions {
 bool is_clean_label(const std::string& attack_name);
 // 0.8 (of the target class) for clean-label attacks, else 0.1 (of the training set).
 double default_poison_rate(const std::string& attack_name);
+// Throws UserError naming --poison-rate unless 0 < rate <= 1.
+void check_poison_rate(double rate);
 
 // The training set after poisoning, and which rows were poisoned.
 struct PoisonedSet {

@@ -2,7 +2,6 @@
 
 #include <chrono>
 #include <limits>
-#include <mutex>
 #include <optional>
 
 #include "nad/data/augment.h"
@@ -98,12 +97,10 @@ std::vector<train::EpochRecord> train_curve(const models::Classifier& start,
     records = resumed->records;
     first_epoch = resumed->complete ? t.epochs : resumed->epoch;
   }
-  auto save_state = [&](int epoch, int64_t step, const torch::Tensor& order, double loss_sum,
-                        int64_t correct, int64_t seen, bool complete) {
+  auto save_state = [&](const train::LoopPosition& at) {
     if (!stateful) return;
-    t.state->save(t.state_key,
-                  train::capture_loop_state({epoch, step, order, loss_sum, correct, seen, complete},
-                                            curve.bend, optimizer, curve.bend, generator, records));
+    t.state->save(t.state_key, train::capture_loop_state(at, curve.bend, optimizer, curve.bend,
+                                                         generator, records));
   };
 
   Progress progress(t.label, t.epochs, steps, t.quiet);
@@ -114,20 +111,9 @@ std::vector<train::EpochRecord> train_curve(const models::Classifier& start,
       static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
     }
     working->train();
-    torch::Tensor order;
-    double loss_sum = 0;
-    int64_t correct = 0, seen = 0, first_step = 0;
-    if (resumed && epoch == resumed->epoch && resumed->step > 0) {
-      order = resumed->order.to(device);
-      first_step = resumed->step;
-      loss_sum = resumed->loss_sum;
-      correct = resumed->correct;
-      seen = resumed->seen;
-    } else {
-      order = torch::randperm(n, generator, torch::kLong).to(device);
-    }
-    for (int64_t step = first_step; step < steps; ++step) {
-      torch::Tensor rows = order.slice(0, step * t.batch_size, (step + 1) * t.batch_size);
+    train::LoopPosition at = train::begin_epoch(resumed, epoch, n, generator, device);
+    for (int64_t step = at.step; step < steps; ++step) {
+      torch::Tensor rows = at.order.slice(0, step * t.batch_size, (step + 1) * t.batch_size);
       if (rows.size(0) < 2) continue;
       const double point = torch::rand({1}, generator, torch::kDouble).item<double>();
       set_curve_point(working, curve, point);
@@ -157,29 +143,27 @@ std::vector<train::EpochRecord> train_curve(const models::Classifier& start,
         if (grad.defined()) curve.bend[i].mutable_grad() = grad * weight;
       }
       optimizer.step();
-      loss_sum += totals.loss_sum;
-      correct += totals.correct;
-      seen += local.global_rows;
-      progress.step(epoch, step + 1, loss_sum / seen, 100.0 * correct / seen);
+      at.add(totals.loss_sum, totals.correct, local.global_rows);
+      progress.step(epoch, step + 1, at.mean_loss(), at.accuracy());
       if (train::stop_after_step(totals) && step + 1 < steps) {
-        save_state(epoch, step + 1, order, loss_sum, correct, seen, false);
-        train::throw_interrupted(t, epoch, step + 1);
+        at.step = step + 1;
+        save_state(at);
+        train::throw_interrupted(t, epoch, at.step);
       }
     }
     train::EpochRecord record;
     record.phase = t.label;
     record.epoch = epoch + 1;
     record.lr = lr;
-    record.loss = seen ? loss_sum / seen : 0;
-    record.train_acc = seen ? 100.0 * correct / seen : 0;
+    record.loss = at.mean_loss();
+    record.train_acc = at.accuracy();
     record.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
     progress.end_epoch(epoch, record.loss, record.train_acc, "");
     records.push_back(record);
     const bool last = epoch + 1 == t.epochs;
-    save_state(epoch + 1, 0, {}, 0, 0, 0, last);
-    if (!last && dist::all_reduce_sum({stop_requested() ? 1.0 : 0.0})[0] > 0)
-      train::throw_interrupted(t, epoch + 1, 0);
+    save_state(train::epoch_end(epoch, last));
+    if (!last && train::any_rank_stopping()) train::throw_interrupted(t, epoch + 1, 0);
   }
   for (auto& b : curve.bend) b = b.detach();
   return records;

@@ -20,18 +20,10 @@ train::ExtraLoss make_attention_loss(const models::Classifier& teacher, std::vec
     {
       torch::InferenceMode inference;
       models::ModelOutput teacher_output = teacher->forward(inputs);
-      if (teacher_output.features.size() != student_output.features.size()) {
-        throw UserError("teacher and student have different numbers of attention groups");
-      }
+      check_attention_groups(teacher_output.features, student_output.features, betas, "NAD");
       for (size_t g = 0; g < betas.size(); ++g) {
         if (betas[g] == 0) continue;
-        const auto& fs = student_output.features[g];
-        const auto& ft = teacher_output.features[g];
-        if (fs.size(2) != ft.size(2) || fs.size(3) != ft.size(3)) {
-          throw UserError("teacher and student group " + std::to_string(g + 1) +
-                          " outputs differ in spatial size");
-        }
-        teacher_maps[g] = attention_map(ft, power, kind);
+        teacher_maps[g] = attention_map(teacher_output.features[g], power, kind);
       }
     }
     torch::Tensor loss = torch::zeros({}, inputs.options().dtype(torch::kFloat));
@@ -69,25 +61,34 @@ std::vector<double> select_groups(std::vector<double> betas, const std::vector<s
   return betas;
 }
 
+void check_attention_groups(const std::vector<torch::Tensor>& teacher,
+                            const std::vector<torch::Tensor>& student,
+                            const std::vector<double>& betas, const std::string& who) {
+  if (teacher.size() != student.size()) {
+    throw UserError(who + ": the teacher has " + std::to_string(teacher.size()) +
+                    " attention groups, the model " + std::to_string(student.size()));
+  }
+  for (size_t g = 0; g < teacher.size() && g < betas.size(); ++g) {
+    if (betas[g] == 0) continue;  // not distilled
+    const auto& t = teacher[g];
+    const auto& s = student[g];
+    if (t.size(2) != s.size(2) || t.size(3) != s.size(3)) {
+      throw UserError(who + ": the teacher's group " + std::to_string(g + 1) + " is " +
+                      std::to_string(t.size(2)) + "x" + std::to_string(t.size(3)) +
+                      ", the model's " + std::to_string(s.size(2)) + "x" +
+                      std::to_string(s.size(3)) + ": attention maps cannot be compared");
+    }
+  }
+}
+
 void check_teacher_fits(const models::Classifier& teacher, const models::Classifier& student,
-                        const torch::Tensor& inputs, const std::string& option) {
+                        const torch::Tensor& inputs, const std::vector<double>& betas,
+                        const std::string& option) {
   torch::NoGradGuard no_grad;
   teacher->eval();
   student->eval();
-  const auto t = teacher->forward(inputs).features;
-  const auto s = student->forward(inputs).features;
-  if (t.size() != s.size()) {
-    throw UserError(option + ": the teacher has " + std::to_string(t.size()) +
-                    " attention groups, the model " + std::to_string(s.size()));
-  }
-  for (size_t g = 0; g < t.size(); ++g) {
-    if (t[g].size(2) != s[g].size(2) || t[g].size(3) != s[g].size(3)) {
-      throw UserError(option + ": the teacher's group " + std::to_string(g + 1) + " is " +
-                      std::to_string(t[g].size(2)) + "x" + std::to_string(t[g].size(3)) +
-                      ", the model's " + std::to_string(s[g].size(2)) + "x" +
-                      std::to_string(s[g].size(3)) + ": attention maps cannot be compared");
-    }
-  }
+  check_attention_groups(teacher->forward(inputs).features, student->forward(inputs).features,
+                         betas, option);
 }
 
 NadResult neural_attention_distillation(const models::Classifier& model,

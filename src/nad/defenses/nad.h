@@ -37,10 +37,15 @@ NadResult neural_attention_distillation(const models::Classifier& model,
 std::vector<double> select_groups(std::vector<double> betas, const std::vector<std::string>& names,
                                   const std::vector<std::string>& groups);
 
-// Checks, before any training, that a given teacher's attention groups match the student's in
-// number and spatial size on `inputs` (a float batch); a UserError names `option`.
+// Throws a UserError (starting with `who`) unless the teacher's group features match the
+// student's in number, and in spatial size wherever beta is not 0.
+void check_attention_groups(const std::vector<torch::Tensor>& teacher,
+                            const std::vector<torch::Tensor>& student,
+                            const std::vector<double>& betas, const std::string& who);
+// The same check before any training, on one forward pass of `inputs` (a float batch).
 void check_teacher_fits(const models::Classifier& teacher, const models::Classifier& student,
-                        const torch::Tensor& inputs, const std::string& option);
+                        const torch::Tensor& inputs, const std::vector<double>& betas,
+                        const std::string& option);
 
 // The NAD loss term for a student output given the frozen teacher (exposed for tests).
 train::ExtraLoss make_attention_loss(const models::Classifier& teacher, std::vector<double> betas,

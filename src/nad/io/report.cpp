@@ -1,6 +1,7 @@
 #include "nad/io/report.h"
 
 #include <cstdio>
+#include <fstream>
 #include <sstream>
 
 #include "nad/util/files.h"
@@ -9,6 +10,16 @@ namespace nad::io {
 
 void write_json(const std::filesystem::path& file, const nlohmann::json& value) {
   write_text_atomic(file, value.dump(2) + "\n");
+}
+
+nlohmann::json read_json_or_null(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  if (!in) return nullptr;
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception&) {
+    return nullptr;
+  }
 }
 
 namespace {

@@ -10,6 +10,8 @@ namespace nad::io {
 
 // Pretty JSON, written atomically.
 void write_json(const std::filesystem::path& file, const nlohmann::json& value);
+// A JSON file nad wrote, or null when it is missing or not valid JSON.
+nlohmann::json read_json_or_null(const std::filesystem::path& file);
 
 // metrics.csv: one row per epoch: phase, epoch, lr, loss, train_acc, clean_acc, asr,
 // robust_acc, seconds (asr and robust_acc empty without an attack).

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <set>
 
 #include "nad/dist/process_group.h"
@@ -71,29 +70,16 @@ namespace {
 std::vector<std::string> process_command_line;
 fs::path current_run;  // the folder of the run in progress, for record_stopped_run
 
-nlohmann::json read_json_or_null(const fs::path& file) {
-  std::ifstream in(file);
-  if (!in) return nullptr;
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception&) {
-    return nullptr;
-  }
-}
-
-bool finished_run(const fs::path& out) {
-  const nlohmann::json summary = read_json_or_null(out / "summary.json");
-  return summary.is_object() && summary.value("complete", true) == true;
-}
-
-// Whether out/state holds a training loop's state.
-bool has_saved_loops(const fs::path& out) {
+// The training loops whose state out/state holds, sorted.
+std::vector<std::string> saved_loops(const fs::path& out) {
+  std::vector<std::string> loops;
   std::error_code ec;
-  if (!fs::is_directory(out / "state", ec)) return false;
+  if (!fs::is_directory(out / "state", ec)) return loops;
   for (const auto& entry : fs::directory_iterator(out / "state", ec)) {
-    if (entry.path().extension() == ".state") return true;
+    if (entry.path().extension() == ".state") loops.push_back(entry.path().stem().string());
   }
-  return false;
+  std::sort(loops.begin(), loops.end());
+  return loops;
 }
 
 // The resume command printed for an interrupted run.
@@ -107,9 +93,7 @@ std::string resume_command(const fs::path& out) {
 
 void check_common_options(const CommonConfig& config) {
   const attacks::AttackOptions& attack = config.attack;
-  if (attack.poison_rate && !(*attack.poison_rate > 0 && *attack.poison_rate <= 1)) {
-    throw UserError("--poison-rate must be in (0, 1], not " + std::to_string(*attack.poison_rate));
-  }
+  if (attack.poison_rate) attacks::check_poison_rate(*attack.poison_rate);
   if (attack.label_mode == attacks::LabelMode::kAllToOne && attack.target < 0) {
     throw UserError("--target must be a class number >= 0, not " + std::to_string(attack.target));
   }
@@ -127,6 +111,17 @@ void check_model_file(const std::string& file, const char* option) {
   }
 }
 
+bool finished_run(const fs::path& out) {
+  const nlohmann::json summary = io::read_json_or_null(out / "summary.json");
+  return summary.is_object() && summary.value("complete", true) == true;
+}
+
+void check_resume_folder(const std::string& out, const std::string& resume) {
+  if (!out.empty() && fs::weakly_canonical(out) != fs::weakly_canonical(resume)) {
+    throw UserError("--out " + out + " and --resume " + resume + " name different folders");
+  }
+}
+
 void set_command_line(std::vector<std::string> args) { process_command_line = std::move(args); }
 const std::vector<std::string>& command_line() { return process_command_line; }
 
@@ -137,11 +132,7 @@ RunContext open_run(const CommonConfig& config, bool defer_trojan, bool resumabl
     throw UserError("--resume: this command saves no state to resume from");
   }
   if (!config.resume.empty()) {
-    if (!config.out.empty() &&
-        fs::weakly_canonical(config.out) != fs::weakly_canonical(config.resume)) {
-      throw UserError("--out " + config.out + " and --resume " + config.resume +
-                      " name different folders");
-    }
+    check_resume_folder(config.out, config.resume);
     context.out = config.resume;
     context.resuming = true;
     if (!fs::is_directory(context.out)) {
@@ -158,7 +149,7 @@ RunContext open_run(const CommonConfig& config, bool defer_trojan, bool resumabl
   } else {
     if (config.out.empty()) throw UserError("--out is required");
     context.out = config.out;
-    if (resumable && has_saved_loops(context.out) && !finished_run(context.out)) {
+    if (resumable && !saved_loops(context.out).empty() && !finished_run(context.out)) {
       throw UserError("'" + config.out + "' holds an interrupted run (state/): continue it with " +
                       resume_command(context.out) +
                       ", or delete the folder or choose another --out");
@@ -256,15 +247,12 @@ data::AugmentOptions augment_options(const AugmentConfig& config, const data::Da
 
 void write_or_check_config(const RunContext& context, const nlohmann::json& config) {
   const fs::path file = context.out / "config.json";
-  if (!context.resuming) {
+  // A fresh run, or one whose first process stopped before writing it.
+  if (!context.resuming || !fs::exists(file)) {
     io::write_json(file, config);
     return;
   }
-  if (!fs::exists(file)) {  // the first process stopped before writing it
-    io::write_json(file, config);
-    return;
-  }
-  const nlohmann::json recorded = read_json_or_null(file);
+  const nlohmann::json recorded = io::read_json_or_null(file);
   if (!recorded.is_object()) {
     throw UserError("--resume " + context.out.string() + ": config.json is missing or damaged");
   }
@@ -289,25 +277,15 @@ void record_stopped_run(const std::string& reason, const std::string& message) {
                             {"stopped_by", reason},
                             {"message", message},
                             {"resume", resume_command(current_run)}};
-  if (has_saved_loops(current_run)) {
-    nlohmann::json loops = nlohmann::json::array();
-    for (const auto& entry : fs::directory_iterator(current_run / "state")) {
-      if (entry.path().extension() == ".state") loops.push_back(entry.path().stem().string());
-    }
-    std::sort(loops.begin(), loops.end());
-    summary["saved_loops"] = loops;
-  }
+  const std::vector<std::string> loops = saved_loops(current_run);
+  if (!loops.empty()) summary["saved_loops"] = loops;
   io::write_json(current_run / "summary.json", summary);
 }
 
 void write_run_files(const RunContext& context, const nlohmann::json& config,
                      const nlohmann::json& summary, const std::vector<train::EpochRecord>& records,
                      const std::string& report) {
-  if (context.resuming) {
-    write_or_check_config(context, config);
-  } else {
-    io::write_json(context.out / "config.json", config);
-  }
+  write_or_check_config(context, config);
   io::write_metrics_csv(context.out / "metrics.csv", records);
   write_text_atomic(context.out / "report.md", report);
   nlohmann::json complete = summary;

@@ -42,6 +42,10 @@ RunContext open_run(const CommonConfig& config, bool defer_trojan = false, bool 
 // Option checks that need no data, run before anything is loaded: a mistake costs nothing.
 void check_common_options(const CommonConfig& config);
 void check_model_file(const std::string& file, const char* option);
+// Whether `out` holds a finished run: a summary.json not marked "complete": false.
+bool finished_run(const std::filesystem::path& out);
+// --out, when given beside --resume, must name the same folder.
+void check_resume_folder(const std::string& out, const std::string& resume);
 
 // Sets the process-wide precision and memory format from --precision and --channels-last.
 void configure_compute(const CommonConfig& config, const RunContext& context);

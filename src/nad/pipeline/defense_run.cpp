@@ -36,9 +36,7 @@ DefenseSetup prepare_defense(const DefenseConfig& config, bool needs_holdout) {
   if (config.clean_indices.empty() && !(config.clean_ratio > 0 && config.clean_ratio <= 1)) {
     throw UserError("--clean-ratio must be in (0, 1], not " + std::to_string(config.clean_ratio));
   }
-  if (config.epochs < 0) throw UserError("--epochs must be >= 0");
-  if (config.batch_size < 2) throw UserError("--batch-size must be at least 2");
-  parse_lr(config.lr);
+  train::check_loop_options(config.epochs, config.batch_size, parse_lr(config.lr));
   DefenseSetup s{
       open_run(config.common, /*defer_trojan=*/false, /*resumable=*/true), {}, {}, {}, {}, {}};
   s.model = load_model_for(config.model, s.context, "--model", config.model_options);
@@ -170,7 +168,6 @@ nlohmann::json run_erase(const EraseConfig& config) {
   if (config.teacher_epochs < 0) throw UserError("--teacher-epochs must be >= 0");
   if (!(config.power > 0)) throw UserError("--power must be positive");
   DefenseSetup s = prepare_defense(dc);
-  if (config.teacher_epochs < 0) throw UserError("--teacher-epochs must be >= 0");
 
   defenses::NadOptions options;
   options.student = s.finetune;
@@ -188,7 +185,6 @@ nlohmann::json run_erase(const EraseConfig& config) {
                               s.model.model->group_names(), config.groups);
   options.power = config.power;
   options.attention = defenses::parse_attention_kind(config.attention);
-  if (!(config.power > 0)) throw UserError("--power must be positive");
 
   models::Classifier teacher;
   std::string teacher_source = "finetuned from the model";
@@ -199,7 +195,7 @@ nlohmann::json run_erase(const EraseConfig& config) {
     teacher_source = config.teacher;
     defenses::check_teacher_fits(
         teacher, s.model.model,
-        data::to_input(s.clean.train.images.slice(0, 0, 2).to(s.context.device)),
+        data::to_input(s.clean.train.images.slice(0, 0, 2).to(s.context.device)), options.betas,
         "--teacher " + config.teacher);
   }
 

@@ -217,16 +217,6 @@ std::string slug(const std::string& name) {
   return out.empty() ? "defense" : out;
 }
 
-json read_json_file(const fs::path& file) {
-  std::ifstream in(file);
-  if (!in) return nullptr;
-  try {
-    return json::parse(in);
-  } catch (const json::exception&) {
-    return nullptr;
-  }
-}
-
 // A cell is finished when its folder has summary.json and was made by the same command; a
 // folder made by another command is an error rather than a silently stale number.
 // `--threads` is left out of the comparison: it changes how fast a cell runs, not what it
@@ -245,11 +235,9 @@ json without_threads(const json& args) {
 }
 
 bool cell_finished(const fs::path& dir, const std::vector<std::string>& args) {
-  if (!fs::exists(dir / "summary.json")) return false;
   // An interrupted cell's summary says so; it is resumed, not kept.
-  const json summary = read_json_file(dir / "summary.json");
-  if (!summary.is_object() || summary.value("complete", true) != true) return false;
-  const json recorded = read_json_file(dir / "cell.json");
+  if (!finished_run(dir)) return false;
+  const json recorded = io::read_json_or_null(dir / "cell.json");
   if (recorded.is_object() &&
       without_threads(recorded.value("args", json())) == without_threads(json(args)))
     return true;
@@ -392,10 +380,7 @@ std::string join(const std::vector<std::string>& args) {
 nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_command) {
   TableConfig config = given;
   if (!config.resume.empty()) {
-    if (!config.out.empty() &&
-        fs::weakly_canonical(config.out) != fs::weakly_canonical(config.resume))
-      throw UserError("--out " + config.out + " and --resume " + config.resume +
-                      " name different folders");
+    check_resume_folder(config.out, config.resume);
     config.out = config.resume;
     if (config.config_file.empty())
       config.config_file = (fs::path(config.out) / "experiment.json").string();
@@ -680,8 +665,8 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
       }
       const std::string model =
           given != spec.models.end() ? given->second : (bd_dir / "model.pt").string();
-      row["before"] = read_json_file(bd_dir / "summary.json");
-      row["before_config"] = read_json_file(bd_dir / "config.json");
+      row["before"] = io::read_json_or_null(bd_dir / "summary.json");
+      row["before_config"] = io::read_json_or_null(bd_dir / "config.json");
       // A trigger made while training (trojan) is what the defenses measure ASR with.
       std::vector<std::string> measure = attack_args;
       if (fs::exists(bd_dir / "trigger.png")) {
@@ -698,10 +683,10 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
         args.insert(args.end(), {"--out", dir.string()});
         json cell = {{"folder", fs::relative(dir, out).string()}};
         if (run_cell(dir, args)) {
-          const json summary = read_json_file(dir / "summary.json");
+          const json summary = io::read_json_or_null(dir / "summary.json");
           cell["after"] = summary.value("after", json());
           cell["summary"] = summary;
-          cell["config"] = read_json_file(dir / "config.json");
+          cell["config"] = io::read_json_or_null(dir / "config.json");
           if (auto d = der(row["before"], cell["after"])) cell["der"] = *d;
           if (io::figures_available()) {
             const fs::path curves = out / "curves";

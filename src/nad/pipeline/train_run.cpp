@@ -13,9 +13,7 @@ namespace nad::pipeline {
 nlohmann::json run_train(const TrainConfig& config) {
   check_common_options(config.common);
   models::check_arch(config.arch);
-  if (config.epochs < 0) throw UserError("--epochs must be >= 0");
-  if (config.batch_size < 2) throw UserError("--batch-size must be at least 2");
-  if (!(config.lr > 0)) throw UserError("--lr must be positive");
+  train::check_loop_options(config.epochs, config.batch_size, config.lr);
   if (!config.prep.clean_model.empty()) check_model_file(config.prep.clean_model, "--clean-model");
   RunContext context = open_run(config.common, /*defer_trojan=*/true, /*resumable=*/true);
   const data::DatasetPair& data = context.data;

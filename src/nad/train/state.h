@@ -66,6 +66,15 @@ struct LoopPosition {
   int64_t correct = 0;
   int64_t seen = 0;
   bool complete = false;
+
+  // Counts a step: its summed loss and correct predictions over `rows` rows.
+  void add(double step_loss_sum, int64_t step_correct, int64_t rows) {
+    loss_sum += step_loss_sum;
+    correct += step_correct;
+    seen += rows;
+  }
+  double mean_loss() const { return seen ? loss_sum / seen : 0; }
+  double accuracy() const { return seen ? 100.0 * correct / seen : 0; }
 };
 
 // An SGD loop's state at `at`: copies of `trained`, SGD's momentum for `parameters`, the

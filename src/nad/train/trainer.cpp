@@ -5,7 +5,6 @@
 #include <csignal>
 #include <cstdlib>
 #include <limits>
-#include <mutex>
 
 #include "nad/dist/process_group.h"
 #include "nad/util/compute.h"
@@ -75,6 +74,12 @@ double lr_at(const TrainOptions& options, int epoch) {
   return options.lr;
 }
 
+void check_loop_options(int epochs, int64_t batch_size, std::optional<double> lr) {
+  if (epochs < 0) throw UserError("--epochs must be >= 0");
+  if (batch_size < 2) throw UserError("--batch-size must be at least 2");
+  if (lr && !(*lr > 0)) throw UserError("--lr must be positive");
+}
+
 LocalBatch local_batch(const torch::Tensor& augmented, const torch::Tensor& labels,
                        const torch::Tensor& rows) {
   LocalBatch batch;
@@ -105,7 +110,35 @@ BatchTotals batch_totals(const LocalBatch& batch, const torch::Tensor& cross_ent
   return totals;
 }
 
-bool dist_world_many() { return dist::is_distributed(); }
+bool stop_after_step(const BatchTotals& totals) {
+  return dist::is_distributed() ? totals.stop : stop_requested();
+}
+
+bool any_rank_stopping() { return dist::all_reduce_sum({stop_requested() ? 1.0 : 0.0})[0] > 0; }
+
+LoopPosition begin_epoch(const std::optional<LoopState>& resumed, int epoch, int64_t rows,
+                         at::Generator& generator, torch::Device device) {
+  LoopPosition at;
+  at.epoch = epoch;
+  if (resumed && resumed->epoch == epoch && resumed->step > 0) {
+    // Stopped mid-epoch: the same permutation, and the generator already past its steps.
+    at.step = resumed->step;
+    at.order = resumed->order.to(device);
+    at.loss_sum = resumed->loss_sum;
+    at.correct = resumed->correct;
+    at.seen = resumed->seen;
+  } else {
+    at.order = torch::randperm(rows, generator, torch::kLong).to(device);
+  }
+  return at;
+}
+
+LoopPosition epoch_end(int epoch, bool complete) {
+  LoopPosition at;
+  at.epoch = epoch + 1;
+  at.complete = complete;
+  return at;
+}
 
 namespace {
 
@@ -153,9 +186,7 @@ void throw_interrupted(const TrainOptions& options, int epoch, int64_t step) {
 std::vector<EpochRecord> train_model(const models::Classifier& model, const data::Dataset& data,
                                      const TrainOptions& options, const EpochEvaluation& evaluate,
                                      const ExtraLoss& extra_loss) {
-  if (options.epochs < 0) throw UserError("--epochs must be >= 0");
-  if (options.batch_size < 2) throw UserError("--batch-size must be at least 2");
-  if (!(options.lr > 0)) throw UserError("--lr must be positive");
+  check_loop_options(options.epochs, options.batch_size, options.lr);
   const torch::Device device = options.device;
   model->to(device);
   const torch::Tensor images = data.images.to(device);
@@ -177,27 +208,21 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
   for (const auto& b : model->buffers()) trained.push_back(b);
 
   // Where an earlier process left this loop (every rank reads the same file).
+  const bool stateful = options.state && !options.state_key.empty();
+  std::optional<LoopState> resumed;
+  if (stateful) resumed = options.state->load(options.state_key);
   int first_epoch = 0;
-  LoopState resumed;
-  const bool resuming = options.state && !options.state_key.empty() && [&] {
-    auto loaded = options.state->load(options.state_key);
-    if (loaded) resumed = std::move(*loaded);
-    return loaded.has_value();
-  }();
-  const std::string state_file =
-      options.state ? options.state->file(options.state_key).string() : std::string();
-  if (resuming) {
-    restore_loop_state(resumed, trained, optimizer, parameters, generator, state_file);
-    records = resumed.records;
-    if (options.load_extra) options.load_extra(resumed);
-    if (resumed.complete) return records;
-    first_epoch = resumed.epoch;
+  if (resumed) {
+    restore_loop_state(*resumed, trained, optimizer, parameters, generator,
+                       options.state->file(options.state_key).string());
+    records = resumed->records;
+    if (options.load_extra) options.load_extra(*resumed);
+    if (resumed->complete) return records;
+    first_epoch = resumed->epoch;
   }
-  auto save_state = [&](int epoch, int64_t step, const torch::Tensor& order, double loss_sum,
-                        int64_t correct, int64_t seen, bool complete) {
-    if (!options.state || options.state_key.empty()) return;
-    LoopState state = capture_loop_state({epoch, step, order, loss_sum, correct, seen, complete},
-                                         trained, optimizer, parameters, generator, records);
+  auto save_state = [&](const LoopPosition& at) {
+    if (!stateful) return;
+    LoopState state = capture_loop_state(at, trained, optimizer, parameters, generator, records);
     if (options.save_extra) options.save_extra(state);
     options.state->save(options.state_key, state);
   };
@@ -210,22 +235,10 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
       static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
     }
     model->train();
-    torch::Tensor order;
-    double loss_sum = 0;
-    int64_t correct = 0, seen = 0, first_step = 0;
-    if (resuming && epoch == resumed.epoch && resumed.step > 0) {
-      // Stopped mid-epoch: the same permutation, and the generator already past its steps.
-      order = resumed.order.to(device);
-      first_step = resumed.step;
-      loss_sum = resumed.loss_sum;
-      correct = resumed.correct;
-      seen = resumed.seen;
-    } else {
-      order = torch::randperm(n, generator, torch::kLong).to(device);
-    }
-    for (int64_t step = first_step; step < steps; ++step) {
+    LoopPosition at = begin_epoch(resumed, epoch, n, generator, device);
+    for (int64_t step = at.step; step < steps; ++step) {
       torch::Tensor rows =
-          order.slice(0, step * options.batch_size, (step + 1) * options.batch_size);
+          at.order.slice(0, step * options.batch_size, (step + 1) * options.batch_size);
       // BatchNorm cannot train on a single sample; a lone leftover row waits for next epoch.
       if (rows.size(0) < 2) continue;
       torch::Tensor batch =
@@ -259,13 +272,12 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
       optimizer.step();
       if (options.after_step) options.after_step(model);
 
-      loss_sum += totals.loss_sum;
-      correct += totals.correct;
-      seen += local.global_rows;
-      progress.step(epoch, step + 1, loss_sum / seen, 100.0 * correct / seen);
+      at.add(totals.loss_sum, totals.correct, local.global_rows);
+      progress.step(epoch, step + 1, at.mean_loss(), at.accuracy());
       if (stop_after_step(totals) && step + 1 < steps) {
-        save_state(epoch, step + 1, order, loss_sum, correct, seen, false);
-        throw_interrupted(options, epoch, step + 1);
+        at.step = step + 1;
+        save_state(at);
+        throw_interrupted(options, epoch, at.step);
       }
     }
 
@@ -273,8 +285,8 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
     record.phase = options.label;
     record.epoch = epoch + 1;
     record.lr = lr;
-    record.loss = seen ? loss_sum / seen : 0;
-    record.train_acc = seen ? 100.0 * correct / seen : 0;
+    record.loss = at.mean_loss();
+    record.train_acc = at.accuracy();
     // Without --sync-bn each rank's BatchNorm statistics followed its own shard; rank 0's are
     // kept, so that every rank evaluates and saves the same model.
     dist::broadcast_module(*model);
@@ -291,12 +303,11 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
     records.push_back(record);
     const bool go_on = !options.keep_going || options.keep_going(model, epoch);
     const bool last = !go_on || epoch + 1 == options.epochs;
-    save_state(epoch + 1, 0, {}, 0, 0, 0, last);
-    if (!last && dist::all_reduce_sum({stop_requested() ? 1.0 : 0.0})[0] > 0)
-      throw_interrupted(options, epoch + 1, 0);
+    save_state(epoch_end(epoch, last));
+    if (!last && any_rank_stopping()) throw_interrupted(options, epoch + 1, 0);
     if (!go_on) break;
   }
-  if (options.epochs == 0) save_state(0, 0, {}, 0, 0, 0, true);
+  if (options.epochs == 0) save_state(epoch_end(-1, true));
   return records;
 }
 

@@ -56,6 +56,11 @@ struct TrainOptions {
   nlohmann::json to_json() const;
 };
 
+// Throws UserError for a loop that cannot run: epochs < 0, batches under 2 rows, a rate that is
+// not positive (when given; a rate still to be searched is checked later). The pipelines call
+// it before loading anything, train_model again for other callers.
+void check_loop_options(int epochs, int64_t batch_size, std::optional<double> lr);
+
 // The learning rate used during `epoch` (0-based).
 double lr_at(const TrainOptions& options, int epoch);
 
@@ -71,9 +76,6 @@ struct EpochRecord {
 
 // This process's part of one global batch: all of it in one process, a contiguous shard of it
 // in each rank of a distributed run (every rank augmented the same global batch).
-// Whether this process is one of several ranks (dist::is_distributed, without its header).
-bool dist_world_many();
-
 struct LocalBatch {
   torch::Tensor inputs;   // float N x C x H x W
   torch::Tensor targets;  // labels of the same rows
@@ -103,9 +105,16 @@ BatchTotals batch_totals(const LocalBatch& batch, const torch::Tensor& cross_ent
 // Whether to stop after the step just taken: a stop request in this process, or, in a
 // distributed run, in any rank as of the batch's totals (one collective serves both, so the
 // ranks agree, a step later).
-inline bool stop_after_step(const BatchTotals& totals) {
-  return dist_world_many() ? totals.stop : stop_requested();
-}
+bool stop_after_step(const BatchTotals& totals);
+// At an epoch's end: whether any rank was asked to stop (a collective in distributed runs).
+bool any_rank_stopping();
+
+// Where epoch `epoch` (0-based) starts: the position saved inside it when `resumed` stopped
+// there, else a fresh permutation of `rows` drawn from `generator` and zero totals.
+LoopPosition begin_epoch(const std::optional<LoopState>& resumed, int epoch, int64_t rows,
+                         at::Generator& generator, torch::Device device);
+// The position after epoch `epoch` (0-based; -1: before the first).
+LoopPosition epoch_end(int epoch, bool complete);
 
 // Throws DivergedError when a batch's loss is not finite, naming the loop, the epoch and step
 // (1-based), each loss term and where the last good state is.
