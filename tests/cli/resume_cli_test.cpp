@@ -166,16 +166,10 @@ TEST_F(ResumeCli, AFailedWriteKeepsTheOldFiles) {
   const std::string model_before = file_bytes(out / "model.pt");
   const std::string summary_before = file_bytes(out / "summary.json");
   // Files may not grow past 64 KiB: the first state file cannot be written.
-  const std::string command = "sh -c 'ulimit -f 128; exec " + std::string(NAD_BINARY) + " " +
-                              train_ + " --out " + out.string() + "' 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string output;
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, n);
-  const int status = pclose(pipe);
-  EXPECT_EQ(WEXITSTATUS(status), 2) << output;
+  const CommandResult r = run_shell("sh -c 'ulimit -f 128; exec " + std::string(NAD_BINARY) + " " +
+                                    train_ + " --out " + out.string() + "'");
+  const std::string& output = r.output;
+  EXPECT_EQ(r.exit_code, 2) << output;
   EXPECT_NE(output.find("cannot write"), std::string::npos) << output;
   EXPECT_NE(output.find("train.state"), std::string::npos) << output;
   EXPECT_EQ(file_bytes(out / "model.pt"), model_before);

@@ -6,7 +6,6 @@
 
 #include <cstdint>
 #include <functional>
-#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -14,6 +13,7 @@
 #include "nad/data/readers.h"
 #include "nad/util/error.h"
 #include "support/temp_dir.h"
+#include "support/user_error.h"
 
 namespace nad::data {
 namespace {
@@ -23,26 +23,8 @@ using Bytes = std::vector<uint8_t>;
 using nad::test::TempDir;
 using nad::test::write_bytes;
 
-// Runs `fn`, which must throw UserError, and checks that the message holds every part.
-void expect_refused(const std::function<void()>& fn, std::initializer_list<std::string> parts) {
-  std::string message;
-  try {
-    fn();
-    ADD_FAILURE() << "expected nad::UserError, nothing was thrown";
-    return;
-  } catch (const UserError& e) {
-    message = e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected nad::UserError, got another exception: " << e.what();
-    return;
-  }
-  for (const std::string& part : parts) {
-    EXPECT_NE(message.find(part), std::string::npos)
-        << "message: " << message << "\nexpected to contain: " << part;
-  }
-}
-
-#define EXPECT_REFUSED(statement, ...) expect_refused([&] { statement; }, {__VA_ARGS__})
+#define EXPECT_REFUSED(statement, ...) \
+  nad::test::expect_user_error([&] { statement; }, {__VA_ARGS__})
 
 Bytes operator+(Bytes a, const Bytes& b) {
   a.insert(a.end(), b.begin(), b.end());
@@ -264,11 +246,11 @@ TEST(MalformedCifar10, LabelOutOfRangeNamesTheRecord) {
 TEST(MalformedPpm, EveryHeaderFieldIsChecked) {
   TempDir tmp;
   const auto refused = [&](const std::string& name, const Bytes& bytes,
-                           std::initializer_list<std::string> parts) {
+                           const std::vector<std::string>& parts) {
     write_bytes(tmp / name, bytes);
-    expect_refused([&] { read_ppm(tmp / name); }, parts);
+    nad::test::expect_user_error([&] { read_ppm(tmp / name); }, parts);
     // read_image takes the same path for PPM files.
-    expect_refused([&] { read_image(tmp / name, 3); }, parts);
+    nad::test::expect_user_error([&] { read_image(tmp / name, 3); }, parts);
   };
   refused("p5.ppm", text("P5\n1 1\n255\n") + Bytes(1), {"p5.ppm", "expected magic 'P6'"});
   refused("glued.ppm", text("P61 1 255\n") + Bytes(3), {"glued.ppm", "bad magic"});
@@ -447,9 +429,9 @@ TEST(MalformedGtsrbCsv, ReadsRowsWithLineNumbers) {
 
 TEST(MalformedGtsrbCsv, EveryColumnIsChecked) {
   TempDir tmp;
-  const auto refused = [&](const std::string& csv, std::initializer_list<std::string> parts) {
+  const auto refused = [&](const std::string& csv, const std::vector<std::string>& parts) {
     write_bytes(tmp / "GT-00003.csv", text(csv));
-    expect_refused([&] { read_gtsrb_annotations(tmp / "GT-00003.csv"); }, parts);
+    nad::test::expect_user_error([&] { read_gtsrb_annotations(tmp / "GT-00003.csv"); }, parts);
   };
   refused("", {"GT-00003.csv", "is empty (no header row)"});
   refused("Filename;Width\na.ppm;3\n", {"GT-00003.csv' line 1", "missing 'ClassId'"});

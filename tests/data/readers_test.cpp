@@ -12,6 +12,7 @@
 #include "nad/data/readers.h"
 #include "nad/util/error.h"
 #include "support/temp_dir.h"
+#include "support/user_error.h"
 
 namespace nad::data {
 namespace {
@@ -21,19 +22,7 @@ using Bytes = std::vector<uint8_t>;
 using nad::test::TempDir;
 using nad::test::write_bytes;
 
-// Runs `fn`, which must throw UserError, and returns the message.
-std::string user_error_message(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const UserError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected nad::UserError, got another exception: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "expected nad::UserError, nothing was thrown";
-  return "";
-}
+using nad::test::user_error_message;
 
 #define EXPECT_USER_ERROR_CONTAINS(statement, text)                        \
   do {                                                                     \

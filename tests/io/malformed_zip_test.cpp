@@ -13,23 +13,14 @@
 #include "nad/util/error.h"
 #include "nad/util/files.h"
 #include "support/temp_dir.h"
+#include "support/user_error.h"
 
 namespace nad::io::zip {
 namespace {
 
 using Bytes = std::vector<unsigned char>;
 
-void expect_refused(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected nad::UserError, nothing was thrown";
-  } catch (const UserError& e) {
-    for (const std::string& part : parts) {
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos)
-          << "message: " << e.what() << "\nexpected to contain: " << part;
-    }
-  }
-}
+using nad::test::expect_user_error;
 
 void set32(Bytes& bytes, size_t at, uint32_t value) {
   for (int i = 0; i < 4; ++i) bytes[at + i] = static_cast<unsigned char>(value >> (8 * i));
@@ -56,43 +47,44 @@ struct Archive {
 TEST(MalformedZip, EndRecordFieldsAreChecked) {
   Archive dir_offset;
   set32(dir_offset.bytes, dir_offset.end + 16, 0x7fffff00);
-  expect_refused([&] { dir_offset.read(); },
-                 {"'bad.zip' is not a readable zip archive", "central directory outside the file"});
+  expect_user_error([&] { dir_offset.read(); }, {"'bad.zip' is not a readable zip archive",
+                                                 "central directory outside the file"});
   Archive dir_size;
   set32(dir_size.bytes, dir_size.end + 12, 0x10000);
-  expect_refused([&] { dir_size.read(); }, {"bad.zip", "central directory outside the file"});
+  expect_user_error([&] { dir_size.read(); }, {"bad.zip", "central directory outside the file"});
   Archive count;
   count.bytes[count.end + 10] = 200;
-  expect_refused([&] { count.read(); }, {"bad.zip", "entry count exceeds the directory"});
+  expect_user_error([&] { count.read(); }, {"bad.zip", "entry count exceeds the directory"});
   Archive disks;
   disks.bytes[disks.end + 4] = 1;
-  expect_refused([&] { disks.read(); }, {"bad.zip", "multi-disk"});
+  expect_user_error([&] { disks.read(); }, {"bad.zip", "multi-disk"});
   Archive no_end;
   no_end.bytes[no_end.end] = 0;
-  expect_refused([&] { no_end.read(); }, {"bad.zip", "no end-of-directory record"});
+  expect_user_error([&] { no_end.read(); }, {"bad.zip", "no end-of-directory record"});
 }
 
 TEST(MalformedZip, CentralHeaderFieldsAreChecked) {
   Archive local;
   set32(local.bytes, local.directory + 42, 0xfffffff0);  // local header offset
-  expect_refused([&] { local.read(); }, {"bad.zip", "entry 'archive/a' has no local header"});
+  expect_user_error([&] { local.read(); }, {"bad.zip", "entry 'archive/a' has no local header"});
   Archive sizes;
   set32(sizes.bytes, sizes.directory + 20, 1 << 20);  // compressed size
   set32(sizes.bytes, sizes.directory + 24, 1 << 20);  // uncompressed size
-  expect_refused([&] { sizes.read(); },
-                 {"bad.zip", "entry 'archive/a' runs past the end of the file"});
+  expect_user_error([&] { sizes.read(); },
+                    {"bad.zip", "entry 'archive/a' runs past the end of the file"});
   Archive mismatch;
   set32(mismatch.bytes, mismatch.directory + 24, 4);
-  expect_refused([&] { mismatch.read(); }, {"bad.zip", "entry 'archive/a' has inconsistent sizes"});
+  expect_user_error([&] { mismatch.read(); },
+                    {"bad.zip", "entry 'archive/a' has inconsistent sizes"});
   Archive encrypted;
   encrypted.bytes[encrypted.directory + 8] = 1;
-  expect_refused([&] { encrypted.read(); }, {"bad.zip", "entry 'archive/a' is encrypted"});
+  expect_user_error([&] { encrypted.read(); }, {"bad.zip", "entry 'archive/a' is encrypted"});
   Archive name;
   name.bytes[name.directory + 28] = 0xff;  // name length past the directory
-  expect_refused([&] { name.read(); }, {"bad.zip", "central directory truncated"});
+  expect_user_error([&] { name.read(); }, {"bad.zip", "central directory truncated"});
   Archive signature;
   signature.bytes[signature.directory + 46 + 9] = 0;  // second header's signature
-  expect_refused([&] { signature.read(); }, {"bad.zip", "bad central directory entry"});
+  expect_user_error([&] { signature.read(); }, {"bad.zip", "bad central directory entry"});
 }
 
 TEST(MalformedZip, Zip64RecordsAreChecked) {
@@ -105,8 +97,9 @@ TEST(MalformedZip, Zip64RecordsAreChecked) {
   ASSERT_EQ(good[locator + 3], 0x07);
   Bytes bad = good;
   set32(bad, locator + 8, 0x7ffffff0);  // the zip64 end record's offset
-  expect_refused([&] { Reader(bad.data(), bad.size(), "big.pt"); },
-                 {"'big.pt' is not a readable zip archive", "bad zip64 end-of-directory record"});
+  expect_user_error(
+      [&] { Reader(bad.data(), bad.size(), "big.pt"); },
+      {"'big.pt' is not a readable zip archive", "bad zip64 end-of-directory record"});
 }
 
 TEST(MalformedZip, CorruptEntryNamesTheFileAndEntry) {
@@ -116,8 +109,9 @@ TEST(MalformedZip, CorruptEntryNamesTheFileAndEntry) {
   Bytes bad = good;
   bad[archive.find("archive/data/0")->offset + 1] ^= 0x10;
   nad::test::write_bytes(tmp / "model.pt", bad);
-  expect_refused([&] { io::read_torch_state_dict(tmp / "model.pt"); },
-                 {(tmp / "model.pt").string(), "entry 'archive/data/0' is corrupt (CRC mismatch)"});
+  expect_user_error(
+      [&] { io::read_torch_state_dict(tmp / "model.pt"); },
+      {(tmp / "model.pt").string(), "entry 'archive/data/0' is corrupt (CRC mismatch)"});
 }
 
 }  // namespace

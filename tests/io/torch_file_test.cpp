@@ -11,6 +11,7 @@
 #include "nad/util/error.h"
 #include "nad/util/files.h"
 #include "support/temp_dir.h"
+#include "support/user_error.h"
 
 namespace nad::io {
 namespace {
@@ -24,18 +25,7 @@ std::map<std::string, torch::Tensor> as_map(const TorchStateDict& state) {
   return std::map<std::string, torch::Tensor>(state.tensors.begin(), state.tensors.end());
 }
 
-// Expects a UserError whose message holds every part.
-void expect_user_error(const std::function<void()>& body, const std::vector<std::string>& parts) {
-  try {
-    body();
-    ADD_FAILURE() << "no error; expected one mentioning " << parts.front();
-  } catch (const UserError& e) {
-    for (const auto& part : parts) {
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos)
-          << "'" << part << "' not in: " << e.what();
-    }
-  }
-}
+using nad::test::expect_user_error;
 
 TorchStateDict parse(const std::vector<unsigned char>& bytes, const std::string& where = "x.pt") {
   return parse_torch_state_dict(bytes.data(), bytes.size(), where);

@@ -16,10 +16,9 @@
 
 namespace nad::test {
 
-CommandResult run_nad(const std::string& arguments) {
+CommandResult run_shell(const std::string& command) {
   CommandResult result;
-  const std::string command = std::string(NAD_BINARY) + " " + arguments + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
   if (!pipe) return result;
   std::array<char, 4096> buffer;
   size_t n;
@@ -28,6 +27,10 @@ CommandResult run_nad(const std::string& arguments) {
   const int status = pclose(pipe);
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return result;
+}
+
+CommandResult run_nad(const std::string& arguments) {
+  return run_shell(std::string(NAD_BINARY) + " " + arguments);
 }
 
 namespace {

@@ -10,6 +10,8 @@ struct CommandResult {
   std::string output;  // stdout and stderr together
 };
 
+// Runs a shell command line, stdout and stderr together into the result.
+CommandResult run_shell(const std::string& command);
 // Runs the nad binary built with the tests with the given arguments (shell-quoted by caller).
 CommandResult run_nad(const std::string& arguments);
 

@@ -1,24 +1,16 @@
 #include "support/python.h"
 
-#include <sys/wait.h>
-
-#include <array>
-#include <cstdio>
 #include <filesystem>
+
+#include "support/cli.h"
 
 namespace nad::test {
 
 namespace {
 int run(const std::string& command, std::string* output) {
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (!pipe) return -1;
-  std::array<char, 4096> buffer;
-  size_t n;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) {
-    if (output) output->append(buffer.data(), n);
-  }
-  const int status = pclose(pipe);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  CommandResult result = run_shell(command);
+  if (output) *output += result.output;
+  return result.exit_code;
 }
 }  // namespace
 
