@@ -9,7 +9,7 @@ ifneq ($(TORCH_PREFIX),)
 CMAKE_ARGS += -DCMAKE_PREFIX_PATH=$(TORCH_PREFIX)
 endif
 
-.PHONY: all setup build test demo format clean
+.PHONY: all setup build test test-gpu demo format clean
 
 all: build
 
@@ -34,3 +34,7 @@ format:
 
 clean:
 	rm -rf $(BUILD_DIR)
+
+# The GPU tests alone (suites named *Cuda*; skipped without a CUDA device).
+test-gpu: build
+	$(BUILD_DIR)/tests/nad_tests --gtest_filter='*Cuda*'

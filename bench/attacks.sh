@@ -6,7 +6,9 @@
 #
 # Environment: NAD (binary, default build/nad), DATA_DIR (default ../shared/data/cifar10),
 # OUT (run folders, default bench/runs/attacks), EPOCHS (training epochs, default 25),
-# TARGET (default 5), SEED (default 0), THREADS (default 0: all cores), PREP_EPOCHS (epochs of
+# TARGET (default 5), SEED (default 0), THREADS (default 0: all cores), DEVICE (default cpu),
+# PRECISION (default fp32), ATTACK_ARGS (more options for `nad train`, e.g. "--poison-rate 1"),
+# PREP_EPOCHS (epochs of
 # the clean model Trojan and CL are made with, default 5), ERASE (0: train only, default 1),
 # RESULTS (default bench/results/attacks.json), RUNS (run folders collected into RESULTS, default
 # OUT; with several, an attack in a later folder supersedes the same attack in an earlier one
@@ -22,6 +24,9 @@ EPOCHS=${EPOCHS:-25}
 TARGET=${TARGET:-5}
 SEED=${SEED:-0}
 THREADS=${THREADS:-0}
+DEVICE=${DEVICE:-cpu}
+PRECISION=${PRECISION:-fp32}
+ATTACK_ARGS=${ATTACK_ARGS:-}
 PREP_EPOCHS=${PREP_EPOCHS:-5}
 ERASE=${ERASE:-1}
 RESULTS=${RESULTS:-bench/results/attacks.json}
@@ -33,7 +38,8 @@ ATTACKS=("$@")
 finished() { [ -f "$1/summary.json" ] && ! grep -q '"complete": *false' "$1/summary.json"; }
 resume_of() { if [ -f "$1/state/args.json" ]; then echo "--resume $1"; fi; }
 
-DATA=(--dataset cifar10 --data-dir "$DATA_DIR" --seed "$SEED" --threads "$THREADS")
+DATA=(--dataset cifar10 --data-dir "$DATA_DIR" --seed "$SEED" --threads "$THREADS" --device "$DEVICE"
+      --precision "$PRECISION")
 mkdir -p "$OUT"
 for attack in "${ATTACKS[@]}"; do
   args=(--attack "$attack" --target "$TARGET")
@@ -42,12 +48,14 @@ for attack in "${ATTACKS[@]}"; do
     echo "== $attack: train ($EPOCHS epochs)"
     mkdir -p "$run"
     start=$(date +%s)
-    "$NAD" train "${DATA[@]}" "${args[@]}" --arch wrn-16-1 --epochs "$EPOCHS" --prep-epochs "$PREP_EPOCHS" \
-      --out "$run/train" $(resume_of "$run/train") 2>>"$run/train.log"
+    "$NAD" train "${DATA[@]}" "${args[@]}" $ATTACK_ARGS --arch wrn-16-1 --epochs "$EPOCHS" \
+      --prep-epochs "$PREP_EPOCHS" --out "$run/train" $(resume_of "$run/train") 2>>"$run/train.log"
     echo $(( $(date +%s) - start )) >"$run/train.seconds"
   fi
   # Attacks whose trigger is made while training (trojan) are replayed from the saved file.
   if [ -f "$run/train/trigger.png" ]; then args+=(--trigger-file "$run/train/trigger.png"); fi
+  # So are Refool's selected reflections (--reflection-select).
+  if [ -d "$run/train/reflections" ]; then args+=(--reflections "$run/train/reflections"); fi
   if [ "$ERASE" != 0 ] && ! finished "$run/erase"; then
     echo "== $attack: erase"
     start=$(date +%s)
@@ -58,7 +66,7 @@ for attack in "${ATTACKS[@]}"; do
 done
 
 python3 - "$RESULTS" ${RUNS:-$OUT} <<'PY'
-import json, os, platform, sys
+import json, os, platform, subprocess, sys
 results, outs = sys.argv[1], sys.argv[2:]
 def read(path):
     try:
@@ -79,6 +87,12 @@ try:
             break
 except OSError:
     pass
+gpu = None
+try:
+    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                         capture_output=True, text=True, timeout=30).stdout.strip() or None
+except (OSError, subprocess.SubprocessError):
+    pass
 rows, superseded = {}, []
 for out in outs:
     for attack in sorted(os.listdir(out)):
@@ -95,6 +109,8 @@ for out in outs:
             "run": run,
             "attack_options": config.get("common", {}).get("attack"),
             "epochs": config.get("train", {}).get("epochs"),
+            "device": config.get("common", {}).get("device"),
+            "precision": config.get("common", {}).get("precision"),
             "backdoored": {k: train.get(k) for k in ("clean_acc", "asr", "robust_acc")},
             "train_seconds": seconds(os.path.join(run, "train.seconds")),
         }
@@ -106,7 +122,7 @@ for out in outs:
         if attack in rows:
             superseded.append(rows[attack])
         rows[attack] = row
-doc = {"machine": {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform()},
+doc = {"machine": {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "platform": platform.platform()},
        "dataset": "cifar10", "arch": "wrn-16-1", "runs": list(rows.values()),
        "superseded": superseded}
 os.makedirs(os.path.dirname(results) or ".", exist_ok=True)

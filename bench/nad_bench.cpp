@@ -55,7 +55,7 @@ struct BenchConfig {
   int threads = 0;
   std::string device = "cpu";
   int repeats = 3;
-  int64_t eval_batch_size = nad::train::kEvalBatchSize;
+  int64_t eval_batch_size = 0;  // 0: the device's default
   int protocol_epochs = 20;
   double protocol_lr = 0.01;
   uint64_t seed = 0;
@@ -314,6 +314,9 @@ int run(const BenchConfig& config) {
   Shared s;
   s.config = config;
   s.device = nad::pipeline::parse_device(config.device);
+  if (s.config.eval_batch_size <= 0) {
+    s.config.eval_batch_size = nad::train::default_eval_batch_size(s.device);
+  }
   nad::set_threads(config.threads);
   nad::ComputeOptions compute;
   compute.precision = nad::parse_precision(config.precision);
@@ -333,8 +336,9 @@ int run(const BenchConfig& config) {
   nad::models::Classifier probe = nad::models::create_model({"wrn-16-1", 3, 10, 32, 32});
   probe->to(s.device);
   const nad::models::ForwardCost cost = nad::models::measure_forward_cost(
-      probe, nad::to_memory_format(torch::rand({config.eval_batch_size, 3, 32, 32}).to(s.device)));
-  s.forward_flops_per_image = cost.total() / static_cast<double>(config.eval_batch_size);
+      probe,
+      nad::to_memory_format(torch::rand({s.config.eval_batch_size, 3, 32, 32}).to(s.device)));
+  s.forward_flops_per_image = cost.total() / static_cast<double>(s.config.eval_batch_size);
   s.ceiling = convolution_ceiling(cost, s.device);
   std::fprintf(stderr, "WRN-16-1: %.1f MFLOP per image forward; convolution ceiling %.1f GFLOP/s\n",
                s.forward_flops_per_image / 1e6, s.ceiling["flop_per_s"].get<double>() / 1e9);
@@ -374,7 +378,7 @@ int run(const BenchConfig& config) {
         {"device", s.device.str()},
         {"precision", config.precision},
         {"channels_last", config.channels_last},
-        {"eval_batch_size", config.eval_batch_size},
+        {"eval_batch_size", s.config.eval_batch_size},
         {"seed", config.seed},
         {"model", workload == "train-epoch" ? json("wrn-16-1 (fresh)") : json(config.model)},
         {"forward_flops_per_image", s.forward_flops_per_image},
@@ -422,7 +426,8 @@ int main(int argc, char** argv) {
   app.add_option("--device", config.device, "cpu or cuda[:N]")->capture_default_str();
   app.add_option("--repeats", config.repeats, "runs per workload (the median is reported)")
       ->capture_default_str();
-  app.add_option("--eval-batch-size", config.eval_batch_size, "evaluation batch size")
+  app.add_option("--eval-batch-size", config.eval_batch_size,
+                 "evaluation batch size (0: 64 on the CPU, 1024 on CUDA)")
       ->capture_default_str();
   app.add_option("--protocol-epochs", config.protocol_epochs)->capture_default_str();
   app.add_option("--protocol-lr", config.protocol_lr)->capture_default_str();

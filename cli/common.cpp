@@ -35,7 +35,8 @@ void add_common_options(CLI::App& app, pipeline::CommonConfig& config, bool need
   app.add_option("--channels-last", config.channels_last,
                  "keep images, features and convolution weights in N x H x W x C order")
       ->capture_default_str();
-  app.add_option("--eval-batch-size", config.eval_batch_size, "batch size for evaluation")
+  app.add_option("--eval-batch-size", config.eval_batch_size,
+                 "batch size for evaluation (0: 64 on the CPU, 1024 on CUDA)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--dist-timeout", config.dist_timeout,
@@ -148,6 +149,11 @@ void add_attack_options(CLI::App& app, attacks::AttackOptions& attack, std::stri
   app.add_option("--reflections", attack.reflections_dir,
                  "refool: folder of reflection images (default: 200 training images of other "
                  "classes)");
+  app.add_option("--reflection-select", attack.reflection_select,
+                 "refool (train, poison): keep the K reflections most effective on a model "
+                 "trained --prep-epochs on data poisoned with the candidates (the folder, else "
+                 "1000 training images of other classes); saved in OUT/reflections")
+      ->capture_default_str();
   app.add_option("--target", attack.target, "target label")->capture_default_str();
   app.add_option_function<double>(
       "--poison-rate", [&attack](const double& rate) { attack.poison_rate = rate; },

@@ -5,7 +5,9 @@
 #include <cmath>
 
 #include "nad/io/png.h"
+#include "nad/train/trainer.h"
 #include "nad/util/error.h"
+#include "support/tasks.h"
 #include "support/temp_dir.h"
 
 namespace nad::attacks {
@@ -113,6 +115,58 @@ TEST(Refool, ReadsReflectionsFromAFolder) {
   EXPECT_THROW(create_attack(o, 8, 8, 3, 3), UserError);
   o.reflections_dir = (empty / "missing").string();
   EXPECT_THROW(create_attack(o, 8, 8, 3, 3), UserError);
+}
+
+// Selection on the brightness task (dark = class 0, bright = class 1 = target): a bright
+// reflection makes dark images look like the target to a model that learnt the task, a dark one
+// does not, so the bright one scores higher and is the one kept.
+TEST(Refool, SelectionKeepsTheReflectionTheModelTakesForTheTarget) {
+  torch::manual_seed(0);
+  const data::Dataset task = test::brightness_task(256);
+  models::Classifier model = models::create_model({"mnist-cnn", 1, 2, 8, 8});
+  train::TrainOptions o;
+  o.epochs = 3;
+  o.batch_size = 32;
+  o.lr = 0.05;
+  o.augment.crop_padding = 0;
+  o.quiet = true;
+  train::train_model(model, task, o);
+
+  // Two non-target rows to draw the pool from: a black and a white image.
+  data::Dataset candidates{torch::cat({torch::zeros({1, 8, 8, 1}, torch::kUInt8),
+                                       torch::full({1, 8, 8, 1}, 255, torch::kUInt8)}),
+                           torch::zeros({2}, torch::kLong)};
+  AttackOptions options = refool();
+  options.reflection_select = 1;
+  Refool attack(options, 2, 8, 8, 1);
+  attack.prepare(candidates);
+  ASSERT_EQ(attack.reflections().size(0), 2);
+  ASSERT_TRUE(attack.needs_selection());
+  const int64_t white = attack.reflections()[0].max().item<int>() == 255 ? 0 : 1;
+
+  // Every image blended with the white reflection is at least as bright as with the black one.
+  const torch::Tensor dark = task.images.index_select(0, torch::arange(0, 64, 2));
+  EXPECT_TRUE(attack.apply_reflection(dark, white)
+                  .ge(attack.apply_reflection(dark, 1 - white))
+                  .all()
+                  .item<bool>());
+  const torch::Tensor scores = score_reflections(model, attack, dark, torch::kCPU, 16);
+  ASSERT_EQ(scores.size(0), 2);
+  EXPECT_GE(scores.min().item<float>(), 0.0f);
+  EXPECT_LE(scores.max().item<float>(), 1.0f);
+  EXPECT_GT(scores[white].item<float>(), scores[1 - white].item<float>() + 0.1f) << scores;
+
+  attack.keep_reflections(torch::tensor({white}, torch::kLong));
+  EXPECT_FALSE(attack.needs_selection());
+  ASSERT_EQ(attack.reflections().size(0), 1);
+  EXPECT_EQ(attack.reflections().min().item<int>(), 255);
+
+  AttackOptions too_many = refool();
+  too_many.reflection_select = 3;
+  Refool greedy(too_many, 2, 8, 8, 1);
+  EXPECT_THROW(greedy.prepare(candidates), UserError);
+  too_many.reflection_select = -1;
+  EXPECT_THROW(Refool(too_many, 2, 8, 8, 1), UserError);
 }
 
 }  // namespace

@@ -87,5 +87,43 @@ TEST(AttacksCli, CleanLabelAndRefoolPoisonKeepLabels) {
   EXPECT_EQ(all2all.exit_code, 2);
 }
 
+TEST(AttacksCli, RefoolSelectionSavesTheKeptReflectionsForLaterCommands) {
+  TempDir dir;
+  write_synthetic_idx(dir / "data", 400, 80, 16, 4, 23);
+  const std::string data = " --dataset mnist --data-dir " + (dir / "data").string();
+  const fs::path out = dir / "bd";
+  CommandResult trained =
+      run_nad("train" + data +
+              " --attack refool --target 1 --reflection-select 3 --prep-epochs 1 --arch "
+              "mnist-cnn --epochs 1 --seed 4 --out " +
+              out.string());
+  ASSERT_EQ(trained.exit_code, 0) << trained.output;
+  EXPECT_NE(trained.output.find("kept 3 of 300 reflections"), std::string::npos) << trained.output;
+  for (const char* file : {"000.png", "001.png", "002.png"}) {
+    EXPECT_TRUE(fs::exists(out / "reflections" / file)) << file;
+  }
+  EXPECT_FALSE(fs::exists(out / "reflections" / "003.png"));
+  EXPECT_TRUE(fs::exists(out / "selection_model.pt"));
+  const nlohmann::json config = read_json(out / "config.json");
+  EXPECT_EQ(config["attack_prep"]["reflections_kept"], 3);
+  EXPECT_EQ(config["attack_prep"]["reflection_candidates"], 300);
+  EXPECT_EQ(config["attack_prep"]["selection_model_epochs"], 1);
+
+  // The saved reflections give later commands the same triggered test set.
+  CommandResult evaluated =
+      run_nad("eval" + data + " --attack refool --target 1 --reflections " +
+              (out / "reflections").string() + " --model " + (out / "model.pt").string() +
+              " --out " + (dir / "eval").string());
+  ASSERT_EQ(evaluated.exit_code, 0) << evaluated.output;
+  EXPECT_DOUBLE_EQ(read_json(dir / "eval" / "summary.json")["asr"].get<double>(),
+                   read_json(out / "summary.json")["asr"].get<double>());
+
+  CommandResult misplaced =
+      run_nad("eval" + data + " --attack refool --reflection-select 3 " + "--model " +
+              (out / "model.pt").string() + " --out " + (dir / "eval2").string());
+  EXPECT_EQ(misplaced.exit_code, 2);
+  EXPECT_NE(misplaced.output.find("--reflection-select"), std::string::npos) << misplaced.output;
+}
+
 }  // namespace
 }  // namespace nad::test

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support/cuda.h"
+
 namespace nad::data {
 namespace {
 
@@ -99,6 +101,28 @@ TEST(Augment, ToInputScalesAndTransposes) {
   EXPECT_FLOAT_EQ(x[0][0][0][0].item<float>(), 0.0f);
   EXPECT_FLOAT_EQ(x[0][1][0][0].item<float>(), 1.0f);
   EXPECT_FLOAT_EQ(x[0][0][1][0].item<float>(), 0.2f);
+}
+
+// The random draws come from the CPU generator, so the batch is the same pixel for pixel on
+// either device; only the tensor work moves.
+TEST(AugmentCuda, SameImagesAsOnTheCpu) {
+  NAD_REQUIRE_CUDA();
+  torch::manual_seed(3);
+  const torch::Tensor images =
+      torch::randint(0, 256, {64, 8, 8, 3}, torch::kLong).to(torch::kUInt8);
+  AugmentOptions o;
+  o.crop_padding = 2;
+  o.cutout_holes = 2;
+  o.cutout_length = 3;
+  o.cutout_fill = CutoutFill::kNoise;
+  auto cpu_generator = at::make_generator<at::CPUGeneratorImpl>(7);
+  auto cuda_generator = at::make_generator<at::CPUGeneratorImpl>(7);
+  const torch::Tensor on_cpu = augment_batch(images, o, cpu_generator);
+  const torch::Tensor on_cuda = augment_batch(images.to(torch::kCUDA), o, cuda_generator);
+  ASSERT_TRUE(on_cuda.is_cuda());
+  EXPECT_TRUE(torch::equal(on_cpu, on_cuda.cpu()));
+  EXPECT_FALSE(torch::equal(on_cpu, images));
+  EXPECT_TRUE(torch::equal(to_input(images).to(torch::kCUDA), to_input(images.to(torch::kCUDA))));
 }
 
 }  // namespace

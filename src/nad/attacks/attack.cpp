@@ -50,6 +50,7 @@ nlohmann::json AttackOptions::to_json() const {
   }
   if (name == "refool") {
     j["reflections_dir"] = reflections_dir;
+    j["reflection_select"] = reflection_select;
     j["pattern_seed"] = pattern_seed;
   }
   if (name == "wanet") {

@@ -29,6 +29,9 @@ struct AttackOptions {
   double eps = 16;               // cl: PGD L-inf radius on the 0-255 scale
   int64_t pgd_steps = 10;        // cl: PGD iterations
   std::string reflections_dir;   // refool: reflection images; empty: non-target training images
+  // refool: keep the K reflections a model trained on the poisoned data finds most effective
+  // (Refool's adversarial selection; needs a model first); 0: no selection.
+  int64_t reflection_select = 0;
   int64_t target = 0;
   // Poison-label attacks: the fraction of the training set poisoned. Clean-label attacks: the
   // fraction of the target class. Unset: default_poison_rate().

@@ -4,7 +4,9 @@
 #include <cmath>
 #include <filesystem>
 
+#include "nad/data/augment.h"
 #include "nad/data/readers.h"
+#include "nad/util/compute.h"
 #include "nad/util/error.h"
 
 namespace nad::attacks {
@@ -33,6 +35,9 @@ torch::Tensor gaussian_kernel(int64_t size, double sigma) {
 Refool::Refool(AttackOptions options, int64_t num_classes, int64_t height, int64_t width,
                int64_t channels)
     : Attack(std::move(options), num_classes) {
+  if (options_.reflection_select < 0) {
+    throw UserError("--reflection-select must be >= 0 (0: no selection)");
+  }
   if (options_.reflections_dir.empty()) return;
   namespace fs = std::filesystem;
   const fs::path dir = options_.reflections_dir;
@@ -56,20 +61,44 @@ Refool::Refool(AttackOptions options, int64_t num_classes, int64_t height, int64
 }
 
 void Refool::prepare(const data::Dataset& train) {
-  if (reflections_.defined()) return;
-  torch::Tensor others = torch::nonzero(train.labels.cpu() != options_.target).flatten();
-  if (others.size(0) == 0) throw UserError("--attack refool: no non-target images to reflect");
-  auto generator = at::make_generator<at::CPUGeneratorImpl>(options_.pattern_seed + 1);
-  torch::Tensor order = torch::randperm(others.size(0), generator, torch::kLong);
-  torch::Tensor rows = others.index_select(
-      0, order.slice(0, 0, std::min<int64_t>(kDefaultPoolSize, others.size(0))));
-  reflections_ = train.images.cpu().index_select(0, rows).contiguous();
+  if (!reflections_.defined()) {
+    torch::Tensor others = torch::nonzero(train.labels.cpu() != options_.target).flatten();
+    if (others.size(0) == 0) throw UserError("--attack refool: no non-target images to reflect");
+    auto generator = at::make_generator<at::CPUGeneratorImpl>(options_.pattern_seed + 1);
+    torch::Tensor order = torch::randperm(others.size(0), generator, torch::kLong);
+    const int64_t pool = options_.reflection_select > 0 ? kSelectionCandidates : kDefaultPoolSize;
+    torch::Tensor rows =
+        others.index_select(0, order.slice(0, 0, std::min<int64_t>(pool, others.size(0))));
+    reflections_ = train.images.cpu().index_select(0, rows).contiguous();
+  }
+  if (needs_selection() && options_.reflection_select > reflections_.size(0)) {
+    throw UserError("--reflection-select " + std::to_string(options_.reflection_select) +
+                    ": only " + std::to_string(reflections_.size(0)) +
+                    " candidate reflections to choose from");
+  }
+}
+
+void Refool::keep_reflections(const torch::Tensor& rows) {
+  reflections_ = reflections_.index_select(0, rows.cpu().to(torch::kLong)).contiguous();
+  selected_ = true;
 }
 
 torch::Tensor Refool::apply(const torch::Tensor& images) const {
   if (!reflections_.defined()) {
     throw std::logic_error("Refool::apply before prepare(): no reflection images");
   }
+  return blend(images, torch::Tensor());
+}
+
+torch::Tensor Refool::apply_reflection(const torch::Tensor& images, int64_t reflection) const {
+  if (!reflections_.defined()) {
+    throw std::logic_error("Refool::apply_reflection before prepare(): no reflection images");
+  }
+  return blend(images, torch::full({images.size(0)}, reflection, torch::kLong));
+}
+
+// `picks`: the pool row of each image; undefined: drawn at random.
+torch::Tensor Refool::blend(const torch::Tensor& images, const torch::Tensor& picks) const {
   const int64_t count = images.size(0);
   const int64_t height = images.size(1);
   torch::Tensor source = images.cpu().to(torch::kFloat).div(255);
@@ -79,6 +108,7 @@ torch::Tensor Refool::apply(const torch::Tensor& images) const {
   auto generator = at::make_generator<at::CPUGeneratorImpl>(options_.pattern_seed);
   torch::Tensor u = torch::rand({count, 7}, generator, torch::kDouble);
   torch::Tensor pick = torch::randint(0, pool.size(0), {count}, generator, torch::kLong);
+  if (picks.defined()) pick = picks.contiguous();
   const int64_t max_offset = std::max<int64_t>(1, height / 8);
   auto uu = u.accessor<double, 2>();
   auto chosen = pick.accessor<int64_t, 1>();
@@ -100,6 +130,28 @@ torch::Tensor Refool::apply(const torch::Tensor& images) const {
   }
   if (out.empty()) return images.clone();
   return torch::stack(out).mul(255).round().clamp(0, 255).to(torch::kUInt8).to(images.device());
+}
+
+torch::Tensor score_reflections(const models::Classifier& model, const Refool& attack,
+                                const torch::Tensor& probe, torch::Device device,
+                                int64_t batch_size) {
+  torch::NoGradGuard no_grad;
+  model->eval();
+  const int64_t count = attack.reflections().size(0);
+  const int64_t target = attack.options().target;
+  std::vector<double> scores(static_cast<size_t>(count));
+  for (int64_t r = 0; r < count; ++r) {
+    const torch::Tensor blended = attack.apply_reflection(probe, r).to(device);
+    double total = 0;
+    for (int64_t start = 0; start < blended.size(0); start += batch_size) {
+      const torch::Tensor batch = blended.slice(0, start, start + batch_size);
+      AutocastScope autocast(device);
+      const torch::Tensor logits = model->forward(data::to_input(batch)).logits.to(torch::kFloat);
+      total += torch::softmax(logits, 1).select(1, target).sum().item<double>();
+    }
+    scores[static_cast<size_t>(r)] = total / static_cast<double>(probe.size(0));
+  }
+  return torch::tensor(scores, torch::kDouble).to(torch::kFloat);
 }
 
 torch::Tensor refool_ghost(const torch::Tensor& t, const torch::Tensor& r, double alpha_t,

@@ -1,5 +1,6 @@
 #pragma once
 #include "nad/attacks/attack.h"
+#include "nad/models/classifier.h"
 
 namespace nad::attacks {
 
@@ -13,19 +14,41 @@ namespace nad::attacks {
 // Reflections: every image under --reflections (resized), else 200 training images of other
 // classes picked with --pattern-seed. Parameters are drawn with --pattern-seed, so the same
 // images always get the same reflections.
+// With --reflection-select K, the pool is first a set of candidates (the --reflections folder,
+// else 1,000 training images of other classes) and the K best of them are kept (see
+// score_reflections).
 class Refool : public Attack {
  public:
   Refool(AttackOptions options, int64_t num_classes, int64_t height, int64_t width,
          int64_t channels);
   void prepare(const data::Dataset& train) override;
   torch::Tensor apply(const torch::Tensor& images) const override;
+  // Like apply, but every image gets reflection `reflection` of the pool (the reflection
+  // models and their parameters are drawn as in apply).
+  torch::Tensor apply_reflection(const torch::Tensor& images, int64_t reflection) const;
   const torch::Tensor& reflections() const { return reflections_; }  // R x H x W x C uint8
+  // Whether --reflection-select still has to pick from the candidates.
+  bool needs_selection() const { return options_.reflection_select > 0 && !selected_; }
+  // Keeps the pool rows `rows` (int64), in that order; ends the selection.
+  void keep_reflections(const torch::Tensor& rows);
 
   static constexpr int64_t kDefaultPoolSize = 200;
+  static constexpr int64_t kSelectionCandidates = 1000;
 
  private:
+  torch::Tensor blend(const torch::Tensor& images, const torch::Tensor& picks) const;
+
   torch::Tensor reflections_;
+  bool selected_ = false;
 };
+
+// Refool's adversarial selection (one round of Liu et al.'s Algorithm 1): each reflection of
+// the attack's pool is blended into `probe` (uint8 non-target images) and scored by `model`'s
+// mean target-class probability on them; `model` should have been trained on data poisoned
+// with this pool. Returns one score per reflection (float, in [0, 1]).
+torch::Tensor score_reflections(const models::Classifier& model, const Refool& attack,
+                                const torch::Tensor& probe, torch::Device device,
+                                int64_t batch_size);
 
 // The two reflection models on float H x W x C images in [0, 1] (t: the image, r: the
 // reflection); both return the blended image in [0, 1].

@@ -15,6 +15,15 @@ std::string cutout_fill_name(CutoutFill fill) {
   return fill == CutoutFill::kNoise ? "noise" : "zero";
 }
 
+namespace {
+// Random draws are made on the CPU (so that both devices see the same numbers) and sent to a
+// GPU from pinned memory without waiting: a plain copy would wait for all queued GPU work.
+torch::Tensor to_device(const torch::Tensor& host, torch::Device device) {
+  if (!device.is_cuda()) return host.to(device);
+  return host.pin_memory().to(device, /*non_blocking=*/true);
+}
+}  // namespace
+
 torch::Tensor augment_batch(const torch::Tensor& images, const AugmentOptions& options,
                             at::Generator& generator) {
   const int64_t n = images.size(0), h = images.size(1), w = images.size(2);
@@ -25,15 +34,17 @@ torch::Tensor augment_batch(const torch::Tensor& images, const AugmentOptions& o
   if (options.crop_padding > 0) {
     const int64_t p = options.crop_padding;
     torch::Tensor padded = torch::constant_pad_nd(images, {0, 0, p, p, p, p}, 0);
-    torch::Tensor dy = torch::randint(0, 2 * p + 1, {n, 1}, generator, torch::kLong).to(device);
-    torch::Tensor dx = torch::randint(0, 2 * p + 1, {n, 1}, generator, torch::kLong).to(device);
+    torch::Tensor dy =
+        to_device(torch::randint(0, 2 * p + 1, {n, 1}, generator, torch::kLong), device);
+    torch::Tensor dx =
+        to_device(torch::randint(0, 2 * p + 1, {n, 1}, generator, torch::kLong), device);
     torch::Tensor rows = dy + torch::arange(h, long_on_device).unsqueeze(0);  // N x H
     torch::Tensor cols = dx + torch::arange(w, long_on_device).unsqueeze(0);  // N x W
     torch::Tensor batch = torch::arange(n, long_on_device).view({n, 1, 1});
     out = padded.index({batch, rows.unsqueeze(2), cols.unsqueeze(1)});  // N x H x W x C
   }
   if (options.horizontal_flip) {
-    torch::Tensor flip = (torch::rand({n}, generator) < 0.5).to(device).view({n, 1, 1, 1});
+    torch::Tensor flip = to_device(torch::rand({n}, generator) < 0.5, device).view({n, 1, 1, 1});
     out = torch::where(flip, out.flip({2}), out);
   }
   if (options.cutout_holes > 0) {
@@ -45,14 +56,14 @@ torch::Tensor augment_batch(const torch::Tensor& images, const AugmentOptions& o
     torch::Tensor c = torch::arange(w, long_on_device).view({1, 1, w});
     for (int64_t hole = 0; hole < options.cutout_holes; ++hole) {
       torch::Tensor cy =
-          torch::randint(0, h, {n}, generator, torch::kLong).to(device).view({n, 1, 1});
+          to_device(torch::randint(0, h, {n}, generator, torch::kLong), device).view({n, 1, 1});
       torch::Tensor cx =
-          torch::randint(0, w, {n}, generator, torch::kLong).to(device).view({n, 1, 1});
+          to_device(torch::randint(0, w, {n}, generator, torch::kLong), device).view({n, 1, 1});
       keep &= ~((r >= cy - half) & (r < cy + half) & (c >= cx - half) & (c < cx + half));
     }
     if (options.cutout_fill == CutoutFill::kNoise) {
-      torch::Tensor noise =
-          torch::randint(0, 256, out.sizes(), generator, torch::kLong).to(out.dtype()).to(device);
+      torch::Tensor noise = to_device(
+          torch::randint(0, 256, out.sizes(), generator, torch::kLong).to(out.dtype()), device);
       out = torch::where(keep.unsqueeze(-1), out, noise);
     } else {
       out = out * keep.unsqueeze(-1).to(out.dtype());

@@ -62,7 +62,8 @@ FinetuneResult finetune(const models::Classifier& model, const models::ModelSpec
     int since_best = 0;
     if (options.patience > 0) {
       train_options.keep_going = [&](const models::Classifier& m, int epoch) {
-        const double acc = train::accuracy(m, validation, train::kEvalBatchSize);
+        const double acc = train::accuracy(
+            m, validation, train::default_eval_batch_size(validation.images.device()));
         if (acc > best_acc) {
           best_acc = acc;
           best_state = copy_state(m);
@@ -148,7 +149,8 @@ FinetuneResult finetune(const models::Classifier& model, const models::ModelSpec
     }
     if (!best_state.empty()) restore_state(trial.model, best_state);
     if (validation.size() > 0)
-      trial.val_acc = train::accuracy(trial.model, validation, train::kEvalBatchSize);
+      trial.val_acc = train::accuracy(trial.model, validation,
+                                      train::default_eval_batch_size(validation.images.device()));
     return trial;
   };
 
@@ -163,7 +165,8 @@ FinetuneResult finetune(const models::Classifier& model, const models::ModelSpec
     return result;
   }
   if (validation.size() == 0) throw UserError("--lr auto needs a validation split");
-  const double baseline = train::accuracy(model, validation, train::kEvalBatchSize);
+  const double baseline = train::accuracy(
+      model, validation, train::default_eval_batch_size(validation.images.device()));
   LrSearchResult found = search_lr(options.lr_search, baseline, run, log);
   if (found.chosen.diverged) {
     throw UserError(options.train.label + ": training diverged at every learning rate tried");

@@ -1,4 +1,9 @@
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+
 #include "nad/attacks/clean_label.h"
+#include "nad/attacks/refool.h"
 #include "nad/attacks/trojan.h"
 #include "nad/dist/process_group.h"
 #include "nad/io/checkpoint.h"
@@ -19,22 +24,20 @@ nlohmann::json AttackPrepConfig::to_json() const {
 
 namespace {
 
-// The clean model Trojan and CL work from: --clean-model, or one trained here on the clean
-// training set (saved as clean_model.pt in the output folder).
-models::Classifier clean_model_for(RunContext& context, const AttackPrepConfig& prep,
-                                   const std::string& arch, const CommonConfig& common,
-                                   const std::string& purpose, nlohmann::json& record) {
-  if (!prep.clean_model.empty()) {
-    io::LoadedModel loaded = load_model_for(prep.clean_model, context, "--clean-model");
-    record["clean_model"] = prep.clean_model;
-    return loaded.model;
-  }
+// A model trained here for `prep.epochs` on `train` (the clean training set for Trojan and CL,
+// the candidates' poisoned one for Refool's selection), saved in the output folder as
+// `name`.pt and recorded under `name`; its training is resumable (state key "prep").
+models::Classifier train_prep_model(RunContext& context, const AttackPrepConfig& prep,
+                                    const std::string& arch, const CommonConfig& common,
+                                    const data::Dataset& train, const std::string& purpose,
+                                    const std::string& name, nlohmann::json& record) {
   const data::DatasetPair& data = context.data;
   if (prep.epochs < 1) throw UserError("--prep-epochs must be at least 1 (or give --clean-model)");
   models::ModelSpec spec{arch, data.train.channels(), data.num_classes(), data.train.height(),
                          data.train.width()};
-  context.log("training a clean " + arch + " for " + std::to_string(prep.epochs) + " epochs " +
-              purpose + " ...");
+  const std::string file_name = name + ".pt";
+  context.log("training a " + std::string(name == "clean_model" ? "clean " : "") + arch + " for " +
+              std::to_string(prep.epochs) + " epochs " + purpose + " ...");
   torch::manual_seed(common.seed + 1);
   models::Classifier model = models::create_model(spec);
   train::TrainOptions options;
@@ -49,18 +52,93 @@ models::Classifier clean_model_for(RunContext& context, const AttackPrepConfig& 
   options.state = context.state;
   options.state_key = "prep";
   options.label = "prep";
-  train::Evaluator clean_only(data.test, nullptr, context.device, common.eval_batch_size);
+  train::Evaluator clean_only(data.test, nullptr, context.device, context.eval_batch_size);
   std::vector<train::EpochRecord> records = train::train_model(
-      model, data.train, options, [&](const models::Classifier& m) { return clean_only(m); });
+      model, train, options, [&](const models::Classifier& m) { return clean_only(m); });
   const double accuracy = records.empty() ? 0 : records.back().metrics.clean_acc;
-  io::save_checkpoint(context.out / "clean_model.pt", model, spec);
-  context.log("clean model: ACC " + std::to_string(accuracy).substr(0, 5) +
-              "%, saved as clean_model.pt");
-  record["clean_model"] = "clean_model.pt";
-  record["clean_model_epochs"] = prep.epochs;
-  record["clean_model_arch"] = arch;
-  record["clean_model_acc"] = accuracy;
+  io::save_checkpoint(context.out / file_name, model, spec);
+  std::string label = name;  // "clean model", "selection model"
+  std::replace(label.begin(), label.end(), '_', ' ');
+  context.log(label + ": ACC " + std::to_string(accuracy).substr(0, 5) + "%, saved as " +
+              file_name);
+  record[name] = file_name;
+  record[name + "_epochs"] = prep.epochs;
+  record[name + "_arch"] = arch;
+  record[name + "_acc"] = accuracy;
   return model;
+}
+
+// The clean model Trojan and CL work from: --clean-model, or one trained here on the clean
+// training set (saved as clean_model.pt in the output folder).
+models::Classifier clean_model_for(RunContext& context, const AttackPrepConfig& prep,
+                                   const std::string& arch, const CommonConfig& common,
+                                   const std::string& purpose, nlohmann::json& record) {
+  if (!prep.clean_model.empty()) {
+    io::LoadedModel loaded = load_model_for(prep.clean_model, context, "--clean-model");
+    record["clean_model"] = prep.clean_model;
+    return loaded.model;
+  }
+  return train_prep_model(context, prep, arch, common, context.data.train, purpose, "clean_model",
+                          record);
+}
+
+// Refool's adversarial selection: a model trained on data poisoned with all candidate
+// reflections scores each of them on 128 non-target training images; the best K stay in the
+// attack and are saved as OUT/reflections/NNN.png (best first), which later commands take with
+// --reflections.
+nlohmann::json select_reflections(RunContext& context, attacks::Refool& refool,
+                                  attacks::AttackOptions& attack_options,
+                                  const AttackPrepConfig& prep, const std::string& arch,
+                                  const CommonConfig& common) {
+  const data::Dataset& train = context.data.train;
+  const int64_t candidates = refool.reflections().size(0);
+  const int64_t keep = attack_options.reflection_select;
+  nlohmann::json record = nlohmann::json::object();
+  const attacks::PoisonedSet poisoned = refool.poison(train, common.seed);
+  models::Classifier model = train_prep_model(
+      context, prep, arch, common, poisoned.data,
+      "on data poisoned with " + std::to_string(candidates) + " candidate reflections",
+      "selection_model", record);
+
+  torch::Tensor others = torch::nonzero(train.labels.cpu() != attack_options.target).flatten();
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(common.seed + 2);
+  torch::Tensor rows = others.index_select(
+      0, torch::randperm(others.size(0), generator, torch::kLong).slice(0, 0, 128));
+  const torch::Tensor probe = train.images.cpu().index_select(0, rows);
+  context.log("scoring " + std::to_string(candidates) + " reflections on " +
+              std::to_string(probe.size(0)) + " non-target images ...");
+  const torch::Tensor scores =
+      attacks::score_reflections(model, refool, probe, context.device, context.eval_batch_size);
+  const torch::Tensor order = std::get<1>(scores.sort(/*stable=*/true, 0, /*descending=*/true));
+  const torch::Tensor kept = order.slice(0, 0, keep);
+  refool.keep_reflections(kept);
+
+  const auto folder = context.out / "reflections";
+  std::filesystem::create_directories(folder);
+  for (int64_t i = 0; i < keep; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof name, "%03lld.png", static_cast<long long>(i));
+    io::write_png(folder / name, refool.reflections()[i]);
+  }
+  dist::barrier();  // in a distributed run every rank then reads what rank 0 wrote
+  attack_options.reflections_dir = folder.string();
+  const torch::Tensor kept_scores = scores.index_select(0, kept);
+  char line[200];
+  std::snprintf(line, sizeof line,
+                "kept %lld of %lld reflections: mean target probability %.3f (best %.3f), "
+                "against %.3f over all; saved in reflections/",
+                static_cast<long long>(keep), static_cast<long long>(candidates),
+                kept_scores.mean().item<double>(), kept_scores.max().item<double>(),
+                scores.mean().item<double>());
+  context.log(line);
+  record["reflection_candidates"] = candidates;
+  record["reflections_kept"] = keep;
+  record["reflections"] = "reflections";
+  record["score_kept_mean"] = kept_scores.mean().item<double>();
+  record["score_all_mean"] = scores.mean().item<double>();
+  // The evaluator measures ASR with the kept reflections from here on.
+  set_attack(context, std::move(context.attack));
+  return record;
 }
 
 }  // namespace
@@ -68,6 +146,11 @@ models::Classifier clean_model_for(RunContext& context, const AttackPrepConfig& 
 nlohmann::json prepare_attack(RunContext& context, attacks::AttackOptions& attack_options,
                               const AttackPrepConfig& prep, const std::string& run_arch,
                               const CommonConfig& common) {
+  if (auto* refool = dynamic_cast<attacks::Refool*>(context.attack.get());
+      refool && refool->needs_selection()) {
+    return select_reflections(context, *refool, attack_options, prep,
+                              prep.arch.empty() ? run_arch : prep.arch, common);
+  }
   const bool make_trigger = attack_options.name == "trojan" && !context.attack;
   auto* clean_label = dynamic_cast<attacks::CleanLabel*>(context.attack.get());
   const bool needs_model = make_trigger || (clean_label && !clean_label->has_clean_model());
@@ -106,10 +189,8 @@ nlohmann::json prepare_attack(RunContext& context, attacks::AttackOptions& attac
     record["activation_clean"] = trigger.activation_clean;
     record["activation_triggered"] = trigger.activation_triggered;
     const auto& test = data.test;
-    set_attack(context,
-               attacks::create_attack(attack_options, test.height(), test.width(), test.channels(),
-                                      data.num_classes()),
-               common.eval_batch_size);
+    set_attack(context, attacks::create_attack(attack_options, test.height(), test.width(),
+                                               test.channels(), data.num_classes()));
   } else {
     clean_label->set_clean_model(model, context.device);
   }

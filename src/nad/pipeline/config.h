@@ -20,8 +20,8 @@ struct CommonConfig {
   int threads = 0;  // 0: all cores
   std::string device = "cpu";
   std::string out;
-  std::string resume;  // --resume DIR: continue the interrupted run in DIR
-  int64_t eval_batch_size = train::kEvalBatchSize;
+  std::string resume;              // --resume DIR: continue the interrupted run in DIR
+  int64_t eval_batch_size = 0;     // 0: train::default_eval_batch_size(device)
   std::string precision = "fp32";  // fp32 | bf16
   bool channels_last = true;
   double dist_timeout = 300;  // seconds: how long a rank waits for the others

@@ -97,7 +97,9 @@ void check_common_options(const CommonConfig& config) {
   if (attack.label_mode == attacks::LabelMode::kAllToOne && attack.target < 0) {
     throw UserError("--target must be a class number >= 0, not " + std::to_string(attack.target));
   }
-  if (config.eval_batch_size < 1) throw UserError("--eval-batch-size must be positive");
+  if (config.eval_batch_size < 0) {
+    throw UserError("--eval-batch-size must be positive (or 0: the device's default)");
+  }
   if (config.threads < 0) throw UserError("--threads must be >= 0");
   parse_device(config.device);
   parse_precision(config.precision);
@@ -125,7 +127,12 @@ void check_resume_folder(const std::string& out, const std::string& resume) {
 void set_command_line(std::vector<std::string> args) { process_command_line = std::move(args); }
 const std::vector<std::string>& command_line() { return process_command_line; }
 
-RunContext open_run(const CommonConfig& config, bool defer_trojan, bool resumable) {
+RunContext open_run(const CommonConfig& config, bool prepares_attack, bool resumable) {
+  if (config.attack.name == "refool" && config.attack.reflection_select > 0 && !prepares_attack) {
+    throw UserError(
+        "--reflection-select picks reflections while training (train, poison); here give the "
+        "chosen ones with --reflections TRAIN_OUT/reflections");
+  }
   RunContext context;
   context.quiet = config.quiet;
   if (!config.resume.empty() && !resumable) {
@@ -170,6 +177,9 @@ RunContext open_run(const CommonConfig& config, bool defer_trojan, bool resumabl
   const torch::Device requested = parse_device(config.device);
   dist::init(dist_options, requested);
   context.device = dist::local_device(requested);
+  context.eval_batch_size = config.eval_batch_size > 0
+                                ? config.eval_batch_size
+                                : train::default_eval_batch_size(context.device);
   configure_compute(config, context);
 
   context.log("loading " + config.dataset.name + " ...");
@@ -180,20 +190,19 @@ RunContext open_run(const CommonConfig& config, bool defer_trojan, bool resumabl
               std::to_string(test.width()) + "x" + std::to_string(test.channels()) + ", " +
               std::to_string(context.data.num_classes()) + " classes");
   std::unique_ptr<attacks::Attack> attack;
-  if (!(defer_trojan && config.attack.name == "trojan" && config.attack.trigger_file.empty())) {
+  if (!(prepares_attack && config.attack.name == "trojan" && config.attack.trigger_file.empty())) {
     attack = attacks::create_attack(config.attack, test.height(), test.width(), test.channels(),
                                     context.data.num_classes());
   }
-  set_attack(context, std::move(attack), config.eval_batch_size);
+  set_attack(context, std::move(attack));
   return context;
 }
 
-void set_attack(RunContext& context, std::unique_ptr<attacks::Attack> attack,
-                int64_t eval_batch_size) {
+void set_attack(RunContext& context, std::unique_ptr<attacks::Attack> attack) {
   context.attack = std::move(attack);
   if (context.attack) context.attack->prepare(context.data.train);
   context.evaluator = std::make_unique<train::Evaluator>(context.data.test, context.attack.get(),
-                                                         context.device, eval_batch_size);
+                                                         context.device, context.eval_batch_size);
 }
 
 nlohmann::json ModelFileOptions::to_json() const {

@@ -26,6 +26,7 @@ struct RunContext {
   // out/state: the training loops' resumable states, removed when the run completes.
   std::shared_ptr<const train::StateStore> state;
   bool resuming = false;  // --resume: config.json must match, states are continued
+  int64_t eval_batch_size = train::kEvalBatchSize;  // --eval-batch-size, or the device's default
 
   double seconds() const;
   void log(const std::string& line) const;
@@ -33,11 +34,13 @@ struct RunContext {
 };
 
 torch::Device parse_device(const std::string& text);
-// Loads the data and builds the attack. With `defer_trojan` a trojan attack without
-// --trigger-file is left unbuilt (context.attack empty) for prepare_attack to make.
+// Loads the data and builds the attack. `prepares_attack`: the run calls prepare_attack next
+// (train, poison), so a trojan attack without --trigger-file is left unbuilt (context.attack
+// empty) for it to make, and Refool's --reflection-select is allowed.
 // `resumable` runs (train and the defenses) keep their training loops' states in out/state and
 // accept --resume; a fresh run refuses a folder that holds an interrupted one.
-RunContext open_run(const CommonConfig& config, bool defer_trojan = false, bool resumable = false);
+RunContext open_run(const CommonConfig& config, bool prepares_attack = false,
+                    bool resumable = false);
 
 // Option checks that need no data, run before anything is loaded: a mistake costs nothing.
 void check_common_options(const CommonConfig& config);
@@ -51,8 +54,7 @@ void check_resume_folder(const std::string& out, const std::string& resume);
 void configure_compute(const CommonConfig& config, const RunContext& context);
 
 // Replaces the attack and the evaluator that measures ASR with it.
-void set_attack(RunContext& context, std::unique_ptr<attacks::Attack> attack,
-                int64_t eval_batch_size);
+void set_attack(RunContext& context, std::unique_ptr<attacks::Attack> attack);
 
 // Makes what the attack needs before poisoning (see AttackPrepConfig), updating
 // `attack_options` (the trojan trigger file) and context.attack; returns a record for

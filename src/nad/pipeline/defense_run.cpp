@@ -38,7 +38,7 @@ DefenseSetup prepare_defense(const DefenseConfig& config, bool needs_holdout) {
   }
   train::check_loop_options(config.epochs, config.batch_size, parse_lr(config.lr));
   DefenseSetup s{
-      open_run(config.common, /*defer_trojan=*/false, /*resumable=*/true), {}, {}, {}, {}, {}};
+      open_run(config.common, /*prepares_attack=*/false, /*resumable=*/true), {}, {}, {}, {}, {}};
   s.model = load_model_for(config.model, s.context, "--model", config.model_options);
 
   // The paper code's schedule is a fixed recipe: lr 0.1 (unless given), then / 10 at epoch 2.

@@ -59,7 +59,7 @@ nlohmann::json run_poison(const PoisonConfig& config) {
     throw UserError("nad poison needs an --attack");
   }
   if (config.pairs_per_row < 1) throw UserError("--sample-pairs must be at least 1");
-  RunContext context = open_run(config.common, /*defer_trojan=*/true);
+  RunContext context = open_run(config.common, /*prepares_attack=*/true);
   const data::DatasetPair& data = context.data;
   CommonConfig common = config.common;
   const std::string prep_arch = data.train.channels() == 1 ? "mnist-cnn" : "wrn-16-1";

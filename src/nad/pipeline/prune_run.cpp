@@ -29,7 +29,7 @@ nlohmann::json run_prune(const PruneConfig& config) {
   options.max_acc_drop = config.max_acc_drop;
   options.prune_ratio = config.prune_ratio;
   options.curve_points = config.curve_points;
-  options.batch_size = config.defense.common.eval_batch_size;
+  options.batch_size = s.context.eval_batch_size;
   defenses::PruneResult pruned = defenses::prune_channels(s.model.model, s.model.spec, s.clean,
                                                           options, s.context.device, evaluate, log);
   const int64_t channels = pruned.keep.size(0);

@@ -15,7 +15,7 @@ nlohmann::json run_train(const TrainConfig& config) {
   models::check_arch(config.arch);
   train::check_loop_options(config.epochs, config.batch_size, config.lr);
   if (!config.prep.clean_model.empty()) check_model_file(config.prep.clean_model, "--clean-model");
-  RunContext context = open_run(config.common, /*defer_trojan=*/true, /*resumable=*/true);
+  RunContext context = open_run(config.common, /*prepares_attack=*/true, /*resumable=*/true);
   const data::DatasetPair& data = context.data;
   // The trojan trigger made here is recorded in the configuration as the file it went to.
   CommonConfig common = config.common;

@@ -2,6 +2,7 @@
 
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <type_traits>
 
 #include "nad/io/torch_file.h"
@@ -39,7 +40,10 @@ template <typename Map>
 typename Map::key_type state_key(const Map&, const torch::Tensor& parameter) {
   using Key = typename Map::key_type;
   if constexpr (std::is_same_v<Key, std::string>) {
-    return c10::guts::to_string(parameter.unsafeGetTensorImpl());
+    // As 1.x's optimizers write it (c10::guts::to_string, gone in 2.x): the pointer streamed.
+    std::ostringstream key;
+    key << parameter.unsafeGetTensorImpl();
+    return key.str();
   } else {
     return static_cast<Key>(parameter.unsafeGetTensorImpl());
   }
