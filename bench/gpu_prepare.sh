@@ -15,7 +15,7 @@ mkdir -p "$deps/include" "$deps/share/cmake" "$lib/cmake"
 cp -r /usr/include/{stb,nlohmann,CLI,gtest,gmock,zlib.h,zconf.h} "$deps/include/"
 cp -r /usr/share/cmake/{CLI11,nlohmann_json} "$deps/share/cmake/"
 cp -r /usr/lib/x86_64-linux-gnu/cmake/GTest "$lib/cmake/"
-cp /usr/lib/x86_64-linux-gnu/{libgtest.a,libgtest_main.a,libz.a} "$lib/"
+cp /usr/lib/x86_64-linux-gnu/{libgtest.a,libgtest_main.a,libgmock.a,libgmock_main.a,libz.a} "$lib/"
 cp -L /usr/lib/x86_64-linux-gnu/libstb.so.0 "$lib/"
 ln -sf libstb.so.0 "$lib/libstb.so"
 if [ ! -f .gpu/cifar10.tar.gz ]; then

@@ -14,7 +14,7 @@
 # Debian), as the GPU machine has neither them nor a network.
 #
 # Environment: OUT, RUNS, BUDGET (seconds for the whole script, default 560), PHASE (all |
-# refool), DEVICE (default cuda), BUILD_DIR (default build-cuda), SKIP_BUILD (1: use BUILD_DIR
+# refool | protocol), BADNETS_EPOCHS (protocol phase, default 6), DEVICE (default cuda), BUILD_DIR (default build-cuda), SKIP_BUILD (1: use BUILD_DIR
 # as it is), REPEATS (default 3), DATA_DIR (default .gpu/cifar10), REFOOL_EPOCHS (default 40).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -107,19 +107,7 @@ wait_refool() {
 }
 refool_pids=()
 
-if [ "$PHASE" = refool ]; then
-  [ -n "${untar:-}" ] && wait "$untar"
-  start_refool
-  wait_refool
-  log "done"
-  exit 0
-fi
-
-{ nvidia-smi 2>&1 | head -15; g++ --version | head -1; cmake --version | head -1
-  python3 -c 'import torch;print("torch", torch.__version__, torch.version.cuda)' 2>&1; nproc; } \
-  >"$RES/machine.txt" 2>&1
-
-if [ "$SKIP_BUILD" != 1 ]; then
+build_tools() {  # configures and builds nad and nad_bench (with NCCL if it compiles)
   TORCH_PREFIX=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
   generator=()
   if command -v ninja >/dev/null; then generator=(-G Ninja); fi
@@ -143,7 +131,53 @@ if [ "$SKIP_BUILD" != 1 ]; then
       { log "build failed"; grep -B2 -A6 "error" "$OUT/build.log" | head -60; exit 1; }
   fi
   log "built"
+}
+
+# PHASE=protocol: the exit check, the BadNets model and its teacher, and the NAD protocol,
+# on a fresh machine (a shorter second call).
+if [ "$PHASE" = protocol ]; then
+  [ "$SKIP_BUILD" != 1 ] && build_tools
+  [ -n "${untar:-}" ] && wait "$untar"
+  small=(train --dataset cifar10 --data-dir "$DATA_DIR" --arch wrn-16-1 --epochs 1 --device "$DEVICE"
+         --attack badnets --target 5 --quiet)
+  "$NAD" "${small[@]}" --out "$RUNS/exit-check" >"$OUT/exit-check.log" 2>&1
+  rc=$?
+  log "exit check: nad train rc $rc"
+  if [ $rc != 0 ] && command -v cuda-gdb >/dev/null; then
+    cuda-gdb -q -batch -ex run -ex bt --args "$NAD" "${small[@]}" --out "$RUNS/exit-check-gdb" \
+      >"$OUT/backtrace.log" 2>&1
+    log "backtrace: $(grep -m8 '^#' "$OUT/backtrace.log" | tr '\n' ' ')"
+  fi
+  log "attacks.sh badnets, ${BADNETS_EPOCHS:-6} epochs"
+  NAD=$NAD DATA_DIR=$DATA_DIR OUT=$RUNS/attacks RUNS=$RUNS/attacks RESULTS=$RES/attacks.json \
+    DEVICE=$DEVICE PRECISION=bf16 EPOCHS=${BADNETS_EPOCHS:-6} bench/attacks.sh badnets \
+    >>"$OUT/attacks.log" 2>&1 || log "attacks.sh failed"
+  log "badnets: $(cat "$RUNS"/attacks/badnets/*.seconds 2>/dev/null | tr '\n' ' ')s"
+  for precision in bf16 fp32; do
+    [ "$(left)" -gt 40 ] || break
+    log "bench eval,nad-protocol $precision"
+    "$BENCH" --workload nad-protocol,eval --device "$DEVICE" --precision "$precision" \
+      --repeats "$REPEATS" --data-dir "$DATA_DIR" --model "$RUNS/attacks/badnets/train/model.pt" \
+      --teacher "$RUNS/attacks/badnets/erase/teacher.pt" --out "$RES/bench" >>"$OUT/bench.log" 2>&1 ||
+      log "bench failed"
+  done
+  grep -E "median" "$OUT/bench.log" | tee -a "$OUT/steps.log"
+  log "done"
+  exit 0
 fi
+if [ "$PHASE" = refool ]; then
+  [ -n "${untar:-}" ] && wait "$untar"
+  start_refool
+  wait_refool
+  log "done"
+  exit 0
+fi
+
+{ nvidia-smi 2>&1 | head -15; g++ --version | head -1; cmake --version | head -1
+  python3 -c 'import torch;print("torch", torch.__version__, torch.version.cuda)' 2>&1; nproc; } \
+  >"$RES/machine.txt" 2>&1
+
+[ "$SKIP_BUILD" != 1 ] && build_tools
 [ -n "${untar:-}" ] && wait "$untar"
 log "data: $(ls "$DATA_DIR/train" | wc -l) classes"
 

@@ -10,6 +10,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "nad/util/files.h"
+
 namespace nad::test {
 
 // A fresh directory under ::testing::TempDir(), unique per process and test, removed when the
@@ -27,7 +29,7 @@ class TempDir {
     }
     path_ = std::filesystem::path(::testing::TempDir()) /
             (label + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    std::filesystem::remove_all(path_);
+    remove_tree(path_);
     std::filesystem::create_directories(path_);
   }
   // NAD_KEEP_TEST_DIRS=1 keeps the folder, to inspect what a failing test wrote.
@@ -35,8 +37,7 @@ class TempDir {
     if (const char* keep = std::getenv("NAD_KEEP_TEST_DIRS"); keep && std::string(keep) == "1") {
       return;
     }
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
+    remove_tree(path_);
   }
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;

@@ -302,8 +302,7 @@ void write_run_files(const RunContext& context, const nlohmann::json& config,
   // summary.json last: its presence marks the run finished.
   io::write_json(context.out / "summary.json", complete);
   if (dist::is_main()) {
-    std::error_code ignored;
-    fs::remove_all(context.out / "state", ignored);
+    remove_tree(context.out / "state");
   }
   current_run.clear();
 }

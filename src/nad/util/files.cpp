@@ -1,9 +1,12 @@
 #include "nad/util/files.h"
 
 #include <fcntl.h>
+#include <ftw.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 
 #include <cstring>
 #include <fstream>
@@ -77,6 +80,16 @@ void ensure_directory(const fs::path& path) {
     throw UserError("cannot create directory '" + path.string() + "'" +
                     (ec ? ": " + ec.message() : ""));
   }
+}
+
+bool remove_tree(const std::filesystem::path& path) {
+  struct stat info;
+  if (::lstat(path.c_str(), &info) != 0) return errno == ENOENT;
+  auto remove_one = [](const char* entry, const struct stat*, int, struct FTW*) -> int {
+    return std::remove(entry) == 0 || errno == ENOENT ? 0 : -1;
+  };
+  // Depth first (children before their folder), physical (links removed, not followed).
+  return ::nftw(path.c_str(), remove_one, 16, FTW_DEPTH | FTW_PHYS) == 0;
 }
 
 }  // namespace nad

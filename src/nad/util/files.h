@@ -20,4 +20,9 @@ void set_file_writes_enabled(bool enabled);
 // Creates the directory (and parents); throws UserError when it cannot.
 void ensure_directory(const std::filesystem::path& path);
 
+// Removes a file or a directory tree, never following links; a missing path is fine. Returns
+// false when something could not be removed. (POSIX nftw, not std::filesystem::remove_all:
+// built with GCC 13 against the CUDA LibTorch, remove_all crashed at the end of every run.)
+bool remove_tree(const std::filesystem::path& path);
+
 }  // namespace nad
