@@ -30,16 +30,22 @@ TEST(Schedule, LearningRatesPerEpoch) {
   EXPECT_THROW(parse_schedule("linear"), UserError);
 }
 
-TEST(Trainer, LearnsASimpleTaskReproducibly) {
-  torch::manual_seed(0);
-  data::Dataset train = test::brightness_task(256);
-  models::ModelSpec spec{"mnist-cnn", 1, 2, 8, 8};
+// Three quiet epochs of mnist-cnn on test::brightness_task, which learn it.
+TrainOptions brightness_options() {
   TrainOptions o;
   o.epochs = 3;
   o.batch_size = 32;
   o.lr = 0.05;
   o.augment.crop_padding = 1;
   o.quiet = true;
+  return o;
+}
+
+TEST(Trainer, LearnsASimpleTaskReproducibly) {
+  torch::manual_seed(0);
+  data::Dataset train = test::brightness_task(256);
+  models::ModelSpec spec{"mnist-cnn", 1, 2, 8, 8};
+  TrainOptions o = brightness_options();
   torch::manual_seed(5);
   models::Classifier a = models::create_model(spec);
   auto records = train_model(a, train, o, [&](const models::Classifier& m) {
@@ -93,12 +99,7 @@ TEST(TrainerCuda, TrainsLikeTheCpu) {
   const data::Dataset train = test::brightness_task(256);
   const data::Dataset train_on_gpu{train.images.to(torch::kCUDA), train.labels.to(torch::kCUDA)};
   const models::ModelSpec spec{"mnist-cnn", 1, 2, 8, 8};
-  TrainOptions o;
-  o.epochs = 3;
-  o.batch_size = 32;
-  o.lr = 0.05;
-  o.augment.crop_padding = 1;
-  o.quiet = true;
+  TrainOptions o = brightness_options();
   torch::manual_seed(5);
   models::Classifier on_cpu = models::create_model(spec);
   torch::manual_seed(5);
@@ -128,11 +129,7 @@ TEST(TrainerCuda, Bf16AutocastLearnsTheTask) {
   ComputeOptions bf16;
   bf16.precision = Precision::kBf16;
   set_compute_options(bf16);
-  TrainOptions o;
-  o.epochs = 3;
-  o.batch_size = 32;
-  o.lr = 0.05;
-  o.quiet = true;
+  TrainOptions o = brightness_options();
   o.device = torch::kCUDA;
   torch::manual_seed(5);
   models::Classifier model = models::create_model({"mnist-cnn", 1, 2, 8, 8});
