@@ -36,7 +36,7 @@ void add_common_options(CLI::App& app, pipeline::CommonConfig& config, bool need
                  "keep images, features and convolution weights in N x H x W x C order")
       ->capture_default_str();
   app.add_option("--eval-batch-size", config.eval_batch_size,
-                 "batch size for evaluation (0: 64 on the CPU, 1024 on CUDA)")
+                 "batch size for evaluation (default: 64 on the CPU, 1024 on CUDA)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--dist-timeout", config.dist_timeout,

@@ -84,21 +84,18 @@ void Refool::keep_reflections(const torch::Tensor& rows) {
 }
 
 torch::Tensor Refool::apply(const torch::Tensor& images) const {
-  if (!reflections_.defined()) {
-    throw std::logic_error("Refool::apply before prepare(): no reflection images");
-  }
   return blend(images, torch::Tensor());
 }
 
 torch::Tensor Refool::apply_reflection(const torch::Tensor& images, int64_t reflection) const {
-  if (!reflections_.defined()) {
-    throw std::logic_error("Refool::apply_reflection before prepare(): no reflection images");
-  }
   return blend(images, torch::full({images.size(0)}, reflection, torch::kLong));
 }
 
 // `picks`: the pool row of each image; undefined: drawn at random.
 torch::Tensor Refool::blend(const torch::Tensor& images, const torch::Tensor& picks) const {
+  if (!reflections_.defined()) {
+    throw std::logic_error("Refool: reflections used before prepare()");
+  }
   const int64_t count = images.size(0);
   const int64_t height = images.size(1);
   torch::Tensor source = images.cpu().to(torch::kFloat).div(255);

@@ -123,19 +123,20 @@ nlohmann::json select_reflections(RunContext& context, attacks::Refool& refool,
   dist::barrier();  // in a distributed run every rank then reads what rank 0 wrote
   attack_options.reflections_dir = folder.string();
   const torch::Tensor kept_scores = scores.index_select(0, kept);
+  const double kept_mean = kept_scores.mean().item<double>();
+  const double all_mean = scores.mean().item<double>();
   char line[200];
   std::snprintf(line, sizeof line,
                 "kept %lld of %lld reflections: mean target probability %.3f (best %.3f), "
                 "against %.3f over all; saved in reflections/",
-                static_cast<long long>(keep), static_cast<long long>(candidates),
-                kept_scores.mean().item<double>(), kept_scores.max().item<double>(),
-                scores.mean().item<double>());
+                static_cast<long long>(keep), static_cast<long long>(candidates), kept_mean,
+                kept_scores.max().item<double>(), all_mean);
   context.log(line);
   record["reflection_candidates"] = candidates;
   record["reflections_kept"] = keep;
   record["reflections"] = "reflections";
-  record["score_kept_mean"] = kept_scores.mean().item<double>();
-  record["score_all_mean"] = scores.mean().item<double>();
+  record["score_kept_mean"] = kept_mean;
+  record["score_all_mean"] = all_mean;
   // The evaluator measures ASR with the kept reflections from here on.
   set_attack(context, std::move(context.attack));
   return record;

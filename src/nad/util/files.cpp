@@ -7,7 +7,6 @@
 
 #include <cerrno>
 #include <cstdio>
-
 #include <cstring>
 #include <fstream>
 #include <random>
