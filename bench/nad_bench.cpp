@@ -52,6 +52,7 @@ struct BenchConfig {
   int64_t target = 5;
   std::string precision = "fp32";
   bool channels_last = true;
+  bool split_eval = true;  // CPU evaluation batches split over single-threaded workers
   int threads = 0;
   std::string device = "cpu";
   int repeats = 3;
@@ -322,6 +323,7 @@ int run(const BenchConfig& config) {
   compute.precision = nad::parse_precision(config.precision);
   compute.channels_last = config.channels_last;
   nad::set_compute_options(compute);
+  nad::enable_single_thread_workers(config.split_eval);
   const int threads = at::get_num_threads();
 
   const auto load_start = Clock::now();
@@ -378,6 +380,7 @@ int run(const BenchConfig& config) {
         {"device", s.device.str()},
         {"precision", config.precision},
         {"channels_last", config.channels_last},
+        {"split_eval", config.split_eval},
         {"eval_batch_size", s.config.eval_batch_size},
         {"seed", config.seed},
         {"model", workload == "train-epoch" ? json("wrn-16-1 (fresh)") : json(config.model)},
@@ -421,6 +424,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--precision", config.precision, "fp32 | bf16")->capture_default_str();
   app.add_option("--channels-last", config.channels_last, "channels-last memory format")
+      ->capture_default_str();
+  app.add_option("--split-eval", config.split_eval,
+                 "CPU evaluation: each thread runs its share of the batches single-threaded")
       ->capture_default_str();
   app.add_option("--threads", config.threads, "CPU threads (0: all cores)")->capture_default_str();
   app.add_option("--device", config.device, "cpu or cuda[:N]")->capture_default_str();

@@ -10,6 +10,9 @@ if [ "${1:-}" = fuzz ]; then packages+=(clang libclang-rt-14-dev); fi
 # parity for the ResNet-18s, export round trip) run instead of being skipped. Never a runtime
 # dependency of nad.
 if [ "${1:-}" = test ]; then packages+=(python3-torch); fi
+# `scripts/setup.sh bench`: what the benchmark scripts' helpers need (bench/natural_reflections.sh
+# cuts Refool reflections from photographs with Pillow).
+if [ "${1:-}" = bench ]; then packages+=(python3-pil python3-numpy); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,10 +1,12 @@
 #include "nad/train/evaluate.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "nad/data/augment.h"
 #include "nad/dist/process_group.h"
 #include "nad/util/compute.h"
+#include "nad/util/threads.h"
 
 namespace nad::train {
 
@@ -27,20 +29,49 @@ std::string Metrics::summary() const {
   return buffer;
 }
 
+namespace {
+
+// Predicted labels of images[begin, end) in batches, in the calling thread.
+torch::Tensor predict_range(const models::Classifier& model, const torch::Tensor& images,
+                            int64_t begin, int64_t end, int64_t batch_size) {
+  torch::InferenceMode guard;
+  AutocastScope autocast(images.device());
+  std::vector<torch::Tensor> predictions;
+  for (int64_t start = begin; start < end; start += batch_size) {
+    torch::Tensor batch = data::to_input(images.slice(0, start, std::min(end, start + batch_size)));
+    predictions.push_back(model->forward(batch).logits.argmax(1));
+  }
+  if (predictions.empty()) return torch::empty({0}, torch::kLong);
+  return torch::cat(predictions);
+}
+
+}  // namespace
+
 torch::Tensor predict(const models::Classifier& model, const torch::Tensor& images,
                       int64_t batch_size) {
   const bool was_training = model->is_training();
   model->eval();
-  torch::InferenceMode guard;
-  AutocastScope autocast(images.device());
-  std::vector<torch::Tensor> predictions;
-  for (int64_t start = 0; start < images.size(0); start += batch_size) {
-    torch::Tensor batch = data::to_input(images.slice(0, start, start + batch_size));
-    predictions.push_back(model->forward(batch).logits.argmax(1));
+  const int64_t count = images.size(0);
+  const int64_t batches = (count + batch_size - 1) / batch_size;
+  const int64_t workers =
+      images.device().is_cpu() ? std::min<int64_t>(single_thread_workers(), batches) : 1;
+  torch::Tensor predicted;
+  if (workers <= 1) {
+    predicted = predict_range(model, images, 0, count, batch_size);
+  } else {
+    // Small convolutions split poorly over cores; whole batches split perfectly, so on the
+    // CPU each core runs its share of the batches single-threaded (the model is only read in
+    // eval mode). The batches are the same as with one thread.
+    std::vector<torch::Tensor> parts(static_cast<size_t>(workers));
+    run_single_threaded(workers, [&](int64_t w) {
+      const int64_t begin = std::min(count, batches * w / workers * batch_size);
+      const int64_t end = std::min(count, batches * (w + 1) / workers * batch_size);
+      parts[static_cast<size_t>(w)] = predict_range(model, images, begin, end, batch_size);
+    });
+    predicted = torch::cat(parts);
   }
   model->train(was_training);
-  if (predictions.empty()) return torch::empty({0}, torch::kLong);
-  return torch::cat(predictions);
+  return predicted;
 }
 
 namespace {
