@@ -1,22 +1,17 @@
-// predict and Evaluator: the CPU's batches split over single-threaded workers give the labels
-// one thread gives, and the metrics count what they say.
+// predict: the CPU's batches split over single-threaded workers give the labels one thread
+// gives, and the model keeps its mode.
 #include "nad/train/evaluate.h"
 
 #include <gtest/gtest.h>
 
-#include "nad/attacks/attack.h"
 #include "nad/data/augment.h"
 #include "nad/models/classifier.h"
+#include "support/thread_count.h"
 
 namespace nad::train {
 namespace {
 
-class Evaluate : public ::testing::Test {
- protected:
-  void SetUp() override { saved_ = at::get_num_threads(); }
-  void TearDown() override { at::set_num_threads(saved_); }
-  int saved_ = 1;
-};
+using Evaluate = KeepsThreadCount;
 
 models::Classifier random_wrn() {
   torch::manual_seed(3);

@@ -11,16 +11,12 @@
 #include <thread>
 #include <vector>
 
+#include "support/thread_count.h"
+
 namespace nad {
 namespace {
 
-// Restores the thread count the suite started with.
-class Threads : public ::testing::Test {
- protected:
-  void SetUp() override { saved_ = at::get_num_threads(); }
-  void TearDown() override { at::set_num_threads(saved_); }
-  int saved_ = 1;
-};
+using Threads = KeepsThreadCount;
 
 TEST_F(Threads, EveryWorkerRunsSingleThreadedAndTheCallerKeepsItsCount) {
   at::set_num_threads(3);

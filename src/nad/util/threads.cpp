@@ -37,7 +37,7 @@ int64_t single_thread_workers() {
 }
 
 void run_single_threaded(int64_t workers, const std::function<void(int64_t)>& work) {
-  const int threads = at::get_num_threads();
+  [[maybe_unused]] const int threads = at::get_num_threads();
   std::vector<std::exception_ptr> errors(static_cast<size_t>(workers));
   std::vector<std::thread> pool;
   for (int64_t w = 0; w < workers; ++w) {
@@ -56,8 +56,10 @@ void run_single_threaded(int64_t workers, const std::function<void(int64_t)>& wo
     });
   }
   for (auto& thread : pool) thread.join();
+#if AT_PARALLEL_OPENMP
   // The workers' set_num_threads(1) also reached the global; put the caller's count back.
   at::set_num_threads(threads);
+#endif
   for (const auto& error : errors) {
     if (error) std::rethrow_exception(error);
   }
