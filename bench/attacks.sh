@@ -8,6 +8,7 @@
 # OUT (run folders, default bench/runs/attacks), EPOCHS (training epochs, default 25),
 # TARGET (default 5), SEED (default 0), THREADS (default 0: all cores), DEVICE (default cpu),
 # PRECISION (default fp32), ATTACK_ARGS (more options for `nad train`, e.g. "--poison-rate 1"),
+# COMMON_ARGS (more options for every nad command, e.g. "--cuda-graphs 0"),
 # PREP_EPOCHS (epochs of
 # the clean model Trojan and CL are made with, default 5), ERASE (0: train only, default 1),
 # RESULTS (default bench/results/attacks.json), RUNS (run folders collected into RESULTS, default
@@ -27,6 +28,7 @@ THREADS=${THREADS:-0}
 DEVICE=${DEVICE:-cpu}
 PRECISION=${PRECISION:-fp32}
 ATTACK_ARGS=${ATTACK_ARGS:-}
+COMMON_ARGS=${COMMON_ARGS:-}
 PREP_EPOCHS=${PREP_EPOCHS:-5}
 ERASE=${ERASE:-1}
 RESULTS=${RESULTS:-bench/results/attacks.json}
@@ -39,7 +41,7 @@ finished() { [ -f "$1/summary.json" ] && ! grep -q '"complete": *false' "$1/summ
 resume_of() { if [ -f "$1/state/args.json" ]; then echo "--resume $1"; fi; }
 
 DATA=(--dataset cifar10 --data-dir "$DATA_DIR" --seed "$SEED" --threads "$THREADS" --device "$DEVICE"
-      --precision "$PRECISION")
+      --precision "$PRECISION" $COMMON_ARGS)
 mkdir -p "$OUT"
 for attack in "${ATTACKS[@]}"; do
   args=(--attack "$attack" --target "$TARGET")

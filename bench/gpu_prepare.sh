@@ -23,4 +23,9 @@ if [ ! -f .gpu/cifar10.tar.gz ]; then
     "$(basename "$DATA_DIR")"
   mv .gpu/cifar10.tar.gz.tmp .gpu/cifar10.tar.gz
 fi
-du -sh .gpu/deps .gpu/cifar10.tar.gz
+# Refool's natural reflections (bench/natural_reflections.sh), where they were made.
+if [ -d bench/runs/natural-reflections ]; then
+  rm -rf .gpu/natural-reflections
+  cp -r bench/runs/natural-reflections .gpu/natural-reflections
+fi
+du -sh .gpu/*

@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # One prepared run on a CUDA machine, sized for the device tool's 10-minute command: builds nad
-# against the machine's LibTorch, times the benchmark workloads in fp32 and bf16, trains a
-# BadNets WRN-16-1 and erases it with `nad erase`, runs the GPU tests (`*Cuda*`), and trains
-# three Refool variants (issue 4) in the background for the time left. Runs that time stops
-# keep their state: `PHASE=refool bench/gpu_run.sh` on the same (warm) machine continues them.
+# against the machine's LibTorch, times the benchmark workloads (fp32 and bf16 with CUDA graphs,
+# bf16 without them for comparison), trains a BadNets WRN-16-1 and erases it with `nad erase`,
+# runs the GPU tests (`*Cuda*`), and trains Refool with natural reflections (issue 4) over three
+# seeds in the background for the time left. Runs that time stops keep their state:
+# `PHASE=refool bench/gpu_run.sh` on the same (warm) machine continues them.
 #
 # Results go to $OUT (default out/gpu): steps.log, the build, benchmark and test logs, and
 # results.tar.gz (benchmark JSON files, attacks.json, the runs' summaries and metrics). Run
 # folders go to RUNS (default gpu-runs, which the next call on a warm machine still finds).
 #
 # Needs, beside the repository, what bench/gpu_prepare.sh makes: .gpu/cifar10.tar.gz (the
-# CIFAR-10 image folders) and .gpu/deps/usr (CLI11, nlohmann-json, stb, zlib and GoogleTest from
-# Debian), as the GPU machine has neither them nor a network.
+# CIFAR-10 image folders), .gpu/deps/usr (CLI11, nlohmann-json, stb, zlib and GoogleTest from
+# Debian), as the GPU machine has neither them nor a network, and .gpu/natural-reflections.
 #
 # Environment: OUT, RUNS, BUDGET (seconds for the whole script, default 560), PHASE (all |
-# refool | protocol), BADNETS_EPOCHS (protocol phase, default 6), DEVICE (default cuda), BUILD_DIR (default build-cuda), SKIP_BUILD (1: use BUILD_DIR
-# as it is), REPEATS (default 3), DATA_DIR (default .gpu/cifar10), REFOOL_EPOCHS (default 40).
+# refool | protocol), BADNETS_EPOCHS (protocol phase, default 6), DEVICE (default cuda),
+# BUILD_DIR (default build-cuda), SKIP_BUILD (1: use BUILD_DIR as it is), REPEATS (default 3),
+# DATA_DIR (default .gpu/cifar10), REFOOL_EPOCHS (default 40), GRAPHS (1: CUDA graphs, the
+# default; a failed first benchmark turns them off for the rest).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu}
@@ -28,6 +31,7 @@ SKIP_BUILD=${SKIP_BUILD:-0}
 REPEATS=${REPEATS:-3}
 DATA_DIR=${DATA_DIR:-.gpu/cifar10}
 REFOOL_EPOCHS=${REFOOL_EPOCHS:-40}
+GRAPHS=${GRAPHS:-1}
 RES=$RUNS/results  # packed into $OUT/results.tar.gz at the end (the tool returns 8 files)
 mkdir -p "$OUT" "$RES/bench" "$RUNS/attacks"
 log() { echo "[$(date +%T) +${SECONDS}s] $*" | tee -a "$OUT/steps.log"; }
@@ -65,15 +69,16 @@ if [ ! -d "$DATA_DIR" ] && [ -f .gpu/cifar10.tar.gz ]; then
   untar=$!
 fi
 
-# Refool (issue 4: ASR short of 80% on the CPU) as the defaults, with every target-class image
-# poisoned, and with Refool's adversarial selection (200 of 1,000 candidates); `timeout` stops
-# nad with SIGTERM, which keeps its state, and a later call resumes it.
-refool() {  # NAME [options]
-  local name=$1 start=$SECONDS
-  shift
+# Refool (issue 4: ASR 0.3 points short of 80% on the CPU) with natural reflections, every
+# target-class image poisoned and Refool's adversarial selection (200 of 1,000 candidates), the
+# CPU's best setting, over three seeds; `timeout` stops nad with SIGTERM, which keeps its state,
+# and a later call resumes it.
+refool() {  # NAME SEED [options]
+  local name=$1 seed=$2 start=$SECONDS
+  shift 2
   local run=$RUNS/attacks/$name
-  local common=(--dataset cifar10 --data-dir "$DATA_DIR" --seed 0 --threads 4 --device "$DEVICE"
-                --precision bf16 --attack refool --target 5)
+  local common=(--dataset cifar10 --data-dir "$DATA_DIR" --seed "$seed" --threads 4 --device "$DEVICE"
+                --precision bf16 --attack refool --target 5 --cuda-graphs "$GRAPHS")
   mkdir -p "$run"
   if [ -f "$run/train/state/args.json" ]; then
     timeout $(($(left) - 25)) "$NAD" train --resume "$run/train" --threads 4 2>>"$run/train.log"
@@ -97,13 +102,15 @@ refool() {  # NAME [options]
   echo $((SECONDS - start)) >>"$run/erase.seconds"
 }
 start_refool() {
-  refool refool & refool_pids+=($!)
-  refool refool-rate1 --poison-rate 1 & refool_pids+=($!)
-  refool refool-select --reflection-select 200 --prep-epochs 5 & refool_pids+=($!)
+  local natural=(--poison-rate 1 --reflection-select 200 --reflections .gpu/natural-reflections)
+  [ -d .gpu/natural-reflections ] || { log "no .gpu/natural-reflections: Refool skipped"; return; }
+  for seed in 0 1 2; do
+    refool "refool-natural-s$seed" "$seed" "${natural[@]}" & refool_pids+=($!)
+  done
 }
 wait_refool() {
   log "waiting for refool"
-  wait "${refool_pids[@]}"
+  [ ${#refool_pids[@]} -eq 0 ] || wait "${refool_pids[@]}"
 }
 refool_pids=()
 
@@ -127,8 +134,13 @@ build_tools() {  # configures and builds nad and nad_bench (with NCCL if it comp
     log "build failed; again without NCCL"
     grep -m3 -A3 "error" "$OUT/build.log"
     configure -DNAD_WITH_NCCL=OFF
-    cmake --build "$BUILD_DIR" -j "$(nproc)" --target nad nad_bench >>"$OUT/build.log" 2>&1 ||
-      { log "build failed"; grep -B2 -A6 "error" "$OUT/build.log" | head -60; exit 1; }
+    if ! cmake --build "$BUILD_DIR" -j "$(nproc)" --target nad nad_bench >>"$OUT/build.log" 2>&1; then
+      log "build failed; again without CUDA graphs"
+      grep -B2 -A6 "error" "$OUT/build.log" | head -40 | tee -a "$OUT/steps.log"
+      configure -DNAD_WITH_NCCL=OFF -DNAD_CUDA_GRAPHS=OFF
+      cmake --build "$BUILD_DIR" -j "$(nproc)" --target nad nad_bench >>"$OUT/build.log" 2>&1 ||
+        { log "build failed"; grep -B2 -A6 "error" "$OUT/build.log" | head -60; exit 1; }
+    fi
   fi
   log "built"
 }
@@ -181,59 +193,85 @@ fi
 [ -n "${untar:-}" ] && wait "$untar"
 log "data: $(ls "$DATA_DIR/train" | wc -l) classes"
 
-# 1. One epoch of backdoored training from scratch, both precisions.
-for precision in fp32 bf16; do
-  log "bench train-epoch $precision"
-  "$BENCH" --workload train-epoch --device "$DEVICE" --precision "$precision" --repeats "$REPEATS" \
-    --data-dir "$DATA_DIR" --out "$RES/bench" >>"$OUT/bench.log" 2>&1 || log "bench failed"
-done
+# nad_bench with the run's graph setting; if the first run with graphs fails, they are turned
+# off for everything after it (the log keeps why).
+bench() {  # TAG [nad_bench options]
+  local tag=$1
+  shift
+  local tags=()
+  [ -n "$tag" ] && tags=(--tag "$tag")
+  if ! "$BENCH" "$@" --device "$DEVICE" --repeats "$REPEATS" --data-dir "$DATA_DIR" \
+      --cuda-graphs "$GRAPHS" "${tags[@]}" --out "$RES/bench" >>"$OUT/bench.log" 2>&1; then
+    log "bench $* failed (graphs $GRAPHS)"
+    if [ "$GRAPHS" = 1 ]; then
+      GRAPHS=0
+      log "CUDA graphs off from here; again"
+      "$BENCH" "$@" --device "$DEVICE" --repeats "$REPEATS" --data-dir "$DATA_DIR" \
+        --cuda-graphs 0 "${tags[@]}" --out "$RES/bench" >>"$OUT/bench.log" 2>&1 || log "failed again"
+    fi
+  fi
+  grep "cuda graph\|capture" "$OUT/bench.log" | tail -2
+}
+
+# 1. One epoch of backdoored training from scratch: bf16 and fp32 with graphs, bf16 without.
+log "bench train-epoch bf16"
+bench "" --workload train-epoch --precision bf16
+log "bench train-epoch fp32"
+bench "" --workload train-epoch --precision fp32
+log "bench train-epoch bf16 without graphs"
+"$BENCH" --workload train-epoch --device "$DEVICE" --precision bf16 --repeats "$REPEATS" \
+  --data-dir "$DATA_DIR" --cuda-graphs 0 --tag nographs --out "$RES/bench" >>"$OUT/bench.log" 2>&1 ||
+  log "bench failed"
 epoch=$(python3 - "$RES/bench" <<'PY'
 import glob, json, os, sys
-files = sorted(glob.glob(os.path.join(sys.argv[1], "train-epoch-*-bf16-*.json")))
+files = sorted(f for f in glob.glob(os.path.join(sys.argv[1], "train-epoch-*-bf16-*.json"))
+               if "nographs" not in f)
 print(json.load(open(files[-1]))["median_run"]["phases"]["train"] if files else 5)
 PY
 )
 log "bf16 training epoch: ${epoch}s"
+grep -E "median" "$OUT/bench.log" | tee -a "$OUT/steps.log"
 
 # 2. The backdoored model and its NAD teacher, through the CLI (bf16).
-epochs=$(python3 -c "print(max(3, min(20, int(60 / max($epoch, 0.5)))))")
+epochs=$(python3 -c "print(max(6, min(20, int(40 / max($epoch, 0.5)))))")
 log "attacks.sh badnets, $epochs epochs"
 NAD=$NAD DATA_DIR=$DATA_DIR OUT=$RUNS/attacks RUNS=$RUNS/attacks RESULTS=$RES/attacks.json DEVICE=$DEVICE \
-  PRECISION=bf16 EPOCHS=$epochs bench/attacks.sh badnets >>"$OUT/attacks.log" 2>&1 || log "attacks.sh failed"
+  PRECISION=bf16 EPOCHS=$epochs COMMON_ARGS="--cuda-graphs $GRAPHS" bench/attacks.sh badnets \
+  >>"$OUT/attacks.log" 2>&1 || log "attacks.sh failed"
 MODEL=$RUNS/attacks/badnets/train/model.pt
 TEACHER=$RUNS/attacks/badnets/erase/teacher.pt
 log "badnets: $(cat "$RUNS"/attacks/badnets/*.seconds 2>/dev/null | tr '\n' ' ')s"
 
-# 3. Evaluation and the NAD protocol on that model, both precisions; evaluation also at other
-# batch sizes, to check the CUDA default (1024).
+# 3. Evaluation and the NAD protocol on that model: bf16 and fp32 with graphs, bf16 without;
+# evaluation also at other batch sizes, to check the CUDA default (1024).
 if [ -f "$TEACHER" ]; then
-  for precision in fp32 bf16; do
+  for precision in bf16 fp32; do
     log "bench eval,nad-protocol $precision"
-    "$BENCH" --workload eval,nad-protocol --device "$DEVICE" --precision "$precision" \
-      --repeats "$REPEATS" --data-dir "$DATA_DIR" --model "$MODEL" --teacher "$TEACHER" \
-      --out "$RES/bench" >>"$OUT/bench.log" 2>&1 || log "bench failed"
+    bench "" --workload eval,nad-protocol --precision "$precision" --model "$MODEL" --teacher "$TEACHER"
   done
+  log "bench nad-protocol bf16 without graphs"
+  "$BENCH" --workload nad-protocol --device "$DEVICE" --precision bf16 --repeats "$REPEATS" \
+    --data-dir "$DATA_DIR" --model "$MODEL" --teacher "$TEACHER" --cuda-graphs 0 --tag nographs \
+    --out "$RES/bench" >>"$OUT/bench.log" 2>&1 || log "bench failed"
   for batch in 256 4096; do
     log "bench eval bf16, batch $batch"
-    "$BENCH" --workload eval --device "$DEVICE" --precision bf16 --eval-batch-size "$batch" \
-      --repeats "$REPEATS" --data-dir "$DATA_DIR" --model "$MODEL" --tag "batch$batch" \
-      --out "$RES/bench" >>"$OUT/bench.log" 2>&1 || log "bench failed"
+    bench "batch$batch" --workload eval --precision bf16 --eval-batch-size "$batch" --model "$MODEL"
   done
 fi
 grep -E "median" "$OUT/bench.log" | tee -a "$OUT/steps.log"
 
 # 4. Refool in the background; the GPU tests meanwhile.
-log "refool variants, $REFOOL_EPOCHS epochs each, in the background"
+log "refool natural reflections, $REFOOL_EPOCHS epochs, seeds 0-2, in the background"
 start_refool
 if [ "$SKIP_BUILD" != 1 ]; then
   log "build nad_tests"
-  cmake --build "$BUILD_DIR" -j "$(($(nproc) - 6))" --target nad_tests >>"$OUT/build.log" 2>&1 ||
+  cmake --build "$BUILD_DIR" -j "$(($(nproc) - 4))" --target nad_tests >>"$OUT/build.log" 2>&1 ||
     log "tests' build failed"
 fi
 if [ -x "$BUILD_DIR/tests/nad_tests" ]; then
   log "GPU tests"
   timeout $(($(left) - 30)) "$BUILD_DIR/tests/nad_tests" --gtest_filter='*Cuda*' >"$OUT/tests.log" 2>&1
-  log "GPU tests rc $?: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$OUT/tests.log" | tr '\n' ' ')"
+  log "GPU tests rc $?: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) |^\[  FAILED  \]' "$OUT/tests.log" | tr '\n' ' ')"
 fi
 wait_refool
 log "done"

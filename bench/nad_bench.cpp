@@ -33,6 +33,7 @@
 #include "nad/io/report.h"
 #include "nad/models/flops.h"
 #include "nad/pipeline/context.h"
+#include "nad/train/cuda_graph.h"
 #include "nad/train/evaluate.h"
 #include "nad/train/trainer.h"
 #include "nad/util/compute.h"
@@ -52,7 +53,8 @@ struct BenchConfig {
   int64_t target = 5;
   std::string precision = "fp32";
   bool channels_last = true;
-  bool split_eval = true;  // CPU evaluation batches split over single-threaded workers
+  bool split_eval = true;   // CPU evaluation batches split over single-threaded workers
+  bool cuda_graphs = true;  // CUDA training steps replayed as captured graphs
   int threads = 0;
   std::string device = "cpu";
   int repeats = 3;
@@ -322,6 +324,7 @@ int run(const BenchConfig& config) {
   nad::ComputeOptions compute;
   compute.precision = nad::parse_precision(config.precision);
   compute.channels_last = config.channels_last;
+  compute.cuda_graphs = config.cuda_graphs;
   nad::set_compute_options(compute);
   nad::enable_single_thread_workers(config.split_eval);
   const int threads = at::get_num_threads();
@@ -351,6 +354,7 @@ int run(const BenchConfig& config) {
     std::vector<double> walls;
     for (int r = 0; r < config.repeats; ++r) {
       json record;
+      const int64_t replays_before = nad::train::CapturedWork::total_replays();
       if (workload == "eval") {
         record = run_eval(s);
       } else if (workload == "train-epoch") {
@@ -362,6 +366,8 @@ int run(const BenchConfig& config) {
                              "' (eval, train-epoch, nad-protocol)");
       }
       record["phases"]["load"] = s.load_seconds;
+      // Training steps that ran as a captured CUDA graph (the rest were launched one by one).
+      record["cuda_graph_replays"] = nad::train::CapturedWork::total_replays() - replays_before;
       std::fprintf(stderr, "%s %d/%d: %.2f s, %s\n", workload.c_str(), r + 1, config.repeats,
                    record["wall"].get<double>(), record["result"].dump().c_str());
       walls.push_back(record["wall"].get<double>());
@@ -381,6 +387,7 @@ int run(const BenchConfig& config) {
         {"precision", config.precision},
         {"channels_last", config.channels_last},
         {"split_eval", config.split_eval},
+        {"cuda_graphs", s.device.is_cuda() && config.cuda_graphs},
         {"eval_batch_size", s.config.eval_batch_size},
         {"seed", config.seed},
         {"model", workload == "train-epoch" ? json("wrn-16-1 (fresh)") : json(config.model)},
@@ -427,6 +434,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--split-eval", config.split_eval,
                  "CPU evaluation: each thread runs its share of the batches single-threaded")
+      ->capture_default_str();
+  app.add_option("--cuda-graphs", config.cuda_graphs,
+                 "CUDA: full training batches replayed as captured CUDA graphs")
       ->capture_default_str();
   app.add_option("--threads", config.threads, "CPU threads (0: all cores)")->capture_default_str();
   app.add_option("--device", config.device, "cpu or cuda[:N]")->capture_default_str();

@@ -35,6 +35,10 @@ void add_common_options(CLI::App& app, pipeline::CommonConfig& config, bool need
   app.add_option("--channels-last", config.channels_last,
                  "keep images, features and convolution weights in N x H x W x C order")
       ->capture_default_str();
+  app.add_option("--cuda-graphs", config.cuda_graphs,
+                 "--device cuda: run each full training batch as one captured CUDA graph "
+                 "(same arithmetic, far fewer kernel launches)")
+      ->capture_default_str();
   app.add_option("--eval-batch-size", config.eval_batch_size,
                  "batch size for evaluation (default: 64 on the CPU, 1024 on CUDA)")
       ->capture_default_str()

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
+#include "nad/train/cuda_graph.h"
 #include "nad/util/compute.h"
 #include "nad/util/error.h"
 #include "support/cuda.h"
@@ -91,6 +94,52 @@ TEST(Trainer, DivergenceIsReported) {
   EXPECT_THROW(train_model(model, train, o), DivergedError);
 }
 
+// Reading the losses every few steps instead of every step changes nothing in the numbers: the
+// same records, the same weights.
+TEST(Trainer, LossesReadEverFewStepsGiveTheSameRun) {
+  torch::manual_seed(0);
+  data::Dataset train = test::brightness_task(256);
+  models::ModelSpec spec{"mnist-cnn", 1, 2, 8, 8};
+  TrainOptions o = brightness_options();
+  torch::manual_seed(5);
+  models::Classifier every_step = models::create_model(spec);
+  torch::manual_seed(5);
+  models::Classifier every_third = models::create_model(spec);
+  const auto records = train_model(every_step, train, o);
+  o.check_every = 3;  // 8 steps per epoch: the epoch's end settles a partial group
+  const auto deferred = train_model(every_third, train, o);
+  ASSERT_EQ(records.size(), deferred.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    EXPECT_EQ(records[i].loss, deferred[i].loss) << i;
+    EXPECT_EQ(records[i].train_acc, deferred[i].train_acc) << i;
+  }
+  const auto a = every_step->parameters(), b = every_third->parameters();
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << i;
+}
+
+// A non-finite loss is reported at its own step whether the losses are read at once or later.
+TEST(Trainer, DivergenceIsReportedAtItsStepWhenLossesAreReadLater) {
+  data::Dataset train = test::brightness_task(256);
+  TrainOptions o = brightness_options();
+  std::vector<std::string> messages;
+  for (int64_t check_every : {1, 5}) {
+    o.check_every = check_every;
+    models::Classifier model = models::create_model({"mnist-cnn", 1, 2, 8, 8});
+    setenv("NAD_TEST_NAN_AT", "train:2:3", 1);
+    try {
+      train_model(model, train, o);
+      ADD_FAILURE() << "no divergence with check_every " << check_every;
+    } catch (const DivergedError& e) {
+      messages.push_back(e.what());
+    }
+    unsetenv("NAD_TEST_NAN_AT");
+  }
+  ASSERT_EQ(messages.size(), 2u);
+  EXPECT_NE(messages[0].find("epoch 2, step 3 (cross-entropy nan"), std::string::npos)
+      << messages[0];
+  EXPECT_EQ(messages[0], messages[1]);
+}
+
 // The same seeds train the same model on the GPU, up to the GPU's arithmetic (cuDNN's
 // algorithms, TF32): the loss curve and the weights agree closely, not bitwise.
 TEST(TrainerCuda, TrainsLikeTheCpu) {
@@ -139,6 +188,63 @@ TEST(TrainerCuda, Bf16AutocastLearnsTheTask) {
   EXPECT_GT(acc, 95.0);
   EXPECT_LT(records.back().loss, records.front().loss);
   for (const auto& p : model->parameters()) EXPECT_EQ(p.scalar_type(), torch::kFloat);
+}
+
+// Full batches replayed as a captured CUDA graph train as the same steps launched one by one
+// (up to the GPU's arithmetic), and the graph is really used.
+TEST(TrainerCuda, GraphedStepsTrainLikeEagerSteps) {
+  NAD_REQUIRE_CUDA();
+  torch::manual_seed(0);
+  const data::Dataset train = test::brightness_task(250);  // 7 full batches and one of 26
+  const models::ModelSpec spec{"mnist-cnn", 1, 2, 8, 8};
+  TrainOptions o = brightness_options();
+  o.device = torch::kCUDA;
+  o.schedule = Schedule::kCosine;  // a new rate each epoch: captured again each epoch
+  ComputeOptions eager;
+  eager.cuda_graphs = false;
+  set_compute_options(eager);
+  torch::manual_seed(5);
+  models::Classifier a = models::create_model(spec);
+  const auto eager_records = train_model(a, train, o);
+  set_compute_options(ComputeOptions{});
+  const int64_t replays_before = CapturedWork::total_replays();
+  torch::manual_seed(5);
+  models::Classifier b = models::create_model(spec);
+  const auto graphed_records = train_model(b, train, o);
+  // Epoch 1 launches two steps itself before capturing; every other full batch is a replay.
+  EXPECT_EQ(CapturedWork::total_replays() - replays_before, 7 * 3 - 2);
+  ASSERT_EQ(graphed_records.size(), eager_records.size());
+  for (size_t i = 0; i < eager_records.size(); ++i) {
+    EXPECT_NEAR(graphed_records[i].loss, eager_records[i].loss, 1e-3 + 1e-3 * eager_records[i].loss)
+        << i;
+  }
+  const auto pa = a->parameters(), pb = b->parameters();
+  for (size_t i = 0; i < pa.size(); ++i)
+    EXPECT_TRUE(torch::allclose(pa[i], pb[i], 1e-3, 1e-4)) << i;
+  const auto ba = a->buffers(), bb = b->buffers();
+  for (size_t i = 0; i < ba.size(); ++i)
+    EXPECT_TRUE(torch::allclose(ba[i], bb[i], 1e-3, 1e-4)) << i;
+  EXPECT_GT(
+      accuracy(b, data::Dataset{train.images.to(torch::kCUDA), train.labels.to(torch::kCUDA)}, 100),
+      95.0);
+}
+
+// With graphs and losses read every 50 steps, a NaN is still reported at its step.
+TEST(TrainerCuda, GraphedDivergenceIsReportedAtItsStep) {
+  NAD_REQUIRE_CUDA();
+  data::Dataset train = test::brightness_task(256);
+  TrainOptions o = brightness_options();
+  o.device = torch::kCUDA;
+  models::Classifier model = models::create_model({"mnist-cnn", 1, 2, 8, 8});
+  setenv("NAD_TEST_NAN_AT", "train:2:3", 1);
+  try {
+    train_model(model, train, o);
+    ADD_FAILURE() << "no divergence";
+  } catch (const DivergedError& e) {
+    EXPECT_NE(std::string(e.what()).find("epoch 2, step 3 (cross-entropy nan"), std::string::npos)
+        << e.what();
+  }
+  unsetenv("NAD_TEST_NAN_AT");
 }
 
 }  // namespace

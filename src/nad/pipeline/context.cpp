@@ -27,6 +27,7 @@ nlohmann::json CommonConfig::to_json() const {
           {"eval_batch_size", eval_batch_size},
           {"precision", precision},
           {"channels_last", channels_last},
+          {"cuda_graphs", cuda_graphs},
           {"dist_timeout", dist_timeout},
           {"sync_bn", sync_bn},
           {"world_size", dist::world_size()}};
@@ -57,6 +58,7 @@ void configure_compute(const CommonConfig& config, const RunContext& context) {
   ComputeOptions compute;
   compute.precision = parse_precision(config.precision);
   compute.channels_last = config.channels_last;
+  compute.cuda_graphs = config.cuda_graphs;
   set_compute_options(compute);
   if (compute.precision == Precision::kBf16 && context.device.is_cpu() && !cpu_has_native_bf16()) {
     print_warnings(

@@ -2,8 +2,6 @@
 
 #include <map>
 #include <mutex>
-#include <sstream>
-#include <type_traits>
 
 #include "nad/io/torch_file.h"
 #include "nad/train/trainer.h"
@@ -32,21 +30,6 @@ std::string tensor_text(const torch::Tensor& t) {
 std::optional<double> optional_number(const nlohmann::json& j, const char* key) {
   if (j.contains(key) && j[key].is_number()) return j[key].get<double>();
   return std::nullopt;
-}
-
-// The key of LibTorch's optimizer state for a parameter: a string in 1.x, the TensorImpl
-// pointer in 2.x.
-template <typename Map>
-typename Map::key_type state_key(const Map&, const torch::Tensor& parameter) {
-  using Key = typename Map::key_type;
-  if constexpr (std::is_same_v<Key, std::string>) {
-    // As 1.x's optimizers write it (c10::guts::to_string, gone in 2.x): the pointer streamed.
-    std::ostringstream key;
-    key << parameter.unsafeGetTensorImpl();
-    return key.str();
-  } else {
-    return static_cast<Key>(parameter.unsafeGetTensorImpl());
-  }
 }
 
 }  // namespace
@@ -176,43 +159,6 @@ std::optional<LoopState> StateStore::load(const std::string& key) const {
     return state;
   } catch (const nlohmann::json::exception& e) {
     throw bad(std::string("bad metadata (") + e.what() + ")");
-  }
-}
-
-std::vector<torch::Tensor> sgd_momentum(torch::optim::SGD& optimizer,
-                                        const std::vector<torch::Tensor>& parameters) {
-  std::vector<torch::Tensor> buffers;
-  auto& state = optimizer.state();
-  for (const auto& p : parameters) {
-    auto it = state.find(state_key(state, p));
-    if (it == state.end()) {
-      buffers.emplace_back();
-      continue;
-    }
-    auto& s = static_cast<torch::optim::SGDParamState&>(*it->second);
-    buffers.push_back(s.momentum_buffer().defined() ? s.momentum_buffer().detach().cpu().clone()
-                                                    : torch::Tensor());
-  }
-  return buffers;
-}
-
-void set_sgd_momentum(torch::optim::SGD& optimizer, const std::vector<torch::Tensor>& parameters,
-                      const std::vector<torch::Tensor>& buffers) {
-  if (buffers.size() != parameters.size()) {
-    throw UserError("state file: " + std::to_string(buffers.size()) + " momentum buffers for " +
-                    std::to_string(parameters.size()) + " parameters");
-  }
-  auto& state = optimizer.state();
-  state.clear();
-  for (size_t i = 0; i < parameters.size(); ++i) {
-    if (!buffers[i].defined()) continue;
-    if (buffers[i].sizes() != parameters[i].sizes()) {
-      throw UserError("state file: momentum buffer " + std::to_string(i) +
-                      " does not fit its parameter");
-    }
-    auto s = std::make_unique<torch::optim::SGDParamState>();
-    s->momentum_buffer(buffers[i].to(parameters[i].device(), parameters[i].scalar_type()).clone());
-    state[state_key(state, parameters[i])] = std::move(s);
   }
 }
 

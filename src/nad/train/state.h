@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "nad/train/sgd.h"
+
 namespace nad::train {
 
 struct EpochRecord;
@@ -48,13 +50,6 @@ class StateStore {
 
 nlohmann::json record_to_json(const EpochRecord& record);
 EpochRecord record_from_json(const nlohmann::json& j);
-
-// SGD's momentum buffers, one per parameter in order (undefined before the first step), and
-// back. LibTorch keys its optimizer state by parameter; this hides how (it changed in 2.0).
-std::vector<torch::Tensor> sgd_momentum(torch::optim::SGD& optimizer,
-                                        const std::vector<torch::Tensor>& parameters);
-void set_sgd_momentum(torch::optim::SGD& optimizer, const std::vector<torch::Tensor>& parameters,
-                      const std::vector<torch::Tensor>& buffers);
 
 // Where a loop is, for its state: `epoch` epochs done and `step` steps of the next (then with
 // that epoch's permutation and running totals).

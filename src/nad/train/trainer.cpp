@@ -3,10 +3,13 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <limits>
 
 #include "nad/dist/process_group.h"
+#include "nad/train/cuda_graph.h"
+#include "nad/train/sgd.h"
 #include "nad/util/compute.h"
 #include "nad/util/error.h"
 #include "nad/util/progress.h"
@@ -91,29 +94,37 @@ LocalBatch local_batch(const torch::Tensor& augmented, const torch::Tensor& labe
   return batch;
 }
 
-BatchTotals batch_totals(const LocalBatch& batch, const torch::Tensor& cross_entropy,
-                         const torch::Tensor& extra, const torch::Tensor& logits) {
-  const double rows = static_cast<double>(batch.local_rows);
-  // One copy to the host (on a GPU, one wait per step instead of three).
+torch::Tensor step_values(const torch::Tensor& cross_entropy, const torch::Tensor& extra,
+                          const torch::Tensor& logits, const torch::Tensor& targets) {
   const torch::Tensor extra_or_zero =
       extra.defined() ? extra.to(torch::kDouble)
                       : torch::zeros({}, cross_entropy.options().dtype(torch::kDouble));
-  const torch::Tensor values =
-      torch::stack({cross_entropy.to(torch::kDouble), extra_or_zero,
-                    logits.argmax(1).eq(batch.targets).sum().to(torch::kDouble)})
-          .cpu();
-  const double* v = values.data_ptr<double>();
+  return torch::stack({cross_entropy.to(torch::kDouble), extra_or_zero,
+                       logits.argmax(1).eq(targets).sum().to(torch::kDouble)});
+}
+
+BatchTotals totals_from_values(const double* v, int64_t global_rows, int64_t local_rows,
+                               bool has_extra) {
+  const double rows = static_cast<double>(local_rows);
   const std::vector<double> sums =
       dist::all_reduce_sum({v[0] * rows, v[1] * rows, v[2], stop_requested() ? 1.0 : 0.0});
   BatchTotals totals;
   totals.loss_sum = sums[0] + sums[1];
   totals.correct = static_cast<int64_t>(sums[2]);
-  totals.mean_loss = totals.loss_sum / batch.global_rows;
-  totals.mean_cross_entropy = sums[0] / batch.global_rows;
-  totals.mean_extra = sums[1] / batch.global_rows;
+  totals.mean_loss = totals.loss_sum / global_rows;
+  totals.mean_cross_entropy = sums[0] / global_rows;
+  totals.mean_extra = sums[1] / global_rows;
   totals.stop = sums[3] > 0;
-  totals.has_extra = extra.defined();
+  totals.has_extra = has_extra;
   return totals;
+}
+
+BatchTotals batch_totals(const LocalBatch& batch, const torch::Tensor& cross_entropy,
+                         const torch::Tensor& extra, const torch::Tensor& logits) {
+  // One copy to the host (on a GPU, one wait per step instead of three).
+  const torch::Tensor values = step_values(cross_entropy, extra, logits, batch.targets).cpu();
+  return totals_from_values(values.data_ptr<double>(), batch.global_rows, batch.local_rows,
+                            extra.defined());
 }
 
 bool stop_after_step(const BatchTotals& totals) {
@@ -189,16 +200,39 @@ void throw_interrupted(const TrainOptions& options, int epoch, int64_t step) {
   throw Interrupted(where, signal_number);
 }
 
+namespace {
+
+// A step whose numbers (step_values) are still on the device.
+struct PendingStep {
+  int64_t step = 0;
+  int64_t global_rows = 0;
+  int64_t local_rows = 0;
+  torch::Tensor values;
+};
+
+// Steps before a loop captures its step as a CUDA graph: LibTorch initialises its libraries'
+// state lazily, and SGD creates its momentum buffers, in the first steps.
+constexpr int64_t kEagerStepsBeforeCapture = 2;
+
+}  // namespace
+
 std::vector<EpochRecord> train_model(const models::Classifier& model, const data::Dataset& data,
                                      const TrainOptions& options, const EpochEvaluation& evaluate,
                                      const ExtraLoss& extra_loss) {
   check_loop_options(options.epochs, options.batch_size, options.lr);
   const torch::Device device = options.device;
   model->to(device);
+  // Graphs need a stream other than the default one; the whole loop runs on it.
+  const OwnCudaStream stream(device);
   const torch::Tensor images = data.images.to(device);
   const torch::Tensor labels = data.labels.to(device);
   const int64_t n = data.size();
   const int64_t steps = (n + options.batch_size - 1) / options.batch_size;
+  const bool distributed = dist::is_distributed();
+  const int64_t check_every =
+      options.check_every > 0 ? options.check_every : (device.is_cuda() && !distributed ? 50 : 1);
+  bool use_graphs =
+      device.is_cuda() && !distributed && compute_options().cuda_graphs && cuda_graphs_supported();
 
   torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(options.lr)
                                                        .momentum(options.momentum)
@@ -233,7 +267,67 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
     options.state->save(options.state_key, state);
   };
 
+  // One optimisation step; returns its step_values. `before_update` sees them before the
+  // weights change (eager steps only: a captured step cannot stop in the middle).
+  auto run_step = [&](const torch::Tensor& inputs, const torch::Tensor& targets, double share,
+                      bool inject_nan,
+                      const std::function<void(const torch::Tensor&)>& before_update) {
+    models::ModelOutput output;
+    torch::Tensor cross_entropy, extra, loss;
+    {
+      AutocastScope autocast(device);
+      output = model->forward(inputs);
+      cross_entropy = torch::cross_entropy_loss(output.logits.to(torch::kFloat), targets);
+      if (inject_nan) cross_entropy = cross_entropy * std::numeric_limits<float>::quiet_NaN();
+      loss = cross_entropy;
+      if (extra_loss) {
+        extra = extra_loss(inputs, output);
+        loss = loss + extra;
+      }
+    }
+    const torch::Tensor values =
+        step_values(cross_entropy.detach(), extra.defined() ? extra.detach() : extra,
+                    output.logits.detach(), targets);
+    if (before_update) before_update(values);
+    clear_gradients(parameters);
+    loss.backward();
+    dist::average_gradients(parameters, share);
+    sgd_step(optimizer);
+    return values;
+  };
+
+  // The captured step (CUDA): its inputs stay in place; it is captured again when the learning
+  // rate changes (the rate is part of the recorded kernels).
+  CapturedWork graph;
+  double graph_lr = 0;
+  torch::Tensor static_inputs, static_targets;
+  int64_t eager_steps = 0;
+
   Progress progress(options.label, options.epochs, steps, options.quiet);
+  std::vector<PendingStep> pending;
+  bool stop_seen = false;  // a stop request among the steps settled last
+  // Reads the pending steps' numbers (one wait for all of them), checks them in order and counts
+  // them; a non-finite loss is reported at its own step.
+  auto settle = [&](LoopPosition& at, int epoch, double lr) {
+    stop_seen = false;
+    if (pending.empty()) return;
+    std::vector<torch::Tensor> values;
+    for (const auto& p : pending) values.push_back(p.values);
+    const torch::Tensor host = torch::stack(values).to(torch::kCPU, torch::kDouble).contiguous();
+    const double* v = host.data_ptr<double>();
+    const std::vector<PendingStep> steps_read = std::move(pending);
+    pending.clear();
+    for (size_t i = 0; i < steps_read.size(); ++i) {
+      const PendingStep& p = steps_read[i];
+      const BatchTotals totals =
+          totals_from_values(v + 3 * i, p.global_rows, p.local_rows, static_cast<bool>(extra_loss));
+      check_finite(totals, options, epoch, p.step, lr);
+      at.add(totals.loss_sum, totals.correct, p.global_rows);
+      progress.step(epoch, p.step + 1, at.mean_loss(), at.accuracy());
+      stop_seen = stop_seen || stop_after_step(totals);
+    }
+  };
+
   for (int epoch = first_epoch; epoch < options.epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
     const double lr = lr_at(options, epoch);
@@ -250,42 +344,57 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
       torch::Tensor batch =
           data::augment_batch(images.index_select(0, rows), options.augment, generator);
       const LocalBatch local = local_batch(batch, labels, rows);
-      const torch::Tensor& inputs = local.inputs;
-      const torch::Tensor& targets = local.targets;
+      const bool inject_nan = inject_nan_here(options.label, epoch, step);
+      PendingStep pending_step{step, local.global_rows, local.local_rows, {}};
 
-      models::ModelOutput output;
-      torch::Tensor cross_entropy, extra, loss;
-      {
-        AutocastScope autocast(device);
-        output = model->forward(inputs);
-        cross_entropy = torch::cross_entropy_loss(output.logits.to(torch::kFloat), targets);
-        if (inject_nan_here(options.label, epoch, step))
-          cross_entropy = cross_entropy * std::numeric_limits<float>::quiet_NaN();
-        loss = cross_entropy;
-        if (extra_loss) {
-          extra = extra_loss(inputs, output);
-          loss = loss + extra;
+      if (use_graphs && !inject_nan && eager_steps >= kEagerStepsBeforeCapture &&
+          local.global_rows == options.batch_size) {
+        if (!graph.captured() || graph_lr != lr) {
+          if (!static_inputs.defined()) {
+            static_inputs = torch::empty_like(local.inputs);
+            static_targets = torch::empty_like(local.targets);
+          }
+          try {
+            clear_gradients(parameters);  // backward in the graph makes them, in its memory
+            graph.capture([&] { return run_step(static_inputs, static_targets, 1.0, false, {}); });
+            graph_lr = lr;
+          } catch (const std::exception& e) {
+            use_graphs = false;
+            clear_gradients(parameters);
+            std::fprintf(stderr,
+                         "nad: warning: %s: CUDA graph capture failed, going on without (%s)\n",
+                         options.label.c_str(), e.what());
+          }
+        }
+        if (use_graphs) {
+          static_inputs.copy_(local.inputs);
+          static_targets.copy_(local.targets);
+          pending_step.values = graph.replay().clone();
+          pending.push_back(std::move(pending_step));
         }
       }
-      const BatchTotals totals =
-          batch_totals(local, cross_entropy.detach(), extra.defined() ? extra.detach() : extra,
-                       output.logits.detach());
-      // Checked before the step, so that no NaN reaches the weights.
-      check_finite(totals, options, epoch, step, lr);
-      optimizer.zero_grad();
-      loss.backward();
-      dist::average_gradients(parameters, local.share());
-      optimizer.step();
+      if (!pending_step.values.defined()) {
+        run_step(local.inputs, local.targets, local.share(), inject_nan,
+                 [&](const torch::Tensor& values) {
+                   pending_step.values = values;
+                   pending.push_back(pending_step);
+                   // Checked before the step, so that no NaN reaches the weights.
+                   if (check_every == 1) settle(at, epoch, lr);
+                 });
+        ++eager_steps;
+      }
       if (options.after_step) options.after_step(model);
 
-      at.add(totals.loss_sum, totals.correct, local.global_rows);
-      progress.step(epoch, step + 1, at.mean_loss(), at.accuracy());
-      if (stop_after_step(totals) && step + 1 < steps) {
+      if (static_cast<int64_t>(pending.size()) >= check_every) settle(at, epoch, lr);
+      const bool stop = check_every == 1 ? stop_seen : stop_requested();
+      if (stop && step + 1 < steps) {
+        settle(at, epoch, lr);
         at.step = step + 1;
         save_state(at);
         throw_interrupted(options, epoch, at.step);
       }
     }
+    settle(at, epoch, lr);
 
     EpochRecord record;
     record.phase = options.label;

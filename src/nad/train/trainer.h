@@ -39,6 +39,12 @@ struct TrainOptions {
   std::string label = "train";     // shown in progress lines
   std::string lr_option = "--lr";  // named in the advice when the loss diverges
   bool quiet = false;
+  // How many steps' losses may wait on the device before the loop reads them (checks that they
+  // are finite, counts them, shows progress): 0 chooses 1 on the CPU and in distributed runs
+  // (each loss checked before its step changes the weights) and 50 on one GPU (reading a loss
+  // waits for the GPU to finish all queued work, which would keep it idle while the next step
+  // is being launched; a diverged run is still reported at its first non-finite step).
+  int64_t check_every = 0;
   // Called after every optimiser step, e.g. to keep pruned weights at zero.
   std::function<void(const models::Classifier&)> after_step;
   // Called after every epoch (after `evaluate`) with the 0-based epoch; returning false ends
@@ -101,6 +107,13 @@ struct BatchTotals {
 // `cross_entropy` and `extra` (may be undefined) are this rank's mean loss terms.
 BatchTotals batch_totals(const LocalBatch& batch, const torch::Tensor& cross_entropy,
                          const torch::Tensor& extra, const torch::Tensor& logits);
+// The same in two halves: the step's numbers on its device, without waiting for it (double
+// [mean cross-entropy, mean extra term or 0, correct predictions]), and the totals from them
+// once read (`values` points at those three numbers).
+torch::Tensor step_values(const torch::Tensor& cross_entropy, const torch::Tensor& extra,
+                          const torch::Tensor& logits, const torch::Tensor& targets);
+BatchTotals totals_from_values(const double* values, int64_t global_rows, int64_t local_rows,
+                               bool has_extra);
 
 // Whether to stop after the step just taken: a stop request in this process, or, in a
 // distributed run, in any rank as of the batch's totals (one collective serves both, so the
