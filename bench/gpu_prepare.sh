@@ -28,4 +28,10 @@ if [ -d bench/runs/natural-reflections ]; then
   rm -rf .gpu/natural-reflections
   cp -r bench/runs/natural-reflections .gpu/natural-reflections
 fi
+# The BadNets model and its NAD teacher from bench/attacks.sh, for bench/gpu_step_timing.sh.
+if [ -f bench/runs/attacks/badnets/erase/teacher.pt ]; then
+  mkdir -p .gpu/badnets
+  cp bench/runs/attacks/badnets/train/model.pt .gpu/badnets/model.pt
+  cp bench/runs/attacks/badnets/erase/teacher.pt .gpu/badnets/teacher.pt
+fi
 du -sh .gpu/*

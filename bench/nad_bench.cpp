@@ -53,8 +53,8 @@ struct BenchConfig {
   int64_t target = 5;
   std::string precision = "fp32";
   bool channels_last = true;
-  bool split_eval = true;   // CPU evaluation batches split over single-threaded workers
-  bool cuda_graphs = true;  // CUDA training steps replayed as captured graphs
+  bool split_eval = true;    // CPU evaluation batches split over single-threaded workers
+  bool cuda_graphs = false;  // CUDA training steps replayed as captured graphs (experimental)
   int threads = 0;
   std::string device = "cpu";
   int repeats = 3;

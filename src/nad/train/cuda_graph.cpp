@@ -1,6 +1,9 @@
 #include "nad/train/cuda_graph.h"
 
+#include <torch/version.h>
+
 #include <atomic>
+#include <cstdlib>
 #include <stdexcept>
 
 #ifdef NAD_WITH_CUDA
@@ -27,6 +30,13 @@ struct CapturedWork::Graph {
 void CapturedWork::capture(const std::function<torch::Tensor()>& work) {
   reset();
   auto graph = std::make_unique<Graph>();
+  // Debug hook: NAD_CUDA_GRAPH_DUMP=FILE writes the first captured graph (its nodes) as DOT.
+  static bool dumped = false;
+  const char* dump = std::getenv("NAD_CUDA_GRAPH_DUMP");
+  const bool dump_this = dump != nullptr && *dump != '\0' && !dumped;
+#if TORCH_VERSION_MAJOR >= 2
+  if (dump_this) graph->graph.enable_debug_mode();
+#endif
   graph->graph.capture_begin();
   torch::Tensor output;
   try {
@@ -40,6 +50,12 @@ void CapturedWork::capture(const std::function<torch::Tensor()>& work) {
     throw;
   }
   graph->graph.capture_end();
+#if TORCH_VERSION_MAJOR >= 2
+  if (dump_this) {
+    graph->graph.debug_dump(dump);
+    dumped = true;
+  }
+#endif
   graph_ = std::move(graph);
   output_ = output;
 }

@@ -304,6 +304,13 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
   int64_t eager_steps = 0;
 
   Progress progress(options.label, options.epochs, steps, options.quiet);
+  // Debug hook: NAD_STEP_TIMING=1 times each step's batch preparation and its optimisation step,
+  // waiting for the device around each (so the run is slower), and prints the means per epoch.
+  const bool step_timing = std::getenv("NAD_STEP_TIMING") != nullptr;
+  auto timing_point = [&] {
+    if (device.is_cuda()) torch::cuda::synchronize();
+    return std::chrono::steady_clock::now();
+  };
   std::vector<PendingStep> pending;
   bool stop_seen = false;  // a stop request among the steps settled last
   // Reads the pending steps' numbers (one wait for all of them), checks them in order and counts
@@ -336,7 +343,11 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
     }
     model->train();
     LoopPosition at = begin_epoch(resumed, epoch, n, generator, device);
+    double batch_seconds = 0, step_seconds = 0;
+    int64_t timed_steps = 0;
+    const int64_t replays_before = CapturedWork::total_replays();
     for (int64_t step = at.step; step < steps; ++step) {
+      const auto batch_start = step_timing ? timing_point() : std::chrono::steady_clock::now();
       torch::Tensor rows =
           at.order.slice(0, step * options.batch_size, (step + 1) * options.batch_size);
       // BatchNorm cannot train on a single sample; a lone leftover row waits for next epoch.
@@ -346,6 +357,7 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
       const LocalBatch local = local_batch(batch, labels, rows);
       const bool inject_nan = inject_nan_here(options.label, epoch, step);
       PendingStep pending_step{step, local.global_rows, local.local_rows, {}};
+      const auto step_start = step_timing ? timing_point() : batch_start;
 
       if (use_graphs && !inject_nan && eager_steps >= kEagerStepsBeforeCapture &&
           local.global_rows == options.batch_size) {
@@ -384,9 +396,16 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
         ++eager_steps;
       }
       if (options.after_step) options.after_step(model);
+      if (step_timing) {
+        const auto step_end = timing_point();
+        batch_seconds += std::chrono::duration<double>(step_start - batch_start).count();
+        step_seconds += std::chrono::duration<double>(step_end - step_start).count();
+        ++timed_steps;
+      }
 
       if (static_cast<int64_t>(pending.size()) >= check_every) settle(at, epoch, lr);
-      const bool stop = check_every == 1 ? stop_seen : stop_requested();
+      // As stop_after_step: ranks agree through the totals' flag; one process asks at once.
+      const bool stop = distributed ? stop_seen : stop_requested();
       if (stop && step + 1 < steps) {
         settle(at, epoch, lr);
         at.step = step + 1;
@@ -395,6 +414,14 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
       }
     }
     settle(at, epoch, lr);
+    if (step_timing && timed_steps > 0) {
+      std::fprintf(stderr,
+                   "nad: step timing: %s epoch %d: batch %.3f ms, step %.3f ms (means of %lld "
+                   "steps, %lld replayed as a graph)\n",
+                   options.label.c_str(), epoch + 1, 1000 * batch_seconds / timed_steps,
+                   1000 * step_seconds / timed_steps, static_cast<long long>(timed_steps),
+                   static_cast<long long>(CapturedWork::total_replays() - replays_before));
+    }
 
     EpochRecord record;
     record.phase = options.label;
