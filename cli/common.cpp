@@ -37,8 +37,7 @@ void add_common_options(CLI::App& app, pipeline::CommonConfig& config, bool need
       ->capture_default_str();
   app.add_option("--cuda-graphs", config.cuda_graphs,
                  "--device cuda, experimental: run each full training batch as one captured "
-                 "CUDA graph (off: no faster on an H200, and a GPU test trains differently "
-                 "with it; see the README)")
+                 "CUDA graph (off until measured on a GPU; see the README)")
       ->capture_default_str();
   app.add_option("--eval-batch-size", config.eval_batch_size,
                  "batch size for evaluation (default: 64 on the CPU, 1024 on CUDA)")

@@ -358,6 +358,7 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
       const bool inject_nan = inject_nan_here(options.label, epoch, step);
       PendingStep pending_step{step, local.global_rows, local.local_rows, {}};
       const auto step_start = step_timing ? timing_point() : batch_start;
+      bool replayed = false;  // this step ran as the captured graph
 
       if (use_graphs && !inject_nan && eager_steps >= kEagerStepsBeforeCapture &&
           local.global_rows == options.batch_size) {
@@ -382,10 +383,11 @@ std::vector<EpochRecord> train_model(const models::Classifier& model, const data
           static_inputs.copy_(local.inputs);
           static_targets.copy_(local.targets);
           pending_step.values = graph.replay().clone();
-          pending.push_back(std::move(pending_step));
+          pending.push_back(pending_step);
+          replayed = true;
         }
       }
-      if (!pending_step.values.defined()) {
+      if (!replayed) {
         run_step(local.inputs, local.targets, local.share(), inject_nan,
                  [&](const torch::Tensor& values) {
                    pending_step.values = values;

@@ -18,9 +18,8 @@ struct ComputeOptions {
   // 4-D tensors in N x H x W x C order: the images are stored that way already, and oneDNN's
   // convolutions are faster on it (measured: WRN-16-1 inference 1.2-1.3x in fp32 here).
   bool channels_last = true;
-  // On CUDA, full training batches run as a captured CUDA graph (train/cuda_graph.h). Off: on an
-  // H200 it was no faster (the step is GPU-bound there) and a GPU test trains differently with
-  // it (TrainerCuda.DISABLED_GraphedStepsTrainLikeEagerSteps), cause not yet found.
+  // On CUDA, full training batches run as a captured CUDA graph (train/cuda_graph.h). Off until
+  // measured: the only GPU run had a bug (each replayed step also ran eagerly), fixed since.
   bool cuda_graphs = false;
 };
 
