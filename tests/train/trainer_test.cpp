@@ -44,13 +44,18 @@ TrainOptions brightness_options() {
   return o;
 }
 
+// A fresh model with a fixed initialisation, so that two runs start from the same weights.
+models::Classifier seeded_model(const models::ModelSpec& spec) {
+  torch::manual_seed(5);
+  return models::create_model(spec);
+}
+
 TEST(Trainer, LearnsASimpleTaskReproducibly) {
   torch::manual_seed(0);
   data::Dataset train = test::brightness_task(256);
   models::ModelSpec spec{"mnist-cnn", 1, 2, 8, 8};
   TrainOptions o = brightness_options();
-  torch::manual_seed(5);
-  models::Classifier a = models::create_model(spec);
+  models::Classifier a = seeded_model(spec);
   auto records = train_model(a, train, o, [&](const models::Classifier& m) {
     Metrics metrics;
     metrics.clean_acc = accuracy(m, train, 100);
@@ -60,8 +65,7 @@ TEST(Trainer, LearnsASimpleTaskReproducibly) {
   EXPECT_GT(records.back().metrics.clean_acc, 95.0);
   EXPECT_EQ(records[2].epoch, 3);
 
-  torch::manual_seed(5);
-  models::Classifier b = models::create_model(spec);
+  models::Classifier b = seeded_model(spec);
   auto again = train_model(b, train, o);
   EXPECT_DOUBLE_EQ(again.back().loss, records.back().loss);
 }
@@ -101,10 +105,8 @@ TEST(Trainer, LossesReadEveryFewStepsGiveTheSameRun) {
   data::Dataset train = test::brightness_task(256);
   models::ModelSpec spec{"mnist-cnn", 1, 2, 8, 8};
   TrainOptions o = brightness_options();
-  torch::manual_seed(5);
-  models::Classifier every_step = models::create_model(spec);
-  torch::manual_seed(5);
-  models::Classifier every_third = models::create_model(spec);
+  models::Classifier every_step = seeded_model(spec);
+  models::Classifier every_third = seeded_model(spec);
   const auto records = train_model(every_step, train, o);
   o.check_every = 3;  // 8 steps per epoch: the epoch's end settles a partial group
   const auto deferred = train_model(every_third, train, o);
@@ -153,10 +155,8 @@ TEST(TrainerCuda, TrainsLikeTheCpu) {
   const data::Dataset train_on_gpu{train.images.to(torch::kCUDA), train.labels.to(torch::kCUDA)};
   const models::ModelSpec spec{"mnist-cnn", 1, 2, 8, 8};
   TrainOptions o = brightness_options();
-  torch::manual_seed(5);
-  models::Classifier on_cpu = models::create_model(spec);
-  torch::manual_seed(5);
-  models::Classifier on_gpu = models::create_model(spec);
+  models::Classifier on_cpu = seeded_model(spec);
+  models::Classifier on_gpu = seeded_model(spec);
   const auto cpu_records = train_model(on_cpu, train, o);
   o.device = torch::kCUDA;
   const auto gpu_records = train_model(on_gpu, train, o);
@@ -185,8 +185,7 @@ TEST(TrainerCuda, Bf16AutocastLearnsTheTask) {
   set_compute_options(bf16);
   TrainOptions o = brightness_options();
   o.device = torch::kCUDA;
-  torch::manual_seed(5);
-  models::Classifier model = models::create_model({"mnist-cnn", 1, 2, 8, 8});
+  models::Classifier model = seeded_model({"mnist-cnn", 1, 2, 8, 8});
   const auto records = train_model(model, train, o);
   const double acc = accuracy(model, train_on_gpu, 100);
   set_compute_options(ComputeOptions{});
@@ -210,15 +209,13 @@ TEST(TrainerCuda, GraphedStepsTrainLikeEagerSteps) {
   ComputeOptions eager;
   eager.cuda_graphs = false;
   set_compute_options(eager);
-  torch::manual_seed(5);
-  models::Classifier a = models::create_model(spec);
+  models::Classifier a = seeded_model(spec);
   const auto eager_records = train_model(a, train, o);
   ComputeOptions graphed;
   graphed.cuda_graphs = true;
   set_compute_options(graphed);
   const int64_t replays_before = CapturedWork::total_replays();
-  torch::manual_seed(5);
-  models::Classifier b = models::create_model(spec);
+  models::Classifier b = seeded_model(spec);
   const auto graphed_records = train_model(b, train, o);
   set_compute_options(ComputeOptions{});
   // Epoch 1 launches two steps itself before capturing; every other full batch is a replay.
