@@ -32,6 +32,7 @@
 #include "nad/io/checkpoint.h"
 #include "nad/io/report.h"
 #include "nad/models/flops.h"
+#include "nad/models/inference.h"
 #include "nad/pipeline/context.h"
 #include "nad/train/cuda_graph.h"
 #include "nad/train/evaluate.h"
@@ -55,6 +56,7 @@ struct BenchConfig {
   bool channels_last = true;
   bool split_eval = true;    // CPU evaluation batches split over single-threaded workers
   bool cuda_graphs = false;  // CUDA training steps replayed as captured graphs (experimental)
+  bool fused_eval = true;    // models' inference path (BatchNorm folded, in-place ops)
   int threads = 0;
   std::string device = "cpu";
   int repeats = 3;
@@ -327,6 +329,7 @@ int run(const BenchConfig& config) {
   compute.cuda_graphs = config.cuda_graphs;
   nad::set_compute_options(compute);
   nad::enable_single_thread_workers(config.split_eval);
+  nad::models::set_inference_path_enabled(config.fused_eval);
   const int threads = at::get_num_threads();
 
   const auto load_start = Clock::now();
@@ -387,6 +390,7 @@ int run(const BenchConfig& config) {
         {"precision", config.precision},
         {"channels_last", config.channels_last},
         {"split_eval", config.split_eval},
+        {"fused_eval", config.fused_eval},
         {"cuda_graphs", s.device.is_cuda() && config.cuda_graphs},
         {"eval_batch_size", s.config.eval_batch_size},
         {"seed", config.seed},
@@ -434,6 +438,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--split-eval", config.split_eval,
                  "CPU evaluation: each thread runs its share of the batches single-threaded")
+      ->capture_default_str();
+  app.add_option("--fused-eval", config.fused_eval,
+                 "models' inference path: BatchNorm folded into the convolution before it, "
+                 "in-place ReLU and additions")
       ->capture_default_str();
   app.add_option("--cuda-graphs", config.cuda_graphs,
                  "CUDA: full training batches replayed as captured CUDA graphs")

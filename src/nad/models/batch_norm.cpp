@@ -56,6 +56,18 @@ torch::Tensor BatchNorm2dImpl::forward(const torch::Tensor& input) {
                            options.eps(), at::globalContext().userEnabledCuDNN());
 }
 
+std::optional<std::pair<torch::Tensor, torch::Tensor>> BatchNorm2dImpl::inference_affine() const {
+  if (is_training() || !options.track_running_stats()) return std::nullopt;
+  torch::NoGradGuard no_grad;
+  torch::Tensor scale = torch::rsqrt(running_var.to(torch::kFloat) + options.eps());
+  torch::Tensor shift = -running_mean.to(torch::kFloat) * scale;
+  if (options.affine()) {
+    scale = scale * weight.to(torch::kFloat);
+    shift = shift * weight.to(torch::kFloat) + bias.to(torch::kFloat);
+  }
+  return std::make_pair(scale, shift);
+}
+
 void BatchNorm2dImpl::pretty_print(std::ostream& stream) const {
   stream << "BatchNorm2d(" << options.num_features() << ", eps=" << options.eps()
          << ", momentum=" << options.momentum().value_or(0.0) << ", affine=" << options.affine()

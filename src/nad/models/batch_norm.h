@@ -1,6 +1,9 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <optional>
+#include <utility>
+
 namespace nad::models {
 
 // BatchNorm2d with LibTorch's parameter and buffer names (weight, bias, running_mean,
@@ -17,6 +20,9 @@ class BatchNorm2dImpl : public torch::nn::Cloneable<BatchNorm2dImpl> {
   void reset() override;
   void reset_running_stats();
   torch::Tensor forward(const torch::Tensor& input);
+  // Evaluation mode as one affine map per channel, y = x * scale + shift (fp32, C each);
+  // nullopt where it is not one (training mode, or no running statistics).
+  std::optional<std::pair<torch::Tensor, torch::Tensor>> inference_affine() const;
   void pretty_print(std::ostream& stream) const override;
 
   torch::nn::BatchNormOptions options;

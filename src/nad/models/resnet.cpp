@@ -1,5 +1,7 @@
 #include "nad/models/resnet.h"
 
+#include "nad/models/inference.h"
+
 namespace nad::models {
 namespace nn = torch::nn;
 
@@ -21,6 +23,11 @@ PreActBlockImpl::PreActBlockImpl(int64_t in_planes, int64_t planes, int64_t stri
 }
 
 torch::Tensor PreActBlockImpl::forward(const torch::Tensor& x) {
+  if (takes_inference_path(*this)) {
+    torch::Tensor a = bn1_->forward(x).relu_();
+    torch::Tensor h = conv_then_batch_norm(*conv1_, *bn2_, a, 1).relu_();
+    return conv2_->forward(h).add_(shortcut_ ? shortcut_->forward(a) : x);
+  }
   torch::Tensor a = torch::relu(bn1_->forward(x));
   torch::Tensor shortcut = shortcut_ ? shortcut_->forward(a) : x;
   return conv2_->forward(torch::relu(bn2_->forward(conv1_->forward(a)))) + shortcut;
@@ -38,6 +45,15 @@ BasicBlockImpl::BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride
 }
 
 torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x) {
+  if (takes_inference_path(*this)) {
+    torch::Tensor out = conv_then_batch_norm(*conv1_, *bn1_, x, 1).relu_();
+    out = conv_then_batch_norm(*conv2_, *bn2_, out, 1);
+    const torch::Tensor shortcut =
+        shortcut_ ? conv_then_batch_norm(shortcut_->at<nn::Conv2dImpl>(0),
+                                         shortcut_->at<BatchNorm2dImpl>(1), x, 0)
+                  : x;
+    return out.add_(shortcut).relu_();
+  }
   torch::Tensor out = torch::relu(bn1_->forward(conv1_->forward(x)));
   out = bn2_->forward(conv2_->forward(out));
   return torch::relu(out + (shortcut_ ? shortcut_->forward(x) : x));
@@ -66,8 +82,13 @@ ResNet18Impl::ResNet18Impl(const ResNetOptions& options) : options_(options) {
 
 ModelOutput ResNet18Impl::forward(const torch::Tensor& inputs) {
   ModelOutput out;
-  torch::Tensor x = conv1_->forward(inputs);
-  if (bn1_) x = torch::relu(bn1_->forward(x));
+  torch::Tensor x;
+  if (bn1_ && takes_inference_path(*this)) {
+    x = conv_then_batch_norm(*conv1_, *bn1_, inputs, 1).relu_();
+  } else {
+    x = conv1_->forward(inputs);
+    if (bn1_) x = torch::relu(bn1_->forward(x));
+  }
   x = layers_[0]->forward(x);
   for (int i = 1; i < 4; ++i) {
     x = layers_[i]->forward(x);

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "nad/models/inference.h"
+
 namespace nad::models {
 namespace nn = torch::nn;
 
@@ -23,6 +25,11 @@ WideBasicBlockImpl::WideBasicBlockImpl(int64_t in_planes, int64_t out_planes, in
 }
 
 torch::Tensor WideBasicBlockImpl::forward(const torch::Tensor& x) {
+  if (takes_inference_path(*this)) {
+    torch::Tensor a = bn1_->forward(x).relu_();
+    torch::Tensor h = conv_then_batch_norm(*conv1_, *bn2_, a, 1).relu_();
+    return conv2_->forward(h).add_(equal_in_out_ ? x : shortcut_->forward(a));
+  }
   torch::Tensor a = torch::relu(bn1_->forward(x));
   torch::Tensor residual = conv2_->forward(torch::relu(bn2_->forward(conv1_->forward(a))));
   return (equal_in_out_ ? x : shortcut_->forward(a)) + residual;
@@ -74,7 +81,7 @@ ModelOutput WideResNetImpl::forward(const torch::Tensor& inputs) {
   out.features.push_back(x);
   x = block3_->forward(x);
   out.features.push_back(x);
-  x = torch::relu(bn1_->forward(x));
+  x = takes_inference_path(*this) ? bn1_->forward(x).relu_() : torch::relu(bn1_->forward(x));
   // Global average pooling: the reference's 8x8 pool on 32x32 inputs, any size here.
   x = x.mean({2, 3});
   out.logits = fc_->forward(x);
