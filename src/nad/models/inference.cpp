@@ -11,8 +11,6 @@ std::atomic<bool> enabled{true};
 
 void set_inference_path_enabled(bool value) { enabled = value; }
 
-bool inference_path_enabled() { return enabled; }
-
 bool takes_inference_path(const torch::nn::Module& module) {
   return enabled && !module.is_training() && !torch::GradMode::is_enabled();
 }

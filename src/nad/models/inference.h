@@ -12,7 +12,6 @@ namespace nad::models {
 // which on the CPU cost as much as a good part of the convolutions.
 // On by default; off only to compare (nad_bench --fused-eval).
 void set_inference_path_enabled(bool enabled);
-bool inference_path_enabled();
 
 // Whether `module` runs its inference path now: enabled, evaluation mode, no gradients.
 bool takes_inference_path(const torch::nn::Module& module);
