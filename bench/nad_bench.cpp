@@ -54,9 +54,9 @@ struct BenchConfig {
   int64_t target = 5;
   std::string precision = "fp32";
   bool channels_last = true;
-  bool split_eval = true;    // CPU evaluation batches split over single-threaded workers
-  bool cuda_graphs = false;  // CUDA training steps replayed as captured graphs (experimental)
-  bool fused_eval = true;    // models' inference path (BatchNorm folded, in-place ops)
+  bool split_eval = true;   // CPU evaluation batches split over single-threaded workers
+  bool cuda_graphs = true;  // CUDA training steps replayed as captured graphs
+  bool fused_eval = true;   // models' inference path (BatchNorm folded, in-place ops)
   int threads = 0;
   std::string device = "cpu";
   int repeats = 3;

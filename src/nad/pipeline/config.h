@@ -24,7 +24,7 @@ struct CommonConfig {
   int64_t eval_batch_size = 0;     // 0: train::default_eval_batch_size(device)
   std::string precision = "fp32";  // fp32 | bf16
   bool channels_last = true;
-  bool cuda_graphs = false;   // --device cuda: training steps as CUDA graphs (experimental)
+  bool cuda_graphs = true;    // --device cuda: full training batches as CUDA graphs
   double dist_timeout = 300;  // seconds: how long a rank waits for the others
   bool sync_bn = false;       // distributed runs: BatchNorm statistics over all ranks
   bool quiet = false;

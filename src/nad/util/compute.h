@@ -18,9 +18,9 @@ struct ComputeOptions {
   // 4-D tensors in N x H x W x C order: the images are stored that way already, and oneDNN's
   // convolutions are faster on it (measured: WRN-16-1 inference 1.2-1.3x in fp32 here).
   bool channels_last = true;
-  // On CUDA, full training batches run as a captured CUDA graph (train/cuda_graph.h). Off until
-  // measured: the only GPU run had a bug (each replayed step also ran eagerly), fixed since.
-  bool cuda_graphs = false;
+  // On CUDA, full training batches run as a captured CUDA graph (train/cuda_graph.h): measured on
+  // an H200, 3.1x faster training with the same bf16 results to the last digit.
+  bool cuda_graphs = true;
 };
 
 void set_compute_options(const ComputeOptions& options);
