@@ -80,32 +80,29 @@ bench() {
 }
 PROTOCOL=(--workload nad-protocol --model "$MODEL" --teacher "$TEACHER")
 
-# 1. bf16, graphs on and off (a training epoch; the NAD protocol, whose model comes from the CPU).
-if want bf16; then
-  bench graphs 40 --workload train-epoch --precision bf16 --cuda-graphs 1 --repeats 3
-  bench graphs 50 "${PROTOCOL[@]}" --precision bf16 --cuda-graphs 1 --repeats 3
-fi
-if want bf16-eager; then
-  bench eager 40 --workload train-epoch --precision bf16 --cuda-graphs 0 --repeats 3
-  bench eager 60 "${PROTOCOL[@]}" --precision bf16 --cuda-graphs 0 --repeats 3
-fi
+# A training epoch and the NAD protocol (whose model comes from the CPU) in one precision, with
+# CUDA graphs (step PRECISION) and without (step PRECISION-eager, EAGER_REPEATS runs).
+workloads() {  # PRECISION EAGER_REPEATS
+  local precision=$1 eager_repeats=$2
+  if want "$precision"; then
+    bench graphs 40 --workload train-epoch --precision "$precision" --cuda-graphs 1 --repeats 3
+    bench graphs 50 "${PROTOCOL[@]}" --precision "$precision" --cuda-graphs 1 --repeats 3
+  fi
+  if want "$precision-eager"; then
+    bench eager 40 --workload train-epoch --precision "$precision" --cuda-graphs 0 \
+      --repeats "$eager_repeats"
+    bench eager 60 "${PROTOCOL[@]}" --precision "$precision" --cuda-graphs 0 --repeats "$eager_repeats"
+  fi
+}
 
-# 2. The GPU tests.
+# 1. bf16; 2. the GPU tests; 3. fp32 (the eager runs once).
+workloads bf16 3
 if want tests && [ -x "$BUILD_DIR/tests/nad_tests" ] && [ "$(left)" -gt 100 ]; then
   log "GPU tests"
   timeout 150 "$BUILD_DIR/tests/nad_tests" --gtest_filter='*Cuda*' >"$OUT/tests.log" 2>&1
   log "GPU tests rc $?: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) |^\[  FAILED  \]|^\[       OK \]' "$OUT/tests.log" | tr '\n' ' ')"
 fi
-
-# 3. fp32, graphs on and off.
-if want fp32; then
-  bench graphs 40 --workload train-epoch --precision fp32 --cuda-graphs 1 --repeats 3
-  bench graphs 50 "${PROTOCOL[@]}" --precision fp32 --cuda-graphs 1 --repeats 3
-fi
-if want fp32-eager; then
-  bench eager 30 --workload train-epoch --precision fp32 --cuda-graphs 0 --repeats 1
-  bench eager 40 "${PROTOCOL[@]}" --precision fp32 --cuda-graphs 0 --repeats 1
-fi
+workloads fp32 1
 
 # 4. Evaluation with the inference path (BatchNorm folded into the convolutions) on and off.
 want eval && for precision in bf16 fp32; do
