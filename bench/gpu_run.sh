@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One prepared run on a CUDA machine, sized for the device tool's 10-minute command: builds nad
 # against the machine's LibTorch, times the benchmark workloads (fp32 and bf16, and bf16 with the
-# experimental CUDA graphs for comparison), trains a BadNets WRN-16-1 and erases it with `nad erase`,
+# without CUDA graphs for comparison), trains a BadNets WRN-16-1 and erases it with `nad erase`,
 # runs the GPU tests (`*Cuda*`), and trains Refool with natural reflections (issue 4) over three
 # seeds in the background for the time left. Runs that time stops keep their state:
 # `PHASE=refool bench/gpu_run.sh` on the same (warm) machine continues them.
@@ -17,8 +17,8 @@
 # Environment: OUT, RUNS, BUDGET (seconds for the whole script, default 560), PHASE (all |
 # refool | protocol), BADNETS_EPOCHS (protocol phase, default 6), DEVICE (default cuda),
 # BUILD_DIR (default build-cuda), SKIP_BUILD (1: use BUILD_DIR as it is), REPEATS (default 3),
-# DATA_DIR (default .gpu/cifar10), REFOOL_EPOCHS (default 40), GRAPHS (1: CUDA graphs for all
-# runs; default 0, and the workloads run once more with them for comparison; with GRAPHS=1 a
+# DATA_DIR (default .gpu/cifar10), REFOOL_EPOCHS (default 40), GRAPHS (1, the default: CUDA graphs
+# for all runs, and the workloads run once more without them for comparison; with GRAPHS=1 a
 # failed first benchmark turns them off for the rest).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +32,7 @@ SKIP_BUILD=${SKIP_BUILD:-0}
 REPEATS=${REPEATS:-3}
 DATA_DIR=${DATA_DIR:-.gpu/cifar10}
 REFOOL_EPOCHS=${REFOOL_EPOCHS:-40}
-GRAPHS=${GRAPHS:-0}
+GRAPHS=${GRAPHS:-1}
 RES=$RUNS/results  # packed into $OUT/results.tar.gz at the end (the tool returns 8 files)
 mkdir -p "$OUT" "$RES/bench" "$RUNS/attacks"
 log() { echo "[$(date +%T) +${SECONDS}s] $*" | tee -a "$OUT/steps.log"; }
@@ -214,19 +214,19 @@ bench() {  # TAG [nad_bench options]
   grep "cuda graph\|capture" "$OUT/bench.log" | tail -2
 }
 
-# 1. One epoch of backdoored training from scratch: bf16 and fp32, and bf16 with CUDA graphs.
+# 1. One epoch of backdoored training from scratch: bf16 and fp32, and bf16 without CUDA graphs.
 log "bench train-epoch bf16"
 bench "" --workload train-epoch --precision bf16
 log "bench train-epoch fp32"
 bench "" --workload train-epoch --precision fp32
-log "bench train-epoch bf16 with graphs"
+log "bench train-epoch bf16 without graphs"
 "$BENCH" --workload train-epoch --device "$DEVICE" --precision bf16 --repeats "$REPEATS" \
-  --data-dir "$DATA_DIR" --cuda-graphs 1 --tag graphs --out "$RES/bench" >>"$OUT/bench.log" 2>&1 ||
+  --data-dir "$DATA_DIR" --cuda-graphs 0 --tag eager --out "$RES/bench" >>"$OUT/bench.log" 2>&1 ||
   log "bench failed"
 epoch=$(python3 - "$RES/bench" <<'PY'
 import glob, json, os, sys
 files = sorted(f for f in glob.glob(os.path.join(sys.argv[1], "train-epoch-*-bf16-*.json"))
-               if "-graphs-" not in f)
+               if "-eager-" not in f)
 print(json.load(open(files[-1]))["median_run"]["phases"]["train"] if files else 5)
 PY
 )
@@ -243,16 +243,16 @@ MODEL=$RUNS/attacks/badnets/train/model.pt
 TEACHER=$RUNS/attacks/badnets/erase/teacher.pt
 log "badnets: $(cat "$RUNS"/attacks/badnets/*.seconds 2>/dev/null | tr '\n' ' ')s"
 
-# 3. Evaluation and the NAD protocol on that model: bf16 and fp32, and bf16 with CUDA graphs;
+# 3. Evaluation and the NAD protocol on that model: bf16 and fp32, and bf16 without CUDA graphs;
 # evaluation also at other batch sizes, to check the CUDA default (1024).
 if [ -f "$TEACHER" ]; then
   for precision in bf16 fp32; do
     log "bench eval,nad-protocol $precision"
     bench "" --workload eval,nad-protocol --precision "$precision" --model "$MODEL" --teacher "$TEACHER"
   done
-  log "bench nad-protocol bf16 with graphs"
+  log "bench nad-protocol bf16 without graphs"
   "$BENCH" --workload nad-protocol --device "$DEVICE" --precision bf16 --repeats "$REPEATS" \
-    --data-dir "$DATA_DIR" --model "$MODEL" --teacher "$TEACHER" --cuda-graphs 1 --tag graphs \
+    --data-dir "$DATA_DIR" --model "$MODEL" --teacher "$TEACHER" --cuda-graphs 0 --tag eager \
     --out "$RES/bench" >>"$OUT/bench.log" 2>&1 || log "bench failed"
   for batch in 256 4096; do
     log "bench eval bf16, batch $batch"
