@@ -148,8 +148,11 @@ TEST(TrainerCuda, TrainsLikeTheCpu) {
   NAD_REQUIRE_CUDA();
   // cuDNN's convolutions default to TF32 (10-bit mantissas) on Ampere and later GPUs, which
   // this comparison with fp32 on the CPU is not about.
-  const bool tf32 = at::globalContext().allowTF32CuDNN();
-  at::globalContext().setAllowTF32CuDNN(false);
+  struct Tf32Off {  // restored however the test ends, so later GPU tests see the default
+    const bool before = at::globalContext().allowTF32CuDNN();
+    Tf32Off() { at::globalContext().setAllowTF32CuDNN(false); }
+    ~Tf32Off() { at::globalContext().setAllowTF32CuDNN(before); }
+  } tf32_off;
   torch::manual_seed(0);
   const data::Dataset train = test::brightness_task(256);
   const data::Dataset train_on_gpu{train.images.to(torch::kCUDA), train.labels.to(torch::kCUDA)};
@@ -171,7 +174,6 @@ TEST(TrainerCuda, TrainsLikeTheCpu) {
     ASSERT_TRUE(gpu_parameters[i].is_cuda());
     EXPECT_TRUE(torch::allclose(gpu_parameters[i].cpu(), cpu_parameters[i], 1e-2, 1e-2)) << i;
   }
-  at::globalContext().setAllowTF32CuDNN(tf32);
   EXPECT_GT(accuracy(on_gpu, train_on_gpu, 100), 95.0);
 }
 
