@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One prepared run on a CUDA machine, sized for the device tool's 10-minute command: builds nad
-# against the machine's LibTorch, times the benchmark workloads (fp32 and bf16, and bf16 with the
+# against the machine's LibTorch, times the benchmark workloads (fp32 and bf16, and bf16 again
 # without CUDA graphs for comparison), trains a BadNets WRN-16-1 and erases it with `nad erase`,
 # runs the GPU tests (`*Cuda*`), and trains Refool with natural reflections (issue 4) over three
 # seeds in the background for the time left. Runs that time stops keep their state:
