@@ -53,6 +53,18 @@ void add_common_options(CLI::App& app, pipeline::CommonConfig& config, bool need
   app.add_flag("--quiet", config.quiet, "no progress output");
 }
 
+void add_clean_dir_options(CLI::App& app, pipeline::CommonConfig& config) {
+  app.get_option("--dataset")->required(false);
+  app.add_option("--clean-dir", config.clean_dir,
+                 "the defender's own labelled clean images, DIR/<class>/*.png|jpg (classes by "
+                 "DIR/classes.txt, else by numbered folders, else in sorted order); replaces "
+                 "--dataset's training set and --clean-ratio. Test metrics come from --dataset "
+                 "when given, else from a held-out part of DIR");
+  app.add_option("--clean-dir-test-fraction", config.clean_dir_test_fraction,
+                 "--clean-dir without --dataset: share of DIR held out as the test set")
+      ->capture_default_str();
+}
+
 void add_resume_option(CLI::App& app, pipeline::CommonConfig& config) {
   app.get_option("--out")->required(false);
   app.add_option("--resume", config.resume,
@@ -62,7 +74,7 @@ void add_resume_option(CLI::App& app, pipeline::CommonConfig& config) {
 
 bool is_resumable_command(const std::string& name) {
   return name == "train" || name == "finetune" || name == "erase" || name == "prune" ||
-         name == "mcr" || name == "table";
+         name == "mcr" || name == "table" || name == "scan";
 }
 
 std::vector<std::string> expand_resume(const std::vector<std::string>& args) {
@@ -204,6 +216,7 @@ void add_model_file_options(CLI::App& app, pipeline::ModelFileOptions& options) 
 
 void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::string& label_mode) {
   add_common_options(app, config.common);
+  add_clean_dir_options(app, config.common);
   add_resume_option(app, config.common);
   add_attack_options(app, config.common.attack, label_mode);
   app.add_option("--model", config.model,
@@ -244,6 +257,56 @@ void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::st
   app.add_option("--momentum", config.momentum)->capture_default_str();
   app.add_option("--weight-decay", config.weight_decay)->capture_default_str();
   add_augment_options(app, config.augment);
+  app.add_flag("--verify", config.verify,
+               "scan the model before and after with Neural Cleanse (no attack knowledge; "
+               "out/scan-before, out/scan-after, and the report's verification section); the "
+               "--scan-* options tune it as nad scan's do");
+  add_scan_options(app, config.verify_scan, "--scan-");
+}
+
+void add_scan_options(CLI::App& app, pipeline::ScanOptions& options, const std::string& prefix) {
+  defenses::NeuralCleanseOptions& nc = options.nc;
+  app.add_option(prefix + "epochs", nc.epochs, "Neural Cleanse: epochs at most per class")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option(prefix + "steps-per-epoch", nc.steps_per_epoch,
+                 "Neural Cleanse: Adam steps per epoch (lambda and the early stop look at "
+                 "each epoch)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option(prefix + "batch-size", nc.batch_size,
+                 "Neural Cleanse: clean images per class and step (all classes in one batch)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option(prefix + "lr", nc.lr, "Neural Cleanse: Adam's learning rate")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option(prefix + "init-cost", nc.init_cost,
+                 "Neural Cleanse: initial lambda, the weight of the mask's L1 norm")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option(prefix + "cost-multiplier", nc.cost_multiplier,
+                 "Neural Cleanse: lambda is multiplied by this after --patience epochs of "
+                 "success, divided by its 1.5th power after as many of failure")
+      ->capture_default_str();
+  app.add_option(prefix + "patience", nc.patience, "Neural Cleanse: epochs before lambda moves")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option(prefix + "early-stop-patience", nc.early_stop_patience,
+                 "Neural Cleanse: a class stops after this many epochs without its best norm "
+                 "shrinking by 1% (once lambda has moved both ways)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option(prefix + "success-threshold", nc.success_threshold,
+                 "Neural Cleanse: attack success (fraction) a reversed trigger must reach, also "
+                 "on the held-out images")
+      ->capture_default_str();
+  app.add_option(prefix + "threshold", options.threshold,
+                 "anomaly index above which a class is flagged as a backdoor target")
+      ->capture_default_str();
+  app.add_option(prefix + "holdout-fraction", options.holdout_fraction,
+                 "share of the clean images held out to check each reversed trigger")
+      ->capture_default_str();
 }
 
 void add_attention_map_options(CLI::App& app, double& power, std::string& attention) {
@@ -266,5 +329,12 @@ void add_augment_options(CLI::App& app, pipeline::AugmentConfig& config) {
       ->capture_default_str()
       ->check(CLI::IsMember({"zero", "noise"}));
 }
+
+namespace {
+int process_exit_code = 0;
+}  // namespace
+
+void set_exit_code(int code) { process_exit_code = code; }
+int exit_code() { return process_exit_code; }
 
 }  // namespace nad::cli

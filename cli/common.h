@@ -7,6 +7,8 @@ namespace nad::cli {
 
 // Options every data-using subcommand shares: dataset, seed, threads, device, output.
 void add_common_options(CLI::App& app, pipeline::CommonConfig& config, bool needs_out = true);
+// --clean-dir and its test fraction; --dataset becomes optional.
+void add_clean_dir_options(CLI::App& app, pipeline::CommonConfig& config);
 // --resume DIR (and --out no longer required): for the commands that save resumable state.
 void add_resume_option(CLI::App& app, pipeline::CommonConfig& config);
 // `nad CMD --resume DIR` with nothing else but --threads / --quiet: the command line saved in
@@ -21,6 +23,15 @@ void add_attack_options(CLI::App& app, attacks::AttackOptions& attack, std::stri
 void add_model_file_options(CLI::App& app, pipeline::ModelFileOptions& options);
 // Options of the finetuning baseline and NAD.
 void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::string& label_mode);
+
+// Neural Cleanse's options, each named `prefix` + its name ("--" for nad scan, "--scan-" beside
+// a defense's own options).
+void add_scan_options(CLI::App& app, pipeline::ScanOptions& options, const std::string& prefix);
+
+// The process's exit code once the subcommand returns (0 unless a command sets it: nad scan
+// --fail-if-flagged sets 1).
+void set_exit_code(int code);
+int exit_code();
 
 // --power and --attention: how attention maps are computed (erase, attention).
 void add_attention_map_options(CLI::App& app, double& power, std::string& attention);
@@ -47,5 +58,6 @@ void setup_mcr(CLI::App& app);
 void setup_attention(CLI::App& app);
 void setup_table(CLI::App& app);
 void setup_launch(CLI::App& app);
+void setup_scan(CLI::App& app);
 
 }  // namespace nad::cli

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   nad::cli::setup_prune(app);
   nad::cli::setup_mcr(app);
   nad::cli::setup_attention(app);
+  nad::cli::setup_scan(app);
   nad::cli::setup_table(app);
   nad::cli::setup_demo(app);
   nad::cli::setup_export(app);
@@ -71,5 +72,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "nad: internal error: %s\n", e.what());
     return 1;
   }
-  return 0;
+  return nad::cli::exit_code();
 }

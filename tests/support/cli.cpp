@@ -14,6 +14,9 @@
 #include <sstream>
 #include <thread>
 
+#include "nad/data/readers.h"
+#include "nad/io/png.h"
+
 namespace nad::test {
 
 CommandResult run_shell(const std::string& command) {
@@ -94,6 +97,24 @@ void write_synthetic_idx(const std::filesystem::path& dir, int64_t train_count, 
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   write_split(dir, "train", train_count, size, classes, gen);
   write_split(dir, "t10k", test_count, size, classes, gen);
+}
+
+void write_synthetic_folder(const std::filesystem::path& dir, int64_t train_count,
+                            int64_t test_count, int64_t size, int64_t classes, uint64_t seed) {
+  const std::filesystem::path idx = dir / "idx";
+  write_synthetic_idx(idx, train_count, test_count, size, classes, seed);
+  for (const auto& [split, prefix] :
+       {std::pair<std::string, std::string>{"train", "train"}, {"test", "t10k"}}) {
+    const data::Dataset set = data::read_idx(idx / (prefix + "-images-idx3-ubyte"),
+                                             idx / (prefix + "-labels-idx1-ubyte"));
+    for (int64_t i = 0; i < set.size(); ++i) {
+      const std::filesystem::path folder =
+          dir / split / std::to_string(set.labels[i].item<int64_t>());
+      std::filesystem::create_directories(folder);
+      io::write_png(folder / (std::to_string(i) + ".png"), set.images[i]);
+    }
+  }
+  std::filesystem::remove_all(idx);
 }
 
 nlohmann::json read_json(const std::filesystem::path& file) {

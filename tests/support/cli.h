@@ -21,6 +21,11 @@ CommandResult run_nad(const std::string& arguments);
 void write_synthetic_idx(const std::filesystem::path& dir, int64_t train_count, int64_t test_count,
                          int64_t size, int64_t classes, uint64_t seed);
 
+// The same images as an image folder (dir/train/<class>/<i>.png, dir/test/...), so that the
+// dataset has exactly `classes` classes (the MNIST reader always reports 10).
+void write_synthetic_folder(const std::filesystem::path& dir, int64_t train_count,
+                            int64_t test_count, int64_t size, int64_t classes, uint64_t seed);
+
 // Files the binary wrote: parsed JSON (a missing file fails the test), whole text, line count.
 nlohmann::json read_json(const std::filesystem::path& file);
 std::string read_text(const std::filesystem::path& file);

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "nad/data/readers.h"
+#include "nad/data/subset.h"
 #include "nad/util/error.h"
 
 namespace nad::data {
@@ -94,6 +95,46 @@ DatasetPair load_dataset(const DatasetOptions& options) {
   // Mirroring changes a digit or a traffic sign, not a photo or a garment.
   pair.natural_hflip = !(name == "mnist" || name == "gtsrb");
   return pair;
+}
+
+CleanDirData load_clean_dir(const std::string& clean_dir, const DatasetOptions& dataset,
+                            double test_fraction, uint64_t seed) {
+  CleanDirData out;
+  if (!dataset.name.empty()) {
+    out.pair = load_dataset(dataset);
+    const Dataset& test = out.pair.test;
+    LabelledFolder folder =
+        read_labelled_folder(clean_dir, out.pair.num_classes(), dataset.image_size);
+    const Dataset& own = folder.data;
+    if (own.height() != test.height() || own.width() != test.width() ||
+        own.channels() != test.channels()) {
+      throw UserError("--clean-dir '" + clean_dir + "' holds " + std::to_string(own.width()) + "x" +
+                      std::to_string(own.height()) + "x" + std::to_string(own.channels()) +
+                      " images, but " + dataset.name + " has " + std::to_string(test.width()) +
+                      "x" + std::to_string(test.height()) + "x" + std::to_string(test.channels()) +
+                      " (--image-size resizes)");
+    }
+    out.pair.train = own;
+    out.mapping = folder.mapping;
+    return out;
+  }
+  if (!(test_fraction > 0 && test_fraction < 1)) {
+    throw UserError("--clean-dir-test-fraction must be in (0, 1)");
+  }
+  LabelledFolder folder = read_labelled_folder(clean_dir, 0, dataset.image_size);
+  out.mapping = folder.mapping;
+  out.test_from_folder = true;
+  out.pair.name = "clean-dir";
+  out.pair.class_names = folder.class_names;
+  const torch::Tensor all = torch::arange(folder.data.size(), torch::kLong);
+  const auto [keep, held] = split_holdout(all, folder.data.labels, test_fraction, seed + 5);
+  if (keep.numel() < 2 || held.numel() < 1) {
+    throw UserError("--clean-dir '" + clean_dir + "' has too few images (" +
+                    std::to_string(folder.data.size()) + ") to hold some out for testing");
+  }
+  out.pair.train = folder.data.select(keep);
+  out.pair.test = folder.data.select(held);
+  return out;
 }
 
 }  // namespace nad::data

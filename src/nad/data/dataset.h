@@ -48,4 +48,15 @@ const std::vector<std::string>& dataset_names();
 // missing or malformed input.
 DatasetPair load_dataset(const DatasetOptions& options);
 
+// The defender's own folder (--clean-dir, see read_labelled_folder) as a run's data: `train` is
+// every image of it, and `test` the test split of `dataset` when one is named (its classes and
+// image shape must match), else a stratified `test_fraction` of the folder, held out with `seed`.
+struct CleanDirData {
+  DatasetPair pair;
+  bool test_from_folder = false;
+  std::string mapping;  // how the folders were mapped to classes
+};
+CleanDirData load_clean_dir(const std::string& clean_dir, const DatasetOptions& dataset,
+                            double test_fraction, uint64_t seed);
+
 }  // namespace nad::data

@@ -174,7 +174,112 @@ torch::Tensor decode_all(const std::vector<fs::path>& files, const Geometry& geo
   return images;
 }
 
+// Whether `name` is a plain non-negative decimal number below the class limit.
+bool is_class_number(const std::string& name) {
+  if (name.empty() || name.size() > 6) return false;
+  return std::all_of(name.begin(), name.end(), [](unsigned char c) { return std::isdigit(c); });
+}
+
 }  // namespace
+
+LabelledFolder read_labelled_folder(const fs::path& root, int64_t num_classes, int image_size) {
+  if (image_size < 0 || image_size > kMaxImageSide) {
+    throw UserError("--image-size must be 1 to " + std::to_string(kMaxImageSide) +
+                    " (or 0: keep), got " + std::to_string(image_size));
+  }
+  const std::vector<std::string> folders = class_folders(root);
+  LabelledFolder out;
+  std::vector<int64_t> label_of(folders.size(), -1);
+  const fs::path list = root / "classes.txt";
+  if (fs::exists(list)) {
+    out.mapping = "classes.txt";
+    const std::vector<unsigned char> bytes = read_file_bytes(list);
+    std::string line;
+    size_t line_number = 0;
+    auto add = [&](std::string name) {
+      ++line_number;
+      while (!name.empty() && (name.back() == '\r' || name.back() == ' ')) name.pop_back();
+      if (name.empty()) {
+        throw UserError("'" + list.string() + "' line " + std::to_string(line_number) +
+                        ": empty class name");
+      }
+      if (std::find(out.class_names.begin(), out.class_names.end(), name) !=
+          out.class_names.end()) {
+        throw UserError("'" + list.string() + "' line " + std::to_string(line_number) +
+                        ": class '" + name + "' is listed twice");
+      }
+      out.class_names.push_back(name);
+    };
+    for (unsigned char c : bytes) {
+      if (c == '\n') {
+        add(line);
+        line.clear();
+      } else {
+        line += static_cast<char>(c);
+      }
+    }
+    if (!line.empty()) add(line);
+    if (static_cast<int64_t>(out.class_names.size()) > kMaxClasses) {
+      throw UserError("'" + list.string() + "' lists more than " + std::to_string(kMaxClasses) +
+                      " classes");
+    }
+    for (size_t f = 0; f < folders.size(); ++f) {
+      const auto it = std::find(out.class_names.begin(), out.class_names.end(), folders[f]);
+      if (it == out.class_names.end()) {
+        throw UserError("class folder '" + (root / folders[f]).string() + "' is not listed in '" +
+                        list.string() + "'");
+      }
+      label_of[f] = it - out.class_names.begin();
+    }
+  } else if (std::all_of(folders.begin(), folders.end(), is_class_number)) {
+    out.mapping = "numbered folders";
+    int64_t highest = 0;
+    for (size_t f = 0; f < folders.size(); ++f) {
+      label_of[f] = std::stoll(folders[f]);
+      highest = std::max(highest, label_of[f]);
+    }
+    const int64_t count = num_classes > 0 ? num_classes : highest + 1;
+    for (int64_t k = 0; k < count; ++k) out.class_names.push_back(std::to_string(k));
+  } else {
+    out.mapping = "sorted folders";
+    out.class_names = folders;
+    for (size_t f = 0; f < folders.size(); ++f) label_of[f] = static_cast<int64_t>(f);
+    if (num_classes > 0 && static_cast<int64_t>(folders.size()) != num_classes) {
+      throw UserError("'" + root.string() + "' has " + std::to_string(folders.size()) +
+                      " class folders for " + std::to_string(num_classes) +
+                      " classes; name the folders by class number or list the classes in order "
+                      "in " +
+                      list.string());
+    }
+  }
+  if (num_classes > 0) {
+    for (size_t f = 0; f < folders.size(); ++f) {
+      if (label_of[f] >= num_classes) {
+        throw UserError("class folder '" + (root / folders[f]).string() + "' is class " +
+                        std::to_string(label_of[f]) + ", but there are only " +
+                        std::to_string(num_classes) + " classes (0-" +
+                        std::to_string(num_classes - 1) + ")");
+      }
+    }
+    if (static_cast<int64_t>(out.class_names.size()) != num_classes) {
+      if (static_cast<int64_t>(out.class_names.size()) > num_classes) {
+        throw UserError("'" + list.string() + "' lists " + std::to_string(out.class_names.size()) +
+                        " classes, but there are only " + std::to_string(num_classes));
+      }
+      for (int64_t k = static_cast<int64_t>(out.class_names.size()); k < num_classes; ++k) {
+        out.class_names.push_back(std::to_string(k));
+      }
+    }
+  }
+  const Split split = list_split(root, folders);
+  std::vector<int64_t> labels;
+  for (int64_t folder_index : split.labels) labels.push_back(label_of[folder_index]);
+  Geometry geometry = probe(split.files[0]);
+  if (image_size > 0) geometry.height = geometry.width = image_size;
+  out.data.images = decode_all(split.files, geometry, image_size > 0, split.files[0]);
+  out.data.labels = torch::tensor(labels, torch::kInt64);
+  return out;
+}
 
 DatasetPair read_image_folder(const fs::path& dir, int image_size, const std::string& name) {
   if (!fs::is_directory(dir)) throw UserError("'" + dir.string() + "' is not a directory");

@@ -59,6 +59,19 @@ std::vector<GtsrbAnnotation> read_gtsrb_annotations(const std::filesystem::path&
 DatasetPair read_image_folder(const std::filesystem::path& dir, int image_size,
                               const std::string& name);
 
+// A defender's own labelled images, root/<class folder>/<image>. How folders map to classes:
+// root/classes.txt (one folder name per line, line k naming class k) when it exists; else, when
+// every folder is named by a number, that number; else the folders in sorted order. A folder that
+// maps to no class of `num_classes` (when > 0) is a UserError naming it; classes without a folder
+// simply have no images. The images must share one size unless image_size > 0 resizes them.
+struct LabelledFolder {
+  Dataset data;
+  std::vector<std::string> class_names;  // from classes.txt, or the folder names, or numbers
+  std::string mapping;                   // "classes.txt" | "numbered folders" | "sorted folders"
+};
+LabelledFolder read_labelled_folder(const std::filesystem::path& root, int64_t num_classes,
+                                    int image_size);
+
 // A PPM (P6, 8-bit, comments allowed) as H x W x 3 uint8.
 torch::Tensor read_ppm(const std::filesystem::path& file);
 // Any PNG, JPEG, BMP or PPM file as H x W x C uint8, C = `channels` (1 or 3).

@@ -105,6 +105,20 @@ void text(cairo_t* cr, const std::string& s, double x, double y, double size, bo
   cairo_show_text(cr, s.c_str());
 }
 
+// A y-axis title, rotated, centred on `centre_y`.
+void y_axis_label(cairo_t* cr, const std::string& label, double x, double centre_y) {
+  cairo_save(cr);
+  cairo_move_to(cr, x, centre_y);
+  cairo_rotate(cr, -M_PI / 2);
+  cairo_select_font_face(cr, "DejaVu Sans", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_font_size(cr, 12);
+  cairo_text_extents_t extents;
+  cairo_text_extents(cr, label.c_str(), &extents);
+  cairo_rel_move_to(cr, -extents.x_advance / 2, 0);
+  cairo_show_text(cr, label.c_str());
+  cairo_restore(cr);
+}
+
 cairo_status_t append_bytes(void* closure, const unsigned char* data, unsigned int length) {
   static_cast<std::string*>(closure)->append(reinterpret_cast<const char*>(data), length);
   return CAIRO_STATUS_SUCCESS;
@@ -253,16 +267,7 @@ void write_line_chart(const std::filesystem::path& file, const LineChart& chart)
   cairo_rectangle(cr, left, top, plot_w, plot_h);
   cairo_stroke(cr);
   text(cr, chart.x_label, left + plot_w / 2, height - 12, 12, false, 0.5);
-  cairo_save(cr);
-  cairo_move_to(cr, 18, top + plot_h / 2);
-  cairo_rotate(cr, -M_PI / 2);
-  cairo_select_font_face(cr, "DejaVu Sans", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
-  cairo_set_font_size(cr, 12);
-  cairo_text_extents_t extents;
-  cairo_text_extents(cr, chart.y_label.c_str(), &extents);
-  cairo_rel_move_to(cr, -extents.x_advance / 2, 0);
-  cairo_show_text(cr, chart.y_label.c_str());
-  cairo_restore(cr);
+  y_axis_label(cr, chart.y_label, 18, top + plot_h / 2);
 
   const double dash[] = {6, 4};
   double legend_y = top + 10;
@@ -296,6 +301,119 @@ void write_line_chart(const std::filesystem::path& file, const LineChart& chart)
   save(surface, file);
 }
 
+void write_image_grid(const std::filesystem::path& file, const ImageGrid& grid) {
+  const int rows = static_cast<int>(grid.row_labels.size());
+  const int columns = static_cast<int>(grid.column_labels.size());
+  if (static_cast<int>(grid.cells.size()) != rows) {
+    throw std::invalid_argument("image grid: cells and row labels differ in count");
+  }
+  const int cell = 72, gap = 8, label_width = 120, header = 60, footer = 30;
+  const int width = label_width + columns * (cell + gap) + gap;
+  const int height = header + rows * (cell + gap) + footer;
+  cairo_surface_t* surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height);
+  cairo_t* cr = cairo_create(surface);
+  cairo_set_source_rgb(cr, 1, 1, 1);
+  cairo_paint(cr);
+  cairo_set_source_rgb(cr, 0, 0, 0);
+  text(cr, grid.title, gap, 22, 15, true);
+  for (int c = 0; c < columns; ++c) {
+    const bool marked = c < static_cast<int>(grid.marked.size()) && grid.marked[c];
+    const double x = label_width + c * (cell + gap);
+    if (marked) cairo_set_source_rgb(cr, 0.8, 0, 0);
+    text(cr, grid.column_labels[c], x + cell / 2.0, header - 10, 12, marked, 0.5);
+    cairo_set_source_rgb(cr, 0, 0, 0);
+  }
+  for (int r = 0; r < rows; ++r) {
+    const double y = header + r * (cell + gap);
+    if (static_cast<int>(grid.cells[r].size()) != columns) {
+      cairo_destroy(cr);
+      cairo_surface_destroy(surface);
+      throw std::invalid_argument("image grid: a row has the wrong number of cells");
+    }
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    text(cr, grid.row_labels[r], gap, y + cell / 2.0 + 4, 12, true);
+    for (int c = 0; c < columns; ++c) {
+      draw_surface(cr, image_surface(grid.cells[r][c], cell), label_width + c * (cell + gap), y);
+    }
+  }
+  for (int c = 0; c < columns && c < static_cast<int>(grid.marked.size()); ++c) {
+    if (!grid.marked[c]) continue;
+    cairo_set_source_rgb(cr, 0.85, 0, 0);
+    cairo_set_line_width(cr, 3);
+    cairo_rectangle(cr, label_width + c * (cell + gap) - 3, header - 3, cell + 6,
+                    rows * (cell + gap) - gap + 6);
+    cairo_stroke(cr);
+  }
+  cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
+  text(cr, grid.note, gap, height - 10, 11);
+  cairo_destroy(cr);
+  save(surface, file);
+}
+
+void write_bar_chart(const std::filesystem::path& file, const BarChart& chart) {
+  const int bars = static_cast<int>(chart.labels.size());
+  if (static_cast<int>(chart.values.size()) != bars) {
+    throw std::invalid_argument("bar chart: labels and values differ in count");
+  }
+  const int width = std::max(480, 90 + bars * 44 + 40), height = 400;
+  const double left = 70, right = 30, top = 44, bottom = 60;
+  const double plot_w = width - left - right, plot_h = height - top - bottom;
+  double y_max = chart.line.value_or(0);
+  for (double v : chart.values) y_max = std::max(y_max, v);
+  y_max = y_max > 0 ? y_max * 1.1 : 1;
+  auto py = [&](double v) { return top + plot_h - v / y_max * plot_h; };
+
+  cairo_surface_t* surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height);
+  cairo_t* cr = cairo_create(surface);
+  cairo_set_source_rgb(cr, 1, 1, 1);
+  cairo_paint(cr);
+  cairo_set_source_rgb(cr, 0, 0, 0);
+  text(cr, chart.title, left, 26, 15, true);
+  cairo_set_line_width(cr, 1);
+  for (int i = 0; i <= 5; ++i) {
+    const double v = y_max * i / 5;
+    cairo_set_source_rgb(cr, 0.88, 0.88, 0.88);
+    cairo_move_to(cr, left, py(v));
+    cairo_line_to(cr, left + plot_w, py(v));
+    cairo_stroke(cr);
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    text(cr, format_tick(v), left - 6, py(v) + 4, 11, false, 1);
+  }
+  const double slot = bars > 0 ? plot_w / bars : plot_w;
+  for (int b = 0; b < bars; ++b) {
+    const bool marked = b < static_cast<int>(chart.marked.size()) && chart.marked[b];
+    const double v = std::isfinite(chart.values[b]) ? std::max(0.0, chart.values[b]) : 0;
+    if (marked) {
+      cairo_set_source_rgb(cr, 0.85, 0.1, 0.1);
+    } else {
+      cairo_set_source_rgb(cr, 0.25, 0.45, 0.75);
+    }
+    cairo_rectangle(cr, left + b * slot + slot * 0.15, py(v), slot * 0.7, py(0) - py(v));
+    cairo_fill(cr);
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    text(cr, chart.labels[b], left + (b + 0.5) * slot, top + plot_h + 16, 11, marked, 0.5);
+  }
+  cairo_set_source_rgb(cr, 0, 0, 0);
+  cairo_rectangle(cr, left, top, plot_w, plot_h);
+  cairo_stroke(cr);
+  if (chart.line) {
+    const double dash[] = {6, 4};
+    cairo_set_source_rgb(cr, 0.85, 0.1, 0.1);
+    cairo_set_dash(cr, dash, 2, 0);
+    cairo_set_line_width(cr, 1.5);
+    cairo_move_to(cr, left, py(*chart.line));
+    cairo_line_to(cr, left + plot_w, py(*chart.line));
+    cairo_stroke(cr);
+    cairo_set_dash(cr, dash, 0, 0);
+    text(cr, chart.line_label, left + plot_w - 4, py(*chart.line) - 5, 11, false, 1);
+  }
+  cairo_set_source_rgb(cr, 0, 0, 0);
+  text(cr, chart.x_label, left + plot_w / 2, height - 14, 12, false, 0.5);
+  y_axis_label(cr, chart.y_label, 18, top + plot_h / 2);
+  cairo_destroy(cr);
+  save(surface, file);
+}
+
 #else  // !NAD_HAVE_CAIRO
 
 bool figures_available() { return false; }
@@ -305,6 +423,14 @@ void write_attention_figure(const std::filesystem::path& file, const AttentionFi
 }
 
 void write_line_chart(const std::filesystem::path& file, const LineChart&) {
+  throw UserError(file.string() + ": this nad was built without Cairo, so it draws no figures");
+}
+
+void write_image_grid(const std::filesystem::path& file, const ImageGrid&) {
+  throw UserError(file.string() + ": this nad was built without Cairo, so it draws no figures");
+}
+
+void write_bar_chart(const std::filesystem::path& file, const BarChart&) {
   throw UserError(file.string() + ": this nad was built without Cairo, so it draws no figures");
 }
 

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,31 @@ struct LineChart {
 };
 
 void write_line_chart(const std::filesystem::path& file, const LineChart& chart);
+
+// A grid of small pictures with row and column titles; `marked` columns are framed in red
+// (Neural Cleanse's flagged classes).
+struct ImageGrid {
+  std::string title;
+  std::vector<std::string> row_labels, column_labels;
+  std::vector<std::vector<torch::Tensor>> cells;  // [row][column], H x W x C uint8 (C = 1 or 3)
+  std::vector<bool> marked;                       // per column; empty: none
+  std::string note;                               // a line under the grid
+};
+
+void write_image_grid(const std::filesystem::path& file, const ImageGrid& grid);
+
+// Vertical bars, one per label, with an optional horizontal reference line; `marked` bars are
+// drawn in red.
+struct BarChart {
+  std::string title, x_label, y_label;
+  std::vector<std::string> labels;
+  std::vector<double> values;
+  std::vector<bool> marked;  // per bar; empty: none
+  std::optional<double> line;
+  std::string line_label;
+};
+
+void write_bar_chart(const std::filesystem::path& file, const BarChart& chart);
 
 // The colour of `value` in [0, 1] on the inferno map, as 0-255 RGB.
 std::array<uint8_t, 3> inferno(double value);

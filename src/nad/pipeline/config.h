@@ -8,6 +8,7 @@
 #include "nad/data/dataset.h"
 #include "nad/defenses/attention.h"
 #include "nad/defenses/lr_search.h"
+#include "nad/defenses/neural_cleanse.h"
 
 // Typed configuration of each end-to-end run. The CLI fills these; the library validates and
 // runs them. Defaults live here.
@@ -15,6 +16,10 @@ namespace nad::pipeline {
 
 struct CommonConfig {
   data::DatasetOptions dataset;
+  // --clean-dir: the defender's own labelled images replace the dataset's training set (and,
+  // without --dataset, hold out clean_dir_test_fraction of themselves as the test set).
+  std::string clean_dir;
+  double clean_dir_test_fraction = 0.2;
   attacks::AttackOptions attack;
   uint64_t seed = 0;
   int threads = 0;  // 0: all cores
@@ -97,6 +102,27 @@ struct EvalConfig {
   ModelFileOptions model_options;
 };
 
+// Neural Cleanse as `nad scan` runs it, and as the defenses' --verify does before and after.
+struct ScanOptions {
+  defenses::NeuralCleanseOptions nc;
+  double threshold = 2;           // anomaly index above which a class is flagged (the paper's)
+  double holdout_fraction = 0.2;  // share of the clean images kept to check reversed triggers
+
+  nlohmann::json to_json() const;
+};
+
+// `nad scan`: is this model backdoored, and towards which class? No attack knowledge is used;
+// attack options only report whether the flagged class is the real target.
+struct ScanConfig {
+  CommonConfig common;
+  std::string model;
+  ModelFileOptions model_options;
+  double clean_ratio = 0.05;
+  std::string clean_indices;  // a file from an earlier run; overrides clean_ratio
+  ScanOptions scan;
+  bool fail_if_flagged = false;  // exit code 1 when a class is flagged
+};
+
 // Options shared by the finetuning baseline and NAD.
 struct DefenseConfig {
   CommonConfig common;
@@ -114,6 +140,9 @@ struct DefenseConfig {
   double momentum = 0.9;
   double weight_decay = 1e-4;
   AugmentConfig augment = defense_augment();
+  // --verify: Neural Cleanse on the model before and after, reported without attack knowledge.
+  bool verify = false;
+  ScanOptions verify_scan;
 };
 
 struct EraseConfig {

@@ -1,6 +1,7 @@
 #include "nad/pipeline/context.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <set>
 
@@ -18,6 +19,9 @@ namespace fs = std::filesystem;
 nlohmann::json CommonConfig::to_json() const {
   return {{"dataset", dataset.name},
           {"data_dir", dataset.data_dir},
+          {"clean_dir", clean_dir},
+          {"clean_dir_test_fraction",
+           clean_dir.empty() ? nlohmann::json(nullptr) : nlohmann::json(clean_dir_test_fraction)},
           {"image_size", dataset.image_size},
           {"attack", attack.to_json()},
           {"seed", seed},
@@ -184,8 +188,28 @@ RunContext open_run(const CommonConfig& config, bool prepares_attack, bool resum
                                 : train::default_eval_batch_size(context.device);
   configure_compute(config, context);
 
-  context.log("loading " + config.dataset.name + " ...");
-  context.data = data::load_dataset(config.dataset);
+  if (config.clean_dir.empty()) {
+    if (config.dataset.name.empty()) throw UserError("--dataset is required");
+    context.log("loading " + config.dataset.name + " ...");
+    context.data = data::load_dataset(config.dataset);
+  } else {
+    context.log("loading --clean-dir " + config.clean_dir + " ...");
+    data::CleanDirData own = data::load_clean_dir(config.clean_dir, config.dataset,
+                                                  config.clean_dir_test_fraction, config.seed);
+    context.data = std::move(own.pair);
+    context.from_clean_dir = true;
+    if (own.test_from_folder) {
+      context.test_source =
+          "held-out part of --clean-dir (" + std::to_string(context.data.test.size()) +
+          " images, " +
+          std::to_string(static_cast<int>(std::lround(100 * config.clean_dir_test_fraction))) +
+          "%, never trained on)";
+    }
+    context.log("  " + std::to_string(context.data.train.size()) +
+                " of the defender's images to use (classes by " + own.mapping +
+                "); test metrics on " +
+                (own.test_from_folder ? context.test_source : config.dataset.name + "'s test set"));
+  }
   const auto& test = context.data.test;
   context.log("  train " + std::to_string(context.data.train.size()) + ", test " +
               std::to_string(test.size()) + " images of " + std::to_string(test.height()) + "x" +
@@ -307,6 +331,33 @@ void write_run_files(const RunContext& context, const nlohmann::json& config,
     remove_tree(context.out / "state");
   }
   current_run.clear();
+}
+
+void check_clean_ratio(const CommonConfig& config, double ratio, const std::string& indices_file) {
+  if (!config.clean_dir.empty()) {
+    if (!indices_file.empty())
+      throw UserError("--clean-indices and --clean-dir exclude each other");
+    return;  // the folder is the clean data, whole
+  }
+  if (indices_file.empty() && !(ratio > 0 && ratio <= 1)) {
+    throw UserError("--clean-ratio must be in (0, 1], not " + std::to_string(ratio));
+  }
+}
+
+defenses::CleanData draw_clean_data(const RunContext& context, double ratio,
+                                    const std::string& indices_file, uint64_t seed,
+                                    double holdout) {
+  if (!indices_file.empty()) {
+    return defenses::clean_data_from_file(context.data.train, indices_file, seed, holdout);
+  }
+  return defenses::make_clean_data(context.data.train, context.from_clean_dir ? 1.0 : ratio, seed,
+                                   holdout);
+}
+
+std::string clean_source(const RunContext& context, const CommonConfig& config,
+                         const std::string& indices_file) {
+  if (context.from_clean_dir) return "--clean-dir " + config.clean_dir;
+  return indices_file.empty() ? "seeded stratified sample" : indices_file;
 }
 
 std::string percent_or_dash(const std::optional<double>& value) {

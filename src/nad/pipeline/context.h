@@ -7,6 +7,7 @@
 #include "nad/attacks/attack.h"
 #include "nad/data/augment.h"
 #include "nad/data/dataset.h"
+#include "nad/defenses/clean_subset.h"
 #include "nad/io/checkpoint.h"
 #include "nad/pipeline/config.h"
 #include "nad/train/evaluate.h"
@@ -25,7 +26,9 @@ struct RunContext {
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
   // out/state: the training loops' resumable states, removed when the run completes.
   std::shared_ptr<const train::StateStore> state;
-  bool resuming = false;  // --resume: config.json must match, states are continued
+  bool resuming = false;                 // --resume: config.json must match, states are continued
+  bool from_clean_dir = false;           // --clean-dir: data.train is the defender's folder
+  std::string test_source = "test set";  // where the test metrics come from, for reports
   int64_t eval_batch_size = train::kEvalBatchSize;  // --eval-batch-size, or the device's default
 
   double seconds() const;
@@ -99,6 +102,16 @@ void record_stopped_run(const std::string& reason, const std::string& message);
 void write_run_files(const RunContext& context, const nlohmann::json& config,
                      const nlohmann::json& summary, const std::vector<train::EpochRecord>& records,
                      const std::string& report);
+
+// The defender's clean images: all of --clean-dir, the rows of a --clean-indices file, or a
+// seeded stratified `ratio` of the training set; `holdout` of them kept apart (see
+// defenses::CleanData). check_clean_ratio runs before anything is loaded.
+void check_clean_ratio(const CommonConfig& config, double ratio, const std::string& indices_file);
+defenses::CleanData draw_clean_data(const RunContext& context, double ratio,
+                                    const std::string& indices_file, uint64_t seed, double holdout);
+// Where the clean images came from, for summaries.
+std::string clean_source(const RunContext& context, const CommonConfig& config,
+                         const std::string& indices_file);
 
 std::string percent_or_dash(const std::optional<double>& value);
 

@@ -33,9 +33,7 @@ std::optional<double> parse_lr(const std::string& text) {
 DefenseSetup prepare_defense(const DefenseConfig& config, bool needs_holdout) {
   check_common_options(config.common);
   check_model_file(config.model, "--model");
-  if (config.clean_indices.empty() && !(config.clean_ratio > 0 && config.clean_ratio <= 1)) {
-    throw UserError("--clean-ratio must be in (0, 1], not " + std::to_string(config.clean_ratio));
-  }
+  check_clean_ratio(config.common, config.clean_ratio, config.clean_indices);
   train::check_loop_options(config.epochs, config.batch_size, parse_lr(config.lr));
   DefenseSetup s{
       open_run(config.common, /*prepares_attack=*/false, /*resumable=*/true), {}, {}, {}, {}, {}};
@@ -56,22 +54,16 @@ DefenseSetup prepare_defense(const DefenseConfig& config, bool needs_holdout) {
     throw UserError("--validation-fraction must be in (0, 1)");
   }
   const double holdout = (s.finetune.auto_lr || needs_holdout) ? config.validation_fraction : 0.0;
-  if (config.clean_indices.empty()) {
-    s.clean = defenses::make_clean_data(s.context.data.train, config.clean_ratio,
-                                        config.common.seed, holdout);
-  } else {
-    s.clean = defenses::clean_data_from_file(s.context.data.train, config.clean_indices,
-                                             config.common.seed, holdout);
-  }
+  s.clean = draw_clean_data(s.context, config.clean_ratio, config.clean_indices, config.common.seed,
+                            holdout);
   defenses::write_indices(s.context.out / "clean_indices.txt", s.clean.indices);
-  s.clean_json = {
-      {"ratio",
-       config.clean_indices.empty() ? nlohmann::json(config.clean_ratio) : nlohmann::json(nullptr)},
-      {"size", s.clean.indices.size(0)},
-      {"train_size", s.clean.train.size()},
-      {"validation_size", s.clean.validation.size()},
-      {"indices_file", "clean_indices.txt"},
-      {"source", config.clean_indices.empty() ? "seeded stratified sample" : config.clean_indices}};
+  s.clean_json = {{"ratio", config.clean_indices.empty() ? nlohmann::json(config.clean_ratio)
+                                                         : nlohmann::json(nullptr)},
+                  {"size", s.clean.indices.size(0)},
+                  {"train_size", s.clean.train.size()},
+                  {"validation_size", s.clean.validation.size()},
+                  {"indices_file", "clean_indices.txt"},
+                  {"source", clean_source(s.context, config.common, config.clean_indices)}};
   s.context.log("clean subset: " + std::to_string(s.clean.indices.size(0)) + " images (" +
                 std::to_string(s.clean.train.size()) + " to train on, " +
                 std::to_string(s.clean.validation.size()) + " held out)");
@@ -114,7 +106,8 @@ nlohmann::json defense_config_json(const DefenseConfig& config, const DefenseSet
           {"lr_tolerance", config.lr_search.tolerance},
           {"validation_fraction", config.validation_fraction},
           {"patience", config.patience},
-          {"train", s.finetune.train.to_json()}};
+          {"train", s.finetune.train.to_json()},
+          {"verify", config.verify ? config.verify_scan.to_json() : nlohmann::json(nullptr)}};
 }
 
 nlohmann::json best_epoch_json(const defenses::FinetuneResult& run) {
@@ -157,6 +150,8 @@ nlohmann::json run_finetune(const DefenseConfig& config) {
          << " clean images for " << config.epochs << " epochs, lr " << lr_text(run) << ", in "
          << static_cast<int>(s.context.seconds()) << " s.\n\n"
          << io::metrics_table({{"before", s.before}, {"after finetuning", after}});
+  summary["verify"] = verify_cleaning(config, s, run.model, report);
+  summary["seconds"] = s.context.seconds();
   write_run_files(s.context, config_json, summary, records, report.str());
   s.context.log("after: " + after.summary());
   return summary;
@@ -267,6 +262,8 @@ nlohmann::json run_erase(const EraseConfig& config) {
                                {"teacher", teacher_metrics},
                                {"after NAD", after}});
   if (io::figures_available()) report << "\n![attention maps](attention.png)\n";
+  summary["verify"] = verify_cleaning(dc, s, result.student, report);
+  summary["seconds"] = s.context.seconds();
   write_run_files(s.context, config_json, summary, records, report.str());
   s.context.log("teacher: " + teacher_metrics.summary());
   s.context.log("after: " + after.summary());

@@ -1,5 +1,6 @@
 #pragma once
 #include <nlohmann/json.hpp>
+#include <ostream>
 #include <string>
 
 #include "nad/defenses/clean_subset.h"
@@ -30,5 +31,12 @@ nlohmann::json defense_config_json(const DefenseConfig& config, const DefenseSet
 // The epoch kept by --patience, or null.
 nlohmann::json best_epoch_json(const defenses::FinetuneResult& run);
 std::string lr_text(const defenses::FinetuneResult& run);
+
+// --verify: Neural Cleanse on the model before and after the defense (out/scan-before,
+// out/scan-after), on the defense's own clean subset, and the success of the most anomalous
+// class's reversed trigger on both. No attack knowledge goes in. Returns the summary's "verify"
+// entry and appends a section to `report`; does nothing (null) without --verify.
+nlohmann::json verify_cleaning(const DefenseConfig& config, const DefenseSetup& s,
+                               const models::Classifier& after, std::ostream& report);
 
 }  // namespace nad::pipeline

@@ -98,6 +98,8 @@ nlohmann::json run_prune(const PruneConfig& config) {
          << " s. The curve is in prune_curve.csv.\n\n"
          << io::metrics_table(
                 {{"before", s.before}, {"pruned", after_pruning}, {"pruned + finetuned", after}});
+  summary["verify"] = verify_cleaning(config.defense, s, run.model, report);
+  summary["seconds"] = s.context.seconds();
   write_run_files(s.context, config_json, summary, records, report.str());
   s.context.log("after: " + after.summary());
   return summary;

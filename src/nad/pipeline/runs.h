@@ -17,6 +17,9 @@ nlohmann::json run_erase(const EraseConfig& config);
 // Fine-pruning and MCR, the paper's other baselines.
 nlohmann::json run_prune(const PruneConfig& config);
 nlohmann::json run_mcr(const McrConfig& config);
+// Neural Cleanse: reverses each class's smallest trigger on clean data and flags outlier
+// classes as backdoor targets (scan.json, triggers.png, norms.png, report.md).
+nlohmann::json run_scan(const ScanConfig& config);
 // Draws the attention maps of --model and every --compare model on the same test images
 // (attention.png) and measures each.
 nlohmann::json run_attention(const AttentionConfig& config);
