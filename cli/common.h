@@ -47,5 +47,11 @@ void setup_mcr(CLI::App& app);
 void setup_attention(CLI::App& app);
 void setup_table(CLI::App& app);
 void setup_launch(CLI::App& app);
+void setup_strip(CLI::App& app);
+
+// The exit code of a command that finished without error: 0 unless it set another (strip: 1
+// when it flagged an image).
+void set_exit_code(int code);
+int exit_code();
 
 }  // namespace nad::cli

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   nad::cli::setup_export(app);
   nad::cli::setup_poison(app);
   nad::cli::setup_trojan_trigger(app);
+  nad::cli::setup_strip(app);
   nad::cli::setup_launch(app);
   // Ctrl-C and SIGTERM: the running step finishes, the state is saved, then the run stops.
   nad::install_stop_handlers();
@@ -71,5 +72,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "nad: internal error: %s\n", e.what());
     return 1;
   }
-  return 0;
+  return nad::cli::exit_code();
 }
