@@ -19,17 +19,19 @@ DEVICE=${DEVICE:-cuda}
 EPOCHS=${EPOCHS:-20}
 PRECISION=${PRECISION:-bf16}
 ATTACKS=${ATTACKS:-badnets blend none sig wanet}
+SCAN_EPOCHS=${SCAN_EPOCHS:-150}  # Neural Cleanse epochs at most (the default, 60, is also run once)
 EXTRA=${EXTRA:-}  # more options for every command (e.g. "--scan-epochs 5" for a dry run)
 NAD=${NAD:-$BUILD_DIR/nad}
-RUNS=$OUT/runs
-mkdir -p "$RUNS"
+RUNS=${RUNS:-$OUT/runs}  # elsewhere (RUNS=/tmp/...) when only results.tar.gz should come back
+mkdir -p "$RUNS" "$OUT"
+RESULTS=$(realpath "$OUT")/results.tar.gz
 log() { echo "[$(date +%T) +${SECONDS}s] $*" | tee -a "$OUT/steps.log"; }
 left() { echo $((BUDGET - SECONDS)); }
 pack() {
   # The models too (about 0.7 MB each), so that the CPU can time a scan of the same ones.
   (cd "$RUNS" && find . \( -name '*.json' -o -name '*.md' -o -name '*.png' -o -name '*.csv' \
      -o -name '*.log' -o -name model.pt \) ! -path '*/state/*' -print0 |
-     tar czf "$OLDPWD/$OUT/results.tar.gz" --null -T -)
+     tar czf "$RESULTS" --null -T -)
   log "packed results.tar.gz"
 }
 trap pack EXIT
@@ -84,11 +86,17 @@ for attack in $ATTACKS; do
   model=$dir/train/model.pt
   if [ "$attack" = none ]; then
     # Attack options would only add a report line; the clean model has none.
-    run "$attack-scan" 30 scan "${COMMON[@]}" --model "$model" --clean-ratio 0.05 --out "$dir/scan"
+    run "$attack-scan" 30 scan "${COMMON[@]}" --model "$model" --clean-ratio 0.05 \
+      --epochs "$SCAN_EPOCHS" --out "$dir/scan"
     continue
   fi
+  # The first model also at nad scan's defaults, to see what the longer optimisation changes.
+  if [ "$attack" = badnets ]; then
+    run "$attack-scan60" 30 scan "${COMMON[@]}" "${args[@]}" --model "$model" --clean-ratio 0.05 \
+      --out "$dir/scan60"
+  fi
   run "$attack-erase" 60 erase "${COMMON[@]}" "${args[@]}" --model "$model" --clean-ratio 0.05 \
-    --verify --out "$dir/erase"
+    --verify --scan-epochs "$SCAN_EPOCHS" --out "$dir/erase"
   if [ -x "$NAD" ] && "$NAD" strip --help >/dev/null 2>&1; then
     run "$attack-strip" 30 strip "${COMMON[@]}" "${args[@]}" --model "$model" --clean-ratio 0.05 \
       --out "$dir/strip"

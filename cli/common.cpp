@@ -13,6 +13,13 @@ namespace nad::cli {
 
 namespace fs = std::filesystem;
 
+namespace {
+int finished_exit_code = 0;
+}  // namespace
+
+void set_exit_code(int code) { finished_exit_code = code; }
+int exit_code() { return finished_exit_code; }
+
 void add_common_options(CLI::App& app, pipeline::CommonConfig& config, bool needs_out) {
   app.add_option("--dataset", config.dataset.name,
                  "mnist | fashion-mnist | cifar10 | gtsrb | folder")
@@ -329,12 +336,5 @@ void add_augment_options(CLI::App& app, pipeline::AugmentConfig& config) {
       ->capture_default_str()
       ->check(CLI::IsMember({"zero", "noise"}));
 }
-
-namespace {
-int process_exit_code = 0;
-}  // namespace
-
-void set_exit_code(int code) { process_exit_code = code; }
-int exit_code() { return process_exit_code; }
 
 }  // namespace nad::cli

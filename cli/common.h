@@ -28,11 +28,6 @@ void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::st
 // a defense's own options).
 void add_scan_options(CLI::App& app, pipeline::ScanOptions& options, const std::string& prefix);
 
-// The process's exit code once the subcommand returns (0 unless a command sets it: nad scan
-// --fail-if-flagged sets 1).
-void set_exit_code(int code);
-int exit_code();
-
 // --power and --attention: how attention maps are computed (erase, attention).
 void add_attention_map_options(CLI::App& app, double& power, std::string& attention);
 
@@ -59,5 +54,12 @@ void setup_attention(CLI::App& app);
 void setup_table(CLI::App& app);
 void setup_launch(CLI::App& app);
 void setup_scan(CLI::App& app);
+
+void setup_strip(CLI::App& app);
+
+// The exit code of a command that finished without error: 0 unless it set another (strip: 1
+// when it flagged an image; scan --fail-if-flagged: 1 when a class is flagged).
+void set_exit_code(int code);
+int exit_code();
 
 }  // namespace nad::cli

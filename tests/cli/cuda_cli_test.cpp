@@ -83,6 +83,7 @@ TEST(CudaCli, EverySubcommandRunsOnTheGpu) {
           " --clean-ratio 0.25 --lr 0.01 --epochs 1 --curve-epochs 1 --points 3",
       "attention" + data + badnets + model + " --images 2",
       "trojan-trigger" + data + model + " --layer 0 --size 3 --steps 5",
+      "strip" + data + badnets + model + " --clean-ratio 0.25 --overlays 10",
   };
   int index = 0;
   for (const std::string& command : commands) {

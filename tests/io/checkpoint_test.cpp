@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
 #include <map>
 
@@ -40,6 +41,32 @@ TEST(Checkpoint, RoundTripsWeightsBuffersAndSpec) {
     ++files;
   }
   EXPECT_EQ(files, 1);
+}
+
+TEST(Checkpoint, WeightsFingerprintFollowsTheWeightsNotTheFile) {
+  test::TempDir dir;
+  torch::manual_seed(2);
+  models::ModelSpec spec{"mnist-cnn", 1, 4, 8, 8};
+  models::Classifier model = models::create_model(spec);
+  const std::string fingerprint = weights_fingerprint(model);
+  EXPECT_EQ(fingerprint.rfind("sha256:", 0), 0u);
+  EXPECT_EQ(fingerprint.size(), 7u + 64u);
+  // The same weights through nad's model.pt and through a bare PyTorch state_dict.
+  save_checkpoint(dir / "model.pt", model, spec);
+  EXPECT_EQ(weights_fingerprint(load_checkpoint(dir / "model.pt").model), fingerprint);
+  NamedTensors state;
+  for (const auto& [name, tensor] : model_state(model)) state.emplace_back(name, tensor.detach());
+  write_torch_state_dict(dir / "bare.pt", state, TorchFormat::kLegacy);
+  LoadOptions bare;
+  bare.input_shape = {1, 8, 8};
+  EXPECT_EQ(weights_fingerprint(load_checkpoint(dir / "bare.pt", bare).model), fingerprint);
+  // One weight changed by the smallest step, or a buffer, gives another fingerprint.
+  {
+    torch::NoGradGuard no_grad;
+    torch::Tensor w = model->named_parameters()["fc2.bias"];
+    w[0] = std::nextafter(w[0].item<float>(), 1.0f);
+  }
+  EXPECT_NE(weights_fingerprint(model), fingerprint);
 }
 
 TEST(Checkpoint, MismatchedKeysAreListed) {

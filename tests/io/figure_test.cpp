@@ -65,5 +65,37 @@ TEST(Figure, LineChartIsWritten) {
             100);
 }
 
+TEST(Figure, HistogramPercentPerSet) {
+  // Four bins of 0.25 over [0, 1]: 1.0 goes to the last bin, out-of-range values to the ends.
+  const std::vector<double> percent =
+      histogram_percent({0.1, 0.2, 0.3, 0.6, 1.0, -5, 7, 0.25}, 0, 1, 4);
+  ASSERT_EQ(percent.size(), 4u);
+  EXPECT_DOUBLE_EQ(percent[0], 37.5);  // 0.1, 0.2, -5
+  EXPECT_DOUBLE_EQ(percent[1], 25);    // 0.3, 0.25
+  EXPECT_DOUBLE_EQ(percent[2], 12.5);  // 0.6
+  EXPECT_DOUBLE_EQ(percent[3], 25);    // 1.0, 7
+  EXPECT_EQ(histogram_percent({}, 0, 1, 3), (std::vector<double>{0, 0, 0}));
+}
+
+TEST(Figure, HistogramIsWritten) {
+  if (!figures_available()) GTEST_SKIP() << "built without Cairo";
+  test::TempDir dir;
+  Histogram histogram;
+  histogram.title = "entropy";
+  histogram.x_max = 2;
+  histogram.bins = 10;
+  histogram.series = {{"clean", {1.5, 1.6, 1.7}, {0, 0, 1}}, {"triggered", {0.1, 0.2}, {1, 0, 0}}};
+  histogram.markers = {{"threshold", 1.0}};
+  write_histogram(dir / "h.png", histogram);
+  const torch::Tensor image = data::read_image(dir / "h.png", 3);
+  EXPECT_EQ(image.size(0), 420);
+  EXPECT_EQ(image.size(1), 720);
+  // Both sets' bars are drawn: blue-ish (translucent blue on white) and red-ish pixels.
+  const torch::Tensor r = image.select(2, 0).to(torch::kInt),
+                      b = image.select(2, 2).to(torch::kInt);
+  EXPECT_GT(b.gt(r + 60).sum().item<int64_t>(), 500);
+  EXPECT_GT(r.gt(b + 60).sum().item<int64_t>(), 500);
+}
+
 }  // namespace
 }  // namespace nad::io

@@ -9,6 +9,7 @@
 
 #include "nad/util/error.h"
 #include "nad/util/files.h"
+#include "nad/util/sha256.h"
 
 namespace nad::io {
 
@@ -65,6 +66,18 @@ NamedTensors model_state(const models::Classifier& model) {
   for (const auto& item : model->named_parameters()) state.emplace_back(item.key(), item.value());
   for (const auto& item : model->named_buffers()) state.emplace_back(item.key(), item.value());
   return state;
+}
+
+std::string weights_fingerprint(const models::Classifier& model) {
+  Sha256 hash;
+  for (const auto& [name, tensor] : model_state(model)) {
+    const torch::Tensor t = tensor.detach().to(torch::kCPU).contiguous();
+    std::ostringstream header;
+    header << name << '\0' << t.scalar_type() << '\0' << t.sizes() << '\0';
+    hash.update(header.str());
+    hash.update(t.data_ptr(), t.numel() * t.element_size());
+  }
+  return "sha256:" + hash.hex_digest();
 }
 
 std::vector<std::string> load_state_dict(const models::Classifier& model, const NamedTensors& state,

@@ -63,4 +63,9 @@ std::string guess_arch(const NamedTensors& state);
 // The model's parameters and buffers under their PyTorch names, as a state_dict.
 NamedTensors model_state(const models::Classifier& model);
 
+// "sha256:<hex>" of the state_dict: each entry's name, dtype, shape and bytes, in order. It
+// identifies the weights, not the file: the same weights saved as nad's model.pt or exported
+// for PyTorch have one fingerprint.
+std::string weights_fingerprint(const models::Classifier& model);
+
 }  // namespace nad::io

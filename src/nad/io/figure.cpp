@@ -28,6 +28,22 @@ std::array<uint8_t, 3> inferno(double value) {
   return rgb;
 }
 
+std::vector<double> histogram_percent(const std::vector<double>& values, double x_min, double x_max,
+                                      int bins) {
+  if (bins < 1 || !(x_max > x_min)) {
+    throw std::invalid_argument("histogram: needs bins >= 1 and x_max > x_min");
+  }
+  std::vector<double> percent(static_cast<size_t>(bins), 0.0);
+  if (values.empty()) return percent;
+  const double share = 100.0 / static_cast<double>(values.size());
+  for (double v : values) {
+    const double position = std::isfinite(v) ? (v - x_min) / (x_max - x_min) * bins : 0;
+    const int bin = std::clamp(static_cast<int>(std::floor(position)), 0, bins - 1);
+    percent[static_cast<size_t>(bin)] += share;
+  }
+  return percent;
+}
+
 #ifdef NAD_HAVE_CAIRO
 
 bool figures_available() { return true; }
@@ -414,6 +430,99 @@ void write_bar_chart(const std::filesystem::path& file, const BarChart& chart) {
   save(surface, file);
 }
 
+void write_histogram(const std::filesystem::path& file, const Histogram& histogram) {
+  const int width = 720, height = 420;
+  const double left = 64, right = 190, top = 44, bottom = 52;
+  const double plot_w = width - left - right, plot_h = height - top - bottom;
+  std::vector<std::vector<double>> percents;
+  double y_max = 0;
+  for (const auto& s : histogram.series) {
+    percents.push_back(
+        histogram_percent(s.values, histogram.x_min, histogram.x_max, histogram.bins));
+    for (double p : percents.back()) y_max = std::max(y_max, p);
+  }
+  // The y axis up to the next multiple of 5 percent above the tallest bar.
+  y_max = std::max(5.0, std::ceil(y_max / 5) * 5);
+  const double x_span = histogram.x_max - histogram.x_min;
+  auto px = [&](double x) { return left + (x - histogram.x_min) / x_span * plot_w; };
+  auto py = [&](double y) { return top + plot_h - y / y_max * plot_h; };
+
+  cairo_surface_t* surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height);
+  cairo_t* cr = cairo_create(surface);
+  cairo_set_source_rgb(cr, 1, 1, 1);
+  cairo_paint(cr);
+  cairo_set_source_rgb(cr, 0, 0, 0);
+  text(cr, histogram.title, left, 26, 15, true);
+  cairo_set_line_width(cr, 1);
+  for (int i = 0; i <= 5; ++i) {
+    const double v = y_max * i / 5;
+    cairo_set_source_rgb(cr, 0.88, 0.88, 0.88);
+    cairo_move_to(cr, left, py(v));
+    cairo_line_to(cr, left + plot_w, py(v));
+    cairo_stroke(cr);
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    text(cr, format_tick(v), left - 6, py(v) + 4, 11, false, 1);
+  }
+  for (int i = 0; i <= 5; ++i) {
+    const double v = histogram.x_min + x_span * i / 5;
+    cairo_move_to(cr, px(v), top + plot_h);
+    cairo_line_to(cr, px(v), top + plot_h + 4);
+    cairo_stroke(cr);
+    text(cr, format_tick(v), px(v), top + plot_h + 17, 11, false, 0.5);
+  }
+  // Bars drawn translucent so that overlapping sets stay visible.
+  const double bin_w = plot_w / histogram.bins;
+  for (size_t s = 0; s < histogram.series.size(); ++s) {
+    const auto& rgb = histogram.series[s].rgb;
+    cairo_set_source_rgba(cr, rgb[0], rgb[1], rgb[2], 0.45);
+    for (int b = 0; b < histogram.bins; ++b) {
+      const double p = percents[s][static_cast<size_t>(b)];
+      if (p <= 0) continue;
+      cairo_rectangle(cr, left + b * bin_w, py(p), bin_w, top + plot_h - py(p));
+      cairo_fill(cr);
+    }
+  }
+  const double dash[] = {6, 4};
+  cairo_set_line_width(cr, 1.5);
+  for (const auto& marker : histogram.markers) {
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    cairo_set_dash(cr, dash, 2, 0);
+    const double x = px(std::clamp(marker.x, histogram.x_min, histogram.x_max));
+    cairo_move_to(cr, x, top);
+    cairo_line_to(cr, x, top + plot_h);
+    cairo_stroke(cr);
+    cairo_set_dash(cr, dash, 0, 0);
+  }
+  cairo_set_line_width(cr, 1);
+  cairo_set_source_rgb(cr, 0, 0, 0);
+  cairo_rectangle(cr, left, top, plot_w, plot_h);
+  cairo_stroke(cr);
+  text(cr, histogram.x_label, left + plot_w / 2, height - 12, 12, false, 0.5);
+  y_axis_label(cr, "% of the set's images", 18, top + plot_h / 2);
+
+  double legend_y = top + 10;
+  for (const auto& s : histogram.series) {
+    cairo_set_source_rgba(cr, s.rgb[0], s.rgb[1], s.rgb[2], 0.45);
+    cairo_rectangle(cr, left + plot_w + 14, legend_y - 7, 26, 12);
+    cairo_fill(cr);
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    text(cr, s.name, left + plot_w + 46, legend_y + 4, 12);
+    legend_y += 20;
+  }
+  for (const auto& marker : histogram.markers) {
+    cairo_set_dash(cr, dash, 2, 0);
+    cairo_set_line_width(cr, 1.5);
+    cairo_move_to(cr, left + plot_w + 14, legend_y);
+    cairo_line_to(cr, left + plot_w + 40, legend_y);
+    cairo_stroke(cr);
+    cairo_set_dash(cr, dash, 0, 0);
+    text(cr, marker.name, left + plot_w + 46, legend_y + 4, 12);
+    legend_y += 20;
+  }
+  cairo_destroy(cr);
+  save(surface, file);
+}
+
 #else  // !NAD_HAVE_CAIRO
 
 bool figures_available() { return false; }
@@ -431,6 +540,10 @@ void write_image_grid(const std::filesystem::path& file, const ImageGrid&) {
 }
 
 void write_bar_chart(const std::filesystem::path& file, const BarChart&) {
+  throw UserError(file.string() + ": this nad was built without Cairo, so it draws no figures");
+}
+
+void write_histogram(const std::filesystem::path& file, const Histogram&) {
   throw UserError(file.string() + ": this nad was built without Cairo, so it draws no figures");
 }
 

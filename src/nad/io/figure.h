@@ -7,7 +7,8 @@
 #include <string>
 #include <vector>
 
-// Figures drawn with Cairo: attention heat maps side by side, and line charts of ACC / ASR.
+// Figures drawn with Cairo: attention heat maps side by side, line charts of ACC / ASR and
+// histograms (STRIP's entropies).
 namespace nad::io {
 
 // One model's row: the input, the triggered input and one attention map per group.
@@ -68,6 +69,34 @@ struct BarChart {
 };
 
 void write_bar_chart(const std::filesystem::path& file, const BarChart& chart);
+
+// Overlaid histograms of a few sets of values over the same bins, each bar the percent of its
+// own set (so sets of different sizes compare), with optional vertical marker lines.
+struct HistogramSeries {
+  std::string name;
+  std::vector<double> values;
+  std::array<double, 3> rgb{0, 0, 0};
+};
+
+struct HistogramMarker {
+  std::string name;
+  double x = 0;
+};
+
+struct Histogram {
+  std::string title, x_label;
+  double x_min = 0, x_max = 1;  // values outside go to the first or last bin
+  int bins = 30;
+  std::vector<HistogramSeries> series;
+  std::vector<HistogramMarker> markers;
+};
+
+// Percent of `values` in each of `bins` equal bins over [x_min, x_max] (the last bin closed);
+// values outside fall into the first or last bin.
+std::vector<double> histogram_percent(const std::vector<double>& values, double x_min, double x_max,
+                                      int bins);
+
+void write_histogram(const std::filesystem::path& file, const Histogram& histogram);
 
 // The colour of `value` in [0, 1] on the inferno map, as 0-255 RGB.
 std::array<uint8_t, 3> inferno(double value);

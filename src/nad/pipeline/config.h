@@ -225,6 +225,22 @@ struct McrConfig {
   double t = 0.3;   // the model written out
 };
 
+// `nad strip`: STRIP input-level detection (defenses/strip.h). Without threshold_file it
+// calibrates on the dataset: overlays from the clean subset, threshold at --frr on the clean
+// test set, FAR on the triggered test set when an attack is given; it writes strip.json beside
+// overlays.png. With threshold_file and images it flags each image of the folder instead.
+struct StripConfig {
+  CommonConfig common;  // the dataset is only for calibration
+  std::string model;
+  ModelFileOptions model_options;
+  double clean_ratio = 0.05;   // the defender's clean training images, overlays drawn from them
+  int64_t overlays = 100;      // N clean images blended with each input
+  double frr = 0.01;           // share of clean inputs the threshold may flag
+  int64_t test_images = 0;     // clean and triggered test images measured, seeded (0: all)
+  std::string threshold_file;  // flag mode: the strip.json of a calibration run
+  std::string images;          // flag mode: the folder of images to check
+};
+
 // `nad export`: a checkpoint's weights as a bare PyTorch state_dict.
 struct ExportConfig {
   std::string model;

@@ -23,6 +23,9 @@ nlohmann::json run_scan(const ScanConfig& config);
 // Draws the attention maps of --model and every --compare model on the same test images
 // (attention.png) and measures each.
 nlohmann::json run_attention(const AttentionConfig& config);
+// STRIP: calibrates a threshold (strip.json, overlays.png, entropy.png, entropies.csv) or, with
+// --threshold-file and --images, flags images (flags.csv); the summary's "flagged" counts them.
+nlohmann::json run_strip(const StripConfig& config);
 // Runs one nad subcommand (arguments without the program name) and returns its exit code.
 using CommandRunner = std::function<int(const std::vector<std::string>& args)>;
 // Runs every cell of an experiment file that has not run yet (a cell is one nad command writing

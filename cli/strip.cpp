@@ -1,0 +1,62 @@
+#include <memory>
+
+#include "common.h"
+#include "nad/pipeline/runs.h"
+
+namespace nad::cli {
+
+void setup_strip(CLI::App& parent) {
+  auto* app = parent.add_subcommand(
+      "strip",
+      "STRIP input-level backdoor detection: calibrate an entropy threshold on clean inputs, or "
+      "flag the images of a folder with one");
+  app->footer(
+      "Entropy: each input is blended with N clean overlays (x' = 0.5 x + 0.5 overlay on the "
+      "0-255 scale, in float); its STRIP entropy is the Shannon entropy in bits of the softmax "
+      "averaged over the N blends (not, as in the paper, the mean of the N blends' entropies). "
+      "Inputs below the threshold are flagged.\n"
+      "Calibrate: nad strip --model CKPT --dataset D [--attack ...] --out DIR writes "
+      "strip.json, overlays.png, entropy.png, entropies.csv.\n"
+      "Flag: nad strip --threshold-file DIR/strip.json --images FOLDER --model CKPT --out DIR2 "
+      "writes flags.csv and exits 1 when any image is flagged (0 when none; 2 on errors).");
+  auto config = std::make_shared<pipeline::StripConfig>();
+  auto label_mode = std::make_shared<std::string>("all2one");
+  add_common_options(*app, config->common);
+  // Flagging needs no dataset: the overlays come from the threshold file's folder.
+  app->get_option("--dataset")
+      ->required(false)
+      ->description("calibration: mnist | fashion-mnist | cifar10 | gtsrb | folder");
+  add_attack_options(*app, config->common.attack, *label_mode);
+  app->add_option("--model", config->model, "checkpoint: nad's model.pt or a torch.save file")
+      ->required();
+  add_model_file_options(*app, config->model_options);
+  app->add_option("--clean-ratio", config->clean_ratio,
+                  "calibration: fraction of the clean training set the defender has; the "
+                  "overlays are drawn from it with the seed")
+      ->capture_default_str();
+  app->add_option("--overlays", config->overlays,
+                  "calibration: clean images blended with each input (N)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app->add_option("--frr", config->frr,
+                  "calibration: share of clean test inputs the threshold may flag (the threshold "
+                  "is that quantile of their entropies)")
+      ->capture_default_str();
+  app->add_option("--test-images", config->test_images,
+                  "calibration: clean and triggered test images measured, drawn with the seed "
+                  "(0: all; the paper used 2000)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app->add_option("--threshold-file", config->threshold_file,
+                  "flag mode: the strip.json of a calibration run (its overlays.png beside it)");
+  app->add_option("--images", config->images,
+                  "flag mode: folder of images (.png, .jpg, .jpeg, .bmp, .ppm) to check");
+  app->callback([config, label_mode] {
+    finish_attack_options(config->common.attack, *label_mode);
+    const nlohmann::json summary = pipeline::run_strip(*config);
+    // A pipeline can gate on the exit code: 1 when an image was flagged as triggered.
+    if (summary.value("flagged", 0) > 0) set_exit_code(1);
+  });
+}
+
+}  // namespace nad::cli
