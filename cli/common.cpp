@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "nad/data/dataset.h"
@@ -289,7 +290,8 @@ void add_scan_options(CLI::App& app, pipeline::ScanOptions& options, const std::
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option(prefix + "init-cost", nc.init_cost,
-                 "Neural Cleanse: initial lambda, the weight of the mask's L1 norm")
+                 "Neural Cleanse: lambda, the weight of the mask's L1 norm, once the trigger "
+                 "has succeeded for --patience epochs (0 until then, as in the paper's code)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option(prefix + "cost-multiplier", nc.cost_multiplier,
@@ -314,6 +316,11 @@ void add_scan_options(CLI::App& app, pipeline::ScanOptions& options, const std::
   app.add_option(prefix + "holdout-fraction", options.holdout_fraction,
                  "share of the clean images held out to check each reversed trigger")
       ->capture_default_str();
+  app.add_option(prefix + "anomaly-scale", options.anomaly_scale,
+                 "the outlier test on the norms (linear, the paper's) or on their logarithms "
+                 "(log); both indices are reported, this one gives the verdict [linear]")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, defenses::AnomalyScale>{
+          {"linear", defenses::AnomalyScale::kLinear}, {"log", defenses::AnomalyScale::kLog}}));
 }
 
 void add_attention_map_options(CLI::App& app, double& power, std::string& attention) {

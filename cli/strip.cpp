@@ -11,21 +11,26 @@ void setup_strip(CLI::App& parent) {
       "STRIP input-level backdoor detection: calibrate an entropy threshold on clean inputs, or "
       "flag the images of a folder with one");
   app->footer(
-      "Entropy: each input is blended with N clean overlays (x' = 0.5 x + 0.5 overlay on the "
-      "0-255 scale, in float); its STRIP entropy is the Shannon entropy in bits of the softmax "
-      "averaged over the N blends (not, as in the paper, the mean of the N blends' entropies). "
-      "Inputs below the threshold are flagged.\n"
+      "Entropy: each input is superimposed with N clean overlays; by default as the paper's "
+      "code does (x' = min(x + overlay, 255) on the 0-255 scale, in float) and its STRIP "
+      "entropy is the mean of the N blends' Shannon entropies in bits. --superimpose blend "
+      "takes 0.5 x + 0.5 overlay instead, --entropy of-mean the entropy of the mean softmax. "
+      "Inputs below the threshold are flagged; flag mode uses the method the threshold file "
+      "was calibrated with.\n"
       "Calibrate: nad strip --model CKPT --dataset D [--attack ...] --out DIR writes "
       "strip.json, overlays.png, entropy.png, entropies.csv.\n"
       "Flag: nad strip --threshold-file DIR/strip.json --images FOLDER --model CKPT --out DIR2 "
       "writes flags.csv and exits 1 when any image is flagged (0 when none; 2 on errors).");
   auto config = std::make_shared<pipeline::StripConfig>();
   auto label_mode = std::make_shared<std::string>("all2one");
+  auto superimpose = std::make_shared<std::string>(config->method.superimpose_name());
+  auto entropy = std::make_shared<std::string>(config->method.entropy_name());
   add_common_options(*app, config->common);
   // Flagging needs no dataset: the overlays come from the threshold file's folder.
   app->get_option("--dataset")
       ->required(false)
       ->description("calibration: mnist | fashion-mnist | cifar10 | gtsrb | folder");
+  add_clean_dir_options(*app, config->common);
   add_attack_options(*app, config->common.attack, *label_mode);
   app->add_option("--model", config->model, "checkpoint: nad's model.pt or a torch.save file")
       ->required();
@@ -38,6 +43,16 @@ void setup_strip(CLI::App& parent) {
                   "calibration: clean images blended with each input (N)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app->add_option("--superimpose", *superimpose,
+                  "calibration: add (min(x + overlay, 255), the paper's code) or blend (0.5 x + "
+                  "0.5 overlay)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"add", "blend"}));
+  app->add_option("--entropy", *entropy,
+                  "calibration: mean (of the N blends' entropies, the paper's) or of-mean (the "
+                  "entropy of the mean softmax)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"mean", "of-mean"}));
   app->add_option("--frr", config->frr,
                   "calibration: share of clean test inputs the threshold may flag (the threshold "
                   "is that quantile of their entropies)")
@@ -51,8 +66,10 @@ void setup_strip(CLI::App& parent) {
                   "flag mode: the strip.json of a calibration run (its overlays.png beside it)");
   app->add_option("--images", config->images,
                   "flag mode: folder of images (.png, .jpg, .jpeg, .bmp, .ppm) to check");
-  app->callback([config, label_mode] {
+  app->callback([config, label_mode, superimpose, entropy] {
     finish_attack_options(config->common.attack, *label_mode);
+    config->method.superimpose = defenses::parse_superimpose(*superimpose, "--superimpose");
+    config->method.entropy = defenses::parse_strip_entropy(*entropy, "--entropy");
     const nlohmann::json summary = pipeline::run_strip(*config);
     // A pipeline can gate on the exit code: 1 when an image was flagged as triggered.
     if (summary.value("flagged", 0) > 0) set_exit_code(1);

@@ -147,6 +147,24 @@ TEST_F(ScanCli, CleanDirAloneIsEnough) {
   EXPECT_NE(read_text(dir_ / "erase" / "report.md").find("Verification without attack knowledge"),
             std::string::npos);
 
+  // STRIP calibrates from the folder alone too: overlays from its 400 images, the threshold on
+  // its 100 held out; the attack options only measure FAR.
+  r = run_nad("strip" + own + attack + " --model " + model + " --overlays 20 --quiet --out " +
+              (dir_ / "strip").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json strip = read_json(dir_ / "strip" / "strip.json");
+  EXPECT_EQ(strip["calibration"]["clean_test_images"], 100);
+  EXPECT_EQ(strip["overlays"]["count"], 20);
+  EXPECT_EQ(strip["method"]["superimpose"], "add");
+  EXPECT_EQ(strip["method"]["entropy"], "mean");
+  EXPECT_LE(strip["calibration"]["frr_percent"].get<double>(), 1.0);
+  EXPECT_NE(read_text(dir_ / "strip" / "report.md").find("--clean-dir"), std::string::npos);
+  r = run_nad("strip" + own + " --model " + model + " --overlays 500 --quiet --out " +
+              (dir_ / "strip500").string());
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("gives 400 clean images, fewer than --overlays 500"), std::string::npos)
+      << r.output;
+
   // A class folder the model does not have is refused.
   std::filesystem::create_directories(dir_ / "poisoned" / "test" / "7");
   const auto image = *std::filesystem::directory_iterator(dir_ / "poisoned" / "test" / "0");

@@ -111,6 +111,43 @@ TEST(TableCli, SmokeGridRunsAndResumes) {
   EXPECT_NE(bad.output.find("'attacks' must be a non-empty list"), std::string::npos) << bad.output;
 }
 
+// A defense run with --verify adds the table of what a defender sees without attack knowledge:
+// Neural Cleanse's largest anomaly index before -> after and the reversed trigger's success.
+TEST(TableCli, VerifiedDefensesGetTheirOwnTable) {
+  TempDir dir;
+  write_synthetic_idx(dir / "data", 1500, 300, 16, 4, 12);
+  nlohmann::json experiment = read_json(std::string(NAD_EXPERIMENTS_DIR) + "/smoke.json");
+  experiment["train"] = "--arch mnist-cnn --epochs 4 --crop-padding 0 --flip false";
+  experiment["defenses"] = nlohmann::json::array({"finetune",
+                                                  {{"command", "finetune"},
+                                                   {"name", "FT verified"},
+                                                   {"options",
+                                                    "--verify "
+                                                    "--scan-epochs 3"}}});
+  {
+    std::ofstream out(dir / "verify.json");
+    out << experiment.dump();
+  }
+  CommandResult r = run_nad("table --config " + (dir / "verify.json").string() + " --data-dir " +
+                            (dir / "data").string() + " --quiet --out " + (dir / "grid").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json row = read_json(dir / "grid" / "results.json")["rows"][0];
+  const nlohmann::json verify = row["defenses"]["FT verified"]["summary"]["verify"];
+  ASSERT_TRUE(verify.is_object()) << row.dump(1);
+  EXPECT_TRUE(row["defenses"]["Finetuning"]["summary"]["verify"].is_null());
+  const std::string table = read_text(dir / "grid" / "table.md");
+  EXPECT_NE(table.find("## Verification without attack knowledge"), std::string::npos) << table;
+  EXPECT_NE(table.find("| Attack | Finetuning NC index | Finetuning RT % | FT verified NC index |"),
+            std::string::npos)
+      << table;
+  // The verified cell's numbers, as summary.json has them; the other defense's are dashes.
+  char expected[128];
+  std::snprintf(expected, sizeof expected, "| fashion-mnist badnets | - | - | %.2f (%lld)",
+                verify["before"]["max_anomaly_index"].get<double>(),
+                static_cast<long long>(verify["before"]["most_anomalous"].get<int64_t>()));
+  EXPECT_NE(table.find(expected), std::string::npos) << expected << "\n" << table;
+}
+
 // The soak test in small (bench/soak_table.sh kills it 20 times): the table killed outright
 // (SIGKILL, its running cell with it) at three moments and resumed each time with --resume
 // ends with the same table and the same models as a run left alone.

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "nad/util/error.h"
 #include "support/temp_dir.h"
 
@@ -36,6 +38,26 @@ TEST(NeuralCleanse, AnomalyIndexWithAnEvenCountAndSeveralOutliers) {
   EXPECT_NEAR(r.index[2], 8.5 / (1.4826 * 9.5), 1e-12);   // 0.603
   // Flagged by decreasing index.
   EXPECT_EQ(r.flagged, (std::vector<int64_t>{0, 1, 2}));
+}
+
+TEST(NeuralCleanse, AnomalyIndexOnLogNormsMatchesAHandComputedExample) {
+  // Norms e^3, e^3.2, e^2.9, e^3.1, e^0.5: on their logarithms the median is 3, the deviations
+  // 0, 0.2, 0.1, 0.1, 2.5 give MAD 0.1, and the last class's index is 2.5 / 0.14826 = 16.86.
+  const std::vector<double> norms = {std::exp(3.0), std::exp(3.2), std::exp(2.9), std::exp(3.1),
+                                     std::exp(0.5)};
+  const defenses::AnomalyResult r =
+      defenses::anomaly_index(norms, 2.0, defenses::AnomalyScale::kLog);
+  EXPECT_NEAR(r.median, 3.0, 1e-12);
+  EXPECT_NEAR(r.mad, 0.1, 1e-12);
+  EXPECT_NEAR(r.index[4], 2.5 / (1.4826 * 0.1), 1e-9);
+  EXPECT_NEAR(r.index[1], -0.2 / (1.4826 * 0.1), 1e-9);
+  EXPECT_EQ(r.flagged, (std::vector<int64_t>{4}));
+  // Norms below e^(3 - 2 * 0.14826) = 14.93 pixels are flagged.
+  EXPECT_NEAR(r.flag_below(2.0), 14.931603395633633, 1e-9);
+  // The same norms on the paper's linear scale: median e^3 = 20.09, MAD 2.112, index 5.89.
+  const defenses::AnomalyResult linear = defenses::anomaly_index(norms, 2.0);
+  EXPECT_NEAR(linear.index[4], 5.8868477877867305, 1e-9);
+  EXPECT_NEAR(linear.flag_below(2.0), 20.085536923187668 - 2 * 1.4826 * 2.112414358253968, 1e-9);
 }
 
 TEST(NeuralCleanse, AnomalyIndexNeedsThreeClassesAndSurvivesAZeroMad) {

@@ -31,12 +31,29 @@ torch::Tensor constant_images(const std::vector<int64_t>& values) {
       .contiguous();
 }
 
-TEST(Strip, SuperimposesOnThe255ScaleWithoutRounding) {
+TEST(Strip, AddsSaturatingAt255AsThePaperCode) {
+  // Two 1 x 2 one-channel images, three overlays: min(image + overlay, 255) / 255.
+  const torch::Tensor images = torch::tensor({100, 0, 255, 10}, torch::kUInt8).view({2, 1, 2, 1});
+  const torch::Tensor overlays =
+      torch::tensor({201, 0, 0, 255, 50, 50}, torch::kUInt8).view({3, 1, 2, 1});
+  const torch::Tensor added = superimpose(images, overlays);
+  ASSERT_EQ(added.sizes(), (std::vector<int64_t>{6, 1, 1, 2}));
+  // 301, 456, 305 and 265 saturate at 255.
+  const float expected[6][2] = {{1, 0},          {100 / 255.f, 1}, {150 / 255.f, 50 / 255.f},
+                                {1, 10 / 255.f}, {1, 1},           {1, 60 / 255.f}};
+  for (int r = 0; r < 6; ++r) {
+    for (int x = 0; x < 2; ++x) {
+      EXPECT_NEAR(added[r][0][0][x].item<float>(), expected[r][x], 1e-7) << r << "," << x;
+    }
+  }
+}
+
+TEST(Strip, BlendsHalfAndHalfOnThe255ScaleWithoutRounding) {
   // Two 1 x 2 one-channel images, three overlays.
   const torch::Tensor images = torch::tensor({100, 0, 255, 10}, torch::kUInt8).view({2, 1, 2, 1});
   const torch::Tensor overlays =
       torch::tensor({201, 0, 0, 255, 50, 50}, torch::kUInt8).view({3, 1, 2, 1});
-  const torch::Tensor blend = superimpose(images, overlays);
+  const torch::Tensor blend = superimpose(images, overlays, Superimpose::kBlend);
   ASSERT_EQ(blend.sizes(), (std::vector<int64_t>{6, 1, 1, 2}));
   // Row m * 3 + n is (image m + overlay n) / 2 / 255; 301 / 510 is no uint8 value over 255.
   const float expected[6][2] = {{301 / 510.f, 0},           {100 / 510.f, 255 / 510.f},
@@ -49,13 +66,40 @@ TEST(Strip, SuperimposesOnThe255ScaleWithoutRounding) {
   }
 }
 
+// H(v) = -(v log2 v + (1 - v) log2 (1 - v)), by hand.
+constexpr double kH02 = 0.7219280948873623, kH04 = 0.9709505944546686, kH06 = kH04, kH05 = 1.0,
+                 kH09 = 0.4689955935892812;
+
+TEST(Strip, MeanOfEntropiesAsThePaperOnAHandMadeTwoClassModel) {
+  models::Classifier model = std::make_shared<MeanPixelImpl>();
+  const torch::Tensor images = constant_images({102, 255});
+  const torch::Tensor overlays = constant_images({0, 204});
+  // The default (the paper's): added, saturating. Image 102 with overlays 0 and 204 gives
+  // v = 0.4 and min(306, 255) / 255 = 1 (entropy 0): (H(0.4) + 0) / 2. Image 255 gives v = 1
+  // with both overlays: 0.
+  const torch::Tensor added = strip_entropy(model, images, overlays, 64);
+  ASSERT_EQ(added.numel(), 2);
+  EXPECT_EQ(added.scalar_type(), torch::kDouble);
+  EXPECT_NEAR(added[0].item<double>(), kH04 / 2, 1e-5);
+  EXPECT_NEAR(added[1].item<double>(), 0.0, 1e-6);
+  // Blended half and half: v = 0.2 and 0.6 for image 102, 0.5 and 0.9 for image 255.
+  StripMethod blend;
+  blend.superimpose = Superimpose::kBlend;
+  const torch::Tensor blended = strip_entropy(model, images, overlays, 64, blend);
+  EXPECT_NEAR(blended[0].item<double>(), (kH02 + kH06) / 2, 1e-5);
+  EXPECT_NEAR(blended[1].item<double>(), (kH05 + kH09) / 2, 1e-5);
+}
+
 TEST(Strip, EntropyOfTheMeanPredictionOnAHandMadeTwoClassModel) {
   models::Classifier model = std::make_shared<MeanPixelImpl>();
   // Image 102 with overlays 0 and 204 blends to v = 0.2 and 0.6: mean softmax (0.4, 0.6),
   // H = -(0.4 log2 0.4 + 0.6 log2 0.6). Image 255: v = 0.5 and 0.9, mean (0.7, 0.3).
   const torch::Tensor images = constant_images({102, 255});
   const torch::Tensor overlays = constant_images({0, 204});
-  const torch::Tensor entropy = strip_entropy(model, images, overlays, 64);
+  StripMethod of_mean;
+  of_mean.superimpose = Superimpose::kBlend;
+  of_mean.entropy = StripEntropy::kEntropyOfMean;
+  const torch::Tensor entropy = strip_entropy(model, images, overlays, 64, of_mean);
   ASSERT_EQ(entropy.numel(), 2);
   EXPECT_EQ(entropy.scalar_type(), torch::kDouble);
   EXPECT_NEAR(entropy[0].item<double>(), 0.9709505944546686, 1e-5);
@@ -64,9 +108,9 @@ TEST(Strip, EntropyOfTheMeanPredictionOnAHandMadeTwoClassModel) {
   EXPECT_GT(entropy[0].item<double>() - 0.8464393446710154, 0.1);
   // A blend every overlay sends to one class with certainty has entropy 0 (0 log 0 = 0): an
   // image of 255 over an overlay of 255 gives v = 1, softmax (1, 0).
-  EXPECT_NEAR(
-      strip_entropy(model, constant_images({255}), constant_images({255}), 8).item<double>(), 0.0,
-      1e-6);
+  EXPECT_NEAR(strip_entropy(model, constant_images({255}), constant_images({255}), 8, of_mean)
+                  .item<double>(),
+              0.0, 1e-6);
 }
 
 class StripThreads : public KeepsThreadCount {};
@@ -83,14 +127,13 @@ TEST_F(StripThreads, EntropyIsTheSameForAnyBatchSizeAndWorkers) {
     const torch::Tensor batched = strip_entropy(model, images, overlays, batch);
     EXPECT_TRUE(torch::allclose(batched, one_by_one, 1e-6, 1e-9)) << batch;
   }
-  // Each entropy is that of its image alone: the mean over overlays of the model's softmax.
+  // Each entropy is that of its image alone: the mean over overlays of each blend's entropy.
   torch::NoGradGuard no_grad;
   model->eval();
   const torch::Tensor p =
       torch::softmax(model->forward(superimpose(images.slice(0, 3, 4), overlays)).logits, 1)
-          .mean(0)
           .to(torch::kDouble);
-  EXPECT_NEAR(one_by_one[3].item<double>(), -(p * p.log2()).sum().item<double>(), 1e-6);
+  EXPECT_NEAR(one_by_one[3].item<double>(), -(p * p.log2()).sum(1).mean().item<double>(), 1e-6);
   EXPECT_GT(one_by_one.max().item<double>(), 0);
   EXPECT_LE(one_by_one.max().item<double>(), 2.0 + 1e-9);  // log2 of 4 classes
 }

@@ -35,9 +35,15 @@ nlohmann::json finite_or_null(double v) {
 }
 double number_or_inf(const nlohmann::json& j) { return j.is_number() ? j.get<double>() : kInf; }
 
-// The paper code's schedule of lambda and its early stop, for one class.
+// The paper code's schedule of lambda and its early stop, for one class. Lambda starts at 0 (the
+// paper code's reset_cost_to_zero): the trigger first learns to reach the class at all, and only
+// after --patience epochs of success does lambda start at init_cost, with the counters and flags
+// cleared. Without that warm-up, the first epochs' failures lower lambda and set the down flag,
+// and the early stop can then end a class while lambda is still near init_cost and its mask far
+// from the smallest (measured: Fashion-MNIST classes stopped at norms 110-137 at lambda 0.0012).
 struct ClassSchedule {
   double cost = 0;
+  int set_counter = 0;
   int up_counter = 0, down_counter = 0;
   bool up_flag = false, down_flag = false;
   int early_counter = 0;
@@ -50,6 +56,7 @@ struct ClassSchedule {
 
   nlohmann::json to_json() const {
     return {{"cost", cost},
+            {"set_counter", set_counter},
             {"up_counter", up_counter},
             {"down_counter", down_counter},
             {"up_flag", up_flag},
@@ -65,6 +72,7 @@ struct ClassSchedule {
   static ClassSchedule from_json(const nlohmann::json& j) {
     ClassSchedule s;
     s.cost = j.at("cost").get<double>();
+    s.set_counter = j.value("set_counter", 0);
     s.up_counter = j.at("up_counter").get<int>();
     s.down_counter = j.at("down_counter").get<int>();
     s.up_flag = j.at("up_flag").get<bool>();
@@ -87,6 +95,15 @@ struct ClassSchedule {
       early_counter = best_norm >= kEarlyStopFactor * early_best ? early_counter + 1 : 0;
     }
     early_best = std::min(early_best, best_norm);
+    if (cost == 0 && success >= o.success_threshold) {
+      if (++set_counter >= o.patience) {
+        cost = o.init_cost;
+        up_counter = down_counter = 0;
+        up_flag = down_flag = false;
+      }
+    } else {
+      set_counter = 0;
+    }
     if (success >= o.success_threshold) {
       ++up_counter;
       down_counter = 0;
@@ -235,7 +252,6 @@ std::vector<ReversedTrigger> reverse_triggers(
                 pattern_v = torch::zeros_like(pattern_raw);
   torch::Tensor best_mask = squash(mask_raw).clone(), best_pattern = squash(pattern_raw) * 255;
   std::vector<ClassSchedule> schedule(static_cast<size_t>(K));
-  for (auto& s : schedule) s.cost = o.init_cost;
   int start_epoch = 0;
 
   if (o.state) {
@@ -454,10 +470,25 @@ std::vector<ReversedTrigger> reverse_triggers(
   return results;
 }
 
-AnomalyResult anomaly_index(const std::vector<double>& norms, double threshold) {
-  if (norms.size() < 3) {
+std::string anomaly_scale_name(AnomalyScale scale) {
+  return scale == AnomalyScale::kLog ? "log" : "linear";
+}
+
+double AnomalyResult::flag_below(double threshold) const {
+  const double line = median - threshold * 1.4826 * mad;
+  return scale == AnomalyScale::kLog ? std::exp(line) : line;
+}
+
+AnomalyResult anomaly_index(const std::vector<double>& raw_norms, double threshold,
+                            AnomalyScale scale) {
+  if (raw_norms.size() < 3) {
     throw UserError("the MAD outlier test needs at least 3 classes, the model has " +
-                    std::to_string(norms.size()));
+                    std::to_string(raw_norms.size()));
+  }
+  std::vector<double> norms = raw_norms;
+  if (scale == AnomalyScale::kLog) {
+    // A mask's norm is positive (tanh keeps every pixel above 0); the floor only guards log(0).
+    for (double& x : norms) x = std::log(std::max(x, 1e-6));
   }
   auto median_of = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());
@@ -465,16 +496,17 @@ AnomalyResult anomaly_index(const std::vector<double>& norms, double threshold) 
     return v.size() % 2 ? v[h] : (v[h - 1] + v[h]) / 2;
   };
   AnomalyResult r;
+  r.scale = scale;
   r.median = median_of(norms);
   std::vector<double> deviations;
   for (double x : norms) deviations.push_back(std::abs(x - r.median));
   r.mad = median_of(deviations);
   // 1.4826: the MAD of a normal distribution times this is its standard deviation.
-  const double scale = 1.4826 * r.mad;
+  const double spread = 1.4826 * r.mad;
   for (double x : norms) {
     const double d = r.median - x;
     // All norms equal to the median's (MAD 0): no class stands out, unless it differs at all.
-    r.index.push_back(scale > 0 ? d / scale : (d == 0 ? 0.0 : std::copysign(1e9, d)));
+    r.index.push_back(spread > 0 ? d / spread : (d == 0 ? 0.0 : std::copysign(1e9, d)));
   }
   for (size_t k = 0; k < norms.size(); ++k) {
     if (r.index[k] > threshold) r.flagged.push_back(static_cast<int64_t>(k));

@@ -22,7 +22,9 @@ struct NeuralCleanseOptions {
   int64_t steps_per_epoch = 10;  // Adam steps between two looks at the schedule
   int64_t batch_size = 32;       // clean images per class and step
   double lr = 0.1;               // Adam, with the paper code's betas (0.5, 0.9)
-  double init_cost = 1e-3;       // lambda, the weight of the mask's L1 norm
+  // Lambda, the weight of the mask's L1 norm, once the trigger has reached the class for
+  // `patience` epochs (it is 0 until then, as in the paper's code).
+  double init_cost = 1e-3;
   double cost_multiplier = 1.5;  // lambda x 1.5 up, / 1.5^1.5 down, as the paper's code
   int patience = 5;              // epochs of success (or failure) before lambda moves
   // A class stops once its best norm has not improved by 1% for this many epochs, after lambda
@@ -74,12 +76,23 @@ std::vector<ReversedTrigger> reverse_triggers(
 // The paper's outlier test on the norms: median, MAD, and per class the anomaly index
 // (median - norm) / (1.4826 * MAD), positive below the median. A class is flagged when its
 // index exceeds `threshold`. Needs at least 3 classes (UserError otherwise).
+// With AnomalyScale::kLog the same test runs on the norms' natural logarithms (median and MAD
+// then in log units): a class stands out by the factor its norm is below the others', which
+// suits norms whose spread grows with their size (measured on Fashion-MNIST: clean classes from
+// 18 to 123 pixels). kLinear is the paper's.
+enum class AnomalyScale { kLinear, kLog };
+std::string anomaly_scale_name(AnomalyScale scale);  // "linear" | "log"
 struct AnomalyResult {
-  double median = 0;
+  AnomalyScale scale = AnomalyScale::kLinear;
+  double median = 0;  // of the norms, or of their logarithms
   double mad = 0;
   std::vector<double> index;
   std::vector<int64_t> flagged;  // classes, by decreasing index
+
+  // The norm whose index equals `threshold` (classes below it are flagged), in pixels.
+  double flag_below(double threshold) const;
 };
-AnomalyResult anomaly_index(const std::vector<double>& norms, double threshold);
+AnomalyResult anomaly_index(const std::vector<double>& norms, double threshold,
+                            AnomalyScale scale = AnomalyScale::kLinear);
 
 }  // namespace nad::defenses

@@ -11,16 +11,51 @@
 
 namespace nad::defenses {
 
-torch::Tensor superimpose(const torch::Tensor& images, const torch::Tensor& overlays) {
+std::string StripMethod::superimpose_name() const {
+  return superimpose == Superimpose::kAdd ? "add" : "blend";
+}
+std::string StripMethod::entropy_name() const {
+  return entropy == StripEntropy::kMeanOfEntropies ? "mean" : "of-mean";
+}
+std::string StripMethod::definition() const {
+  const std::string blend = superimpose == Superimpose::kAdd
+                                ? "x'_n = min(x + overlay_n, 255) / 255"
+                                : "x'_n = (0.5 x + 0.5 overlay_n) / 255";
+  const std::string entropy =
+      this->entropy == StripEntropy::kMeanOfEntropies
+          ? "H(x) = mean_n H(softmax(f(x'_n))), the mean of the N blends' Shannon entropies in "
+            "bits"
+          : "H(x) = H(mean_n softmax(f(x'_n))), the Shannon entropy in bits of the mean softmax";
+  return entropy + ", " + blend + " in float; flagged when H(x) < threshold";
+}
+
+Superimpose parse_superimpose(const std::string& name, const std::string& option) {
+  if (name == "add") return Superimpose::kAdd;
+  if (name == "blend") return Superimpose::kBlend;
+  throw UserError(option + " must be add or blend, not '" + name + "'");
+}
+StripEntropy parse_strip_entropy(const std::string& name, const std::string& option) {
+  if (name == "mean") return StripEntropy::kMeanOfEntropies;
+  if (name == "of-mean") return StripEntropy::kEntropyOfMean;
+  throw UserError(option + " must be mean or of-mean, not '" + name + "'");
+}
+
+torch::Tensor superimpose(const torch::Tensor& images, const torch::Tensor& overlays,
+                          Superimpose mode) {
   TORCH_CHECK(images.dim() == 4 && overlays.dim() == 4 &&
                   images.sizes().slice(1) == overlays.sizes().slice(1),
               "superimpose: images and overlays must be N x H x W x C of one size");
   const int64_t m = images.size(0), n = overlays.size(0);
   // Broadcast M x 1 x HWC against 1 x N x HWC: every image with every overlay in one op.
-  torch::Tensor blend =
+  torch::Tensor mixed =
       images.to(torch::kFloat).unsqueeze(1) + overlays.to(torch::kFloat).unsqueeze(0);
-  blend = blend.mul_(0.5 / 255.0).reshape({m * n, images.size(1), images.size(2), images.size(3)});
-  return to_memory_format(blend.permute({0, 3, 1, 2}));
+  if (mode == Superimpose::kAdd) {
+    mixed = mixed.clamp_max_(255.0).div_(255.0);
+  } else {
+    mixed = mixed.mul_(0.5 / 255.0);
+  }
+  mixed = mixed.reshape({m * n, images.size(1), images.size(2), images.size(3)});
+  return to_memory_format(mixed.permute({0, 3, 1, 2}));
 }
 
 namespace {
@@ -29,21 +64,26 @@ namespace {
 // overlays) per forward pass.
 torch::Tensor entropy_range(const models::Classifier& model, const torch::Tensor& images,
                             const torch::Tensor& overlays, int64_t begin, int64_t end,
-                            int64_t per_pass) {
+                            int64_t per_pass, const StripMethod& method) {
   torch::InferenceMode guard;
   AutocastScope autocast(images.device());
   const int64_t n = overlays.size(0);
   std::vector<torch::Tensor> parts;
   for (int64_t start = begin; start < end; start += per_pass) {
     const torch::Tensor batch = images.slice(0, start, std::min(end, start + per_pass));
-    const torch::Tensor logits = model->forward(superimpose(batch, overlays)).logits;
-    // Softmax in fp32 whatever the forward ran in; the mean over overlays in fp64.
-    const torch::Tensor mean = torch::softmax(logits.to(torch::kFloat), 1)
-                                   .to(torch::kDouble)
-                                   .view({batch.size(0), n, -1})
-                                   .mean(1);
-    // xlogy gives 0 log 0 = 0 for classes no overlay gave any probability.
-    parts.push_back(torch::xlogy(mean, mean).sum(1).neg_().div_(std::log(2.0)).cpu());
+    const torch::Tensor logits =
+        model->forward(superimpose(batch, overlays, method.superimpose)).logits;
+    // Softmax in fp32 whatever the forward ran in; entropies and means in fp64.
+    const torch::Tensor p =
+        torch::softmax(logits.to(torch::kFloat), 1).to(torch::kDouble).view({batch.size(0), n, -1});
+    // xlogy gives 0 log 0 = 0 for classes given no probability at all.
+    auto entropy_bits = [](const torch::Tensor& q) {
+      return torch::xlogy(q, q).sum(-1).neg_().div_(std::log(2.0));
+    };
+    const torch::Tensor h = method.entropy == StripEntropy::kMeanOfEntropies
+                                ? entropy_bits(p).mean(1)
+                                : entropy_bits(p.mean(1));
+    parts.push_back(h.cpu());
   }
   if (parts.empty()) return torch::empty({0}, torch::kDouble);
   return torch::cat(parts);
@@ -52,7 +92,8 @@ torch::Tensor entropy_range(const models::Classifier& model, const torch::Tensor
 }  // namespace
 
 torch::Tensor strip_entropy(const models::Classifier& model, const torch::Tensor& images,
-                            const torch::Tensor& overlays, int64_t batch_size) {
+                            const torch::Tensor& overlays, int64_t batch_size,
+                            const StripMethod& method) {
   TORCH_CHECK(overlays.size(0) > 0, "strip_entropy: no overlays");
   TORCH_CHECK(batch_size > 0, "strip_entropy: batch_size must be positive");
   const bool was_training = model->is_training();
@@ -64,7 +105,7 @@ torch::Tensor strip_entropy(const models::Classifier& model, const torch::Tensor
       images.device().is_cpu() ? std::min<int64_t>(single_thread_workers(), passes) : 1;
   torch::Tensor entropy;
   if (workers <= 1) {
-    entropy = entropy_range(model, images, overlays, 0, count, per_pass);
+    entropy = entropy_range(model, images, overlays, 0, count, per_pass, method);
   } else {
     // As train::predict: whole passes split over single-threaded workers (the model is only
     // read in eval mode); the passes are the same as with one thread, so are the numbers.
@@ -72,7 +113,8 @@ torch::Tensor strip_entropy(const models::Classifier& model, const torch::Tensor
     run_single_threaded(workers, [&](int64_t w) {
       const int64_t begin = std::min(count, passes * w / workers * per_pass);
       const int64_t end = std::min(count, passes * (w + 1) / workers * per_pass);
-      parts[static_cast<size_t>(w)] = entropy_range(model, images, overlays, begin, end, per_pass);
+      parts[static_cast<size_t>(w)] =
+          entropy_range(model, images, overlays, begin, end, per_pass, method);
     });
     entropy = torch::cat(parts);
   }

@@ -2,6 +2,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <string>
 
 #include "nad/models/classifier.h"
 
@@ -11,20 +12,44 @@
 // Inputs whose entropy is below a threshold calibrated on clean inputs are flagged.
 namespace nad::defenses {
 
-// The blends of `images` (uint8 M x H x W x C) with `overlays` (uint8 N x H x W x C, same
-// device), as the model's float input (M * N) x C x H x W: row m * N + n is
-// x' = 0.5 * image_m + 0.5 * overlay_n on the 0-255 scale, divided by 255, not rounded to uint8.
-torch::Tensor superimpose(const torch::Tensor& images, const torch::Tensor& overlays);
+// How an input and an overlay are combined, on the 0-255 scale, in float (never rounded):
+// - kAdd: x' = min(x + overlay, 255), the paper code's cv2.addWeighted(x, 1, overlay, 1, 0)
+//   on uint8 images (saturating): a trigger keeps its full strength wherever it is bright;
+// - kBlend: x' = 0.5 x + 0.5 overlay, which halves the trigger's contrast.
+enum class Superimpose { kAdd, kBlend };
+// What is taken of the N blends' softmax outputs p_n (entropies in bits, 0 log 0 = 0):
+// - kMeanOfEntropies: (1/N) sum_n H(p_n), the paper's normalised entropy sum;
+// - kEntropyOfMean: H((1/N) sum_n p_n), never below the former: it also counts blends that
+//   each predict confidently but disagree.
+enum class StripEntropy { kMeanOfEntropies, kEntropyOfMean };
 
-// The STRIP entropy of each image, in bits: the Shannon entropy of the softmax averaged over the
-// N overlays, H(x) = -sum_k pbar_k log2 pbar_k with pbar = (1/N) sum_n softmax(f(x'_n)) and
-// 0 log 0 = 0. (The paper averages the N per-overlay entropies instead; the entropy of the
-// mean is never below that and also counts overlays that each predict confidently but
-// disagree, which a clean input's blends do.) Batched: about `batch_size` blends per forward
-// pass, CPU batches split over single-threaded workers; eval mode, under the run's precision
-// (softmax and entropy in fp32 / fp64). Returns M doubles on the CPU.
+struct StripMethod {
+  Superimpose superimpose = Superimpose::kAdd;
+  StripEntropy entropy = StripEntropy::kMeanOfEntropies;
+
+  // "add" | "blend" and "mean" | "of-mean", as the CLI and strip.json spell them.
+  std::string superimpose_name() const;
+  std::string entropy_name() const;
+  // One line defining the entropy as computed, for reports and strip.json.
+  std::string definition() const;
+};
+// Parses the names above; UserError naming `option` otherwise.
+Superimpose parse_superimpose(const std::string& name, const std::string& option);
+StripEntropy parse_strip_entropy(const std::string& name, const std::string& option);
+
+// The combinations of `images` (uint8 M x H x W x C) with `overlays` (uint8 N x H x W x C, same
+// device), as the model's float input (M * N) x C x H x W in [0, 1]: row m * N + n combines
+// image m with overlay n.
+torch::Tensor superimpose(const torch::Tensor& images, const torch::Tensor& overlays,
+                          Superimpose mode = Superimpose::kAdd);
+
+// The STRIP entropy of each image, in bits, as `method` defines it. Batched: about
+// `batch_size` blends per forward pass, CPU batches split over single-threaded workers; eval
+// mode, under the run's precision (softmax and entropy in fp32 / fp64). Returns M doubles on
+// the CPU.
 torch::Tensor strip_entropy(const models::Classifier& model, const torch::Tensor& images,
-                            const torch::Tensor& overlays, int64_t batch_size);
+                            const torch::Tensor& overlays, int64_t batch_size,
+                            const StripMethod& method = {});
 
 // The detection threshold at false-rejection rate `frr` in [0, 1): the k-th smallest clean
 // entropy (0-based) with k = floor(frr * n). With the rule "flagged when entropy < threshold"

@@ -9,6 +9,7 @@
 #include "nad/defenses/attention.h"
 #include "nad/defenses/lr_search.h"
 #include "nad/defenses/neural_cleanse.h"
+#include "nad/defenses/strip.h"
 
 // Typed configuration of each end-to-end run. The CLI fills these; the library validates and
 // runs them. Defaults live here.
@@ -107,6 +108,7 @@ struct ScanOptions {
   defenses::NeuralCleanseOptions nc;
   double threshold = 2;           // anomaly index above which a class is flagged (the paper's)
   double holdout_fraction = 0.2;  // share of the clean images kept to check reversed triggers
+  defenses::AnomalyScale anomaly_scale = defenses::AnomalyScale::kLinear;  // the verdict's
 
   nlohmann::json to_json() const;
 };
@@ -233,12 +235,13 @@ struct StripConfig {
   CommonConfig common;  // the dataset is only for calibration
   std::string model;
   ModelFileOptions model_options;
-  double clean_ratio = 0.05;   // the defender's clean training images, overlays drawn from them
-  int64_t overlays = 100;      // N clean images blended with each input
-  double frr = 0.01;           // share of clean inputs the threshold may flag
-  int64_t test_images = 0;     // clean and triggered test images measured, seeded (0: all)
-  std::string threshold_file;  // flag mode: the strip.json of a calibration run
-  std::string images;          // flag mode: the folder of images to check
+  double clean_ratio = 0.05;     // the defender's clean training images, overlays drawn from them
+  int64_t overlays = 100;        // N clean images blended with each input
+  defenses::StripMethod method;  // how inputs and overlays combine, which entropy is taken
+  double frr = 0.01;             // share of clean inputs the threshold may flag
+  int64_t test_images = 0;       // clean and triggered test images measured, seeded (0: all)
+  std::string threshold_file;    // flag mode: the strip.json of a calibration run
+  std::string images;            // flag mode: the folder of images to check
 };
 
 // `nad export`: a checkpoint's weights as a bare PyTorch state_dict.

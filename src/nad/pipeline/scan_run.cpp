@@ -69,7 +69,7 @@ void write_scan_figures(const fs::path& dir, const ScanResult& r,
   }
   chart.marked = marked;
   // The norm whose anomaly index equals the threshold: bars below it are flagged.
-  const double line = r.anomaly.median - threshold * 1.4826 * r.anomaly.mad;
+  const double line = r.anomaly.flag_below(threshold);
   if (line > 0) {
     chart.line = line;
     chart.line_label = "flag below (index " + fixed(threshold, 1) + ")";
@@ -83,6 +83,7 @@ nlohmann::json ScanOptions::to_json() const {
   nlohmann::json j = nc.to_json();
   j["threshold"] = threshold;
   j["holdout_fraction"] = holdout_fraction;
+  j["anomaly_scale"] = defenses::anomaly_scale_name(anomaly_scale);
   return j;
 }
 
@@ -114,7 +115,12 @@ ScanResult scan_model(const models::Classifier& model, const std::vector<std::st
       [&](const defenses::ReversedTrigger& t) { write_trigger_files(dir, t); });
   const double whole = static_cast<double>(optimise.height() * optimise.width());
   for (const auto& t : r.triggers) r.norms.push_back(t.reached ? t.norm : whole);
-  r.anomaly = defenses::anomaly_index(r.norms, options.threshold);
+  r.anomaly = defenses::anomaly_index(r.norms, options.threshold, options.anomaly_scale);
+  // Both scales are reported; the chosen one gives the verdict.
+  const defenses::AnomalyResult linear =
+      defenses::anomaly_index(r.norms, options.threshold, defenses::AnomalyScale::kLinear);
+  const defenses::AnomalyResult logarithmic =
+      defenses::anomaly_index(r.norms, options.threshold, defenses::AnomalyScale::kLog);
   for (int64_t k = 1; k < K; ++k) {
     if (r.anomaly.index[k] > r.anomaly.index[r.most_anomalous]) r.most_anomalous = k;
   }
@@ -126,13 +132,20 @@ ScanResult scan_model(const models::Classifier& model, const std::vector<std::st
     nlohmann::json c = t.to_json();
     c["name"] = class_names[t.target];
     c["anomaly_index"] = r.anomaly.index[t.target];
+    c["anomaly_index_linear"] = linear.index[t.target];
+    c["anomaly_index_log"] = logarithmic.index[t.target];
     c["flagged"] = static_cast<bool>(flagged[t.target]);
     classes.push_back(c);
   }
   r.json = {{"method", "neural-cleanse"},
             {"classes", classes},
-            {"median_norm", r.anomaly.median},
-            {"mad", r.anomaly.mad},
+            {"anomaly_scale", defenses::anomaly_scale_name(r.anomaly.scale)},
+            {"median_norm", linear.median},
+            {"mad", linear.mad},
+            {"median_log_norm", logarithmic.median},
+            {"mad_log", logarithmic.mad},
+            {"flagged_linear", linear.flagged},
+            {"flagged_log", logarithmic.flagged},
             {"threshold", options.threshold},
             {"flagged", r.anomaly.flagged},
             {"verdict", r.anomaly.flagged.empty() ? "not flagged" : "backdoored"},
@@ -163,20 +176,30 @@ ScanResult scan_model(const models::Classifier& model, const std::vector<std::st
 
 std::string scan_report(const ScanResult& r, const std::vector<std::string>& class_names) {
   std::ostringstream out;
-  out << "| class | name | mask L1 norm | anomaly index | reversed trigger's success | flagged |\n"
-      << "|---:|---|---:|---:|---:|---|\n";
+  out << "| class | name | mask L1 norm | anomaly index | on log norms | reversed trigger's "
+         "success | flagged |\n"
+      << "|---:|---|---:|---:|---:|---:|---|\n";
   for (const auto& t : r.triggers) {
     const bool flagged = std::find(r.anomaly.flagged.begin(), r.anomaly.flagged.end(), t.target) !=
                          r.anomaly.flagged.end();
     out << "| " << t.target << " | " << class_names[t.target] << " | "
         << (t.reached ? fixed(t.norm, 1) : "not reached (" + fixed(t.norm, 1) + ")") << " | "
-        << fixed(r.anomaly.index[t.target], 2) << " | " << fixed(t.success, 2) << "% | "
-        << (flagged ? "**yes**" : "") << " |\n";
+        << fixed(r.json["classes"][t.target]["anomaly_index_linear"].get<double>(), 2) << " | "
+        << fixed(r.json["classes"][t.target]["anomaly_index_log"].get<double>(), 2) << " | "
+        << fixed(t.success, 2) << "% | " << (flagged ? "**yes**" : "") << " |\n";
   }
-  out << "\nMedian norm " << fixed(r.anomaly.median, 1) << ", MAD " << fixed(r.anomaly.mad, 2)
-      << "; a class is flagged when (median - norm) / (1.4826 MAD) exceeds "
-      << fixed(r.json["threshold"].get<double>(), 1)
-      << ". A class whose mask never reached the success threshold counts as the whole image.\n\n";
+  const bool log_scale = r.anomaly.scale == defenses::AnomalyScale::kLog;
+  out << "\nMedian norm " << fixed(r.json["median_norm"].get<double>(), 1) << ", MAD "
+      << fixed(r.json["mad"].get<double>(), 2) << " (of the logarithms: median "
+      << fixed(r.json["median_log_norm"].get<double>(), 3) << ", MAD "
+      << fixed(r.json["mad_log"].get<double>(), 3) << "); a class is flagged when (median - "
+      << (log_scale ? "log norm" : "norm") << ") / (1.4826 MAD)"
+      << (log_scale ? " on the logarithms" : "") << " exceeds "
+      << fixed(r.json["threshold"].get<double>(), 1) << " (--anomaly-scale "
+      << defenses::anomaly_scale_name(r.anomaly.scale) << "; the other scale flags "
+      << r.json[log_scale ? "flagged_linear" : "flagged_log"].dump()
+      << "). A class whose mask never reached the success threshold counts as the whole "
+         "image.\n\n";
   if (r.anomaly.flagged.empty()) {
     out << "**Verdict: not flagged** (largest anomaly index "
         << fixed(r.anomaly.index[r.most_anomalous], 2) << ", class " << r.most_anomalous << ").\n";

@@ -25,12 +25,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// strip.json's "format": a gate refuses files of another layout.
-constexpr const char* kFormat = "nad-strip-1";
-constexpr const char* kEntropyDefinition =
-    "Shannon entropy in bits of the softmax averaged over the overlays: "
-    "H(x) = -sum_k pbar_k log2 pbar_k, pbar = mean_n softmax(f(x'_n)), "
-    "x'_n = (0.5 x + 0.5 overlay_n) / 255 in float; flagged when H(x) < threshold";
+// strip.json's "format": a gate refuses files of another layout. Version 1 had no "method"
+// and always meant the half-and-half blend and the entropy of the mean softmax.
+constexpr const char* kFormat = "nad-strip-2";
+constexpr const char* kFormatV1 = "nad-strip-1";
 
 std::string sha256_of(const torch::Tensor& tensor) {
   const torch::Tensor t = tensor.to(torch::kCPU).contiguous();
@@ -119,6 +117,8 @@ nlohmann::json config_json(const StripConfig& config, const std::string& mode) {
           {"model_options", config.model_options.to_json()},
           {"clean_ratio", config.clean_ratio},
           {"overlays", config.overlays},
+          {"superimpose", config.method.superimpose_name()},
+          {"entropy", config.method.entropy_name()},
           {"frr", config.frr},
           {"test_images", config.test_images},
           {"threshold_file", config.threshold_file},
@@ -157,10 +157,10 @@ void check_strip_options(const StripConfig& config) {
 }
 
 nlohmann::json calibrate(const StripConfig& config) {
-  if (config.common.dataset.name.empty()) {
+  if (config.common.dataset.name.empty() && config.common.clean_dir.empty()) {
     throw UserError(
-        "--dataset is required to calibrate a threshold (or give --threshold-file and --images "
-        "to flag images)");
+        "--dataset or --clean-dir is required to calibrate a threshold (or give "
+        "--threshold-file and --images to flag images)");
   }
   check_strip_options(config);
   RunContext context = open_run(config.common);
@@ -169,17 +169,25 @@ nlohmann::json calibrate(const StripConfig& config) {
   const data::Dataset& test = context.data.test;
   const uint64_t seed = config.common.seed;
 
-  // The overlays: --overlays images of the defender's clean subset, drawn with the seed.
-  const torch::Tensor clean_rows = data::stratified_subset(train.labels, config.clean_ratio, seed);
+  // The overlays: --overlays images of the defender's clean subset (with --clean-dir, the
+  // folder's images not held out as the test set), drawn with the seed.
+  const torch::Tensor clean_rows =
+      context.from_clean_dir ? torch::arange(train.size(), torch::kLong)
+                             : data::stratified_subset(train.labels, config.clean_ratio, seed);
   if (clean_rows.size(0) == 0) {
     throw UserError("--clean-ratio " + format_double(config.clean_ratio, "%g") +
                     " leaves no clean images of the " + std::to_string(train.size()) +
                     " training images; raise it");
   }
   if (clean_rows.size(0) < config.overlays) {
-    throw UserError("--clean-ratio " + format_double(config.clean_ratio, "%g") + " gives " +
-                    std::to_string(clean_rows.size(0)) + " clean images, fewer than --overlays " +
-                    std::to_string(config.overlays) + "; raise --clean-ratio or lower --overlays");
+    const std::string source = context.from_clean_dir
+                                   ? "--clean-dir " + config.common.clean_dir
+                                   : "--clean-ratio " + format_double(config.clean_ratio, "%g");
+    throw UserError(source + " gives " + std::to_string(clean_rows.size(0)) +
+                    " clean images, fewer than --overlays " + std::to_string(config.overlays) +
+                    "; " +
+                    (context.from_clean_dir ? "add images" : std::string("raise --clean-ratio")) +
+                    " or lower --overlays");
   }
   auto generator = at::make_generator<at::CPUGeneratorImpl>(seed + 2);
   const torch::Tensor picked =
@@ -192,7 +200,7 @@ nlohmann::json calibrate(const StripConfig& config) {
   const torch::Tensor device_overlays = overlays.to(context.device);
   auto entropy_of = [&](const torch::Tensor& images) {
     return defenses::strip_entropy(loaded.model, images.to(context.device), device_overlays,
-                                   context.eval_batch_size);
+                                   context.eval_batch_size, config.method);
   };
   const torch::Tensor test_rows = sample_rows(test.size(), config.test_images, seed + 1);
   const torch::Tensor clean_images = test.images.index_select(0, test_rows);
@@ -263,7 +271,10 @@ nlohmann::json calibrate(const StripConfig& config) {
   const nlohmann::json model = model_record(config.model, loaded);
   const nlohmann::json strip = {
       {"format", kFormat},
-      {"entropy", kEntropyDefinition},
+      {"method",
+       {{"superimpose", config.method.superimpose_name()},
+        {"entropy", config.method.entropy_name()},
+        {"definition", config.method.definition()}}},
       {"threshold", threshold},
       {"frr", config.frr},
       {"model", model},
@@ -311,8 +322,12 @@ nlohmann::json calibrate(const StripConfig& config) {
   std::ostringstream report;
   report << "# nad strip\n\nSTRIP on `" << config.model << "` (" << loaded.spec.arch << ", "
          << metrics.summary() << ") with " << config.overlays << " overlays from "
-         << context.data.name << "'s clean training images (--clean-ratio " << config.clean_ratio
-         << ", seed " << seed << "). Entropy: " << kEntropyDefinition << ".\n\n"
+         << (context.from_clean_dir
+                 ? "the defender's images (--clean-dir " + config.common.clean_dir + ")"
+                 : context.data.name + "'s clean training images (--clean-ratio " +
+                       format_double(config.clean_ratio, "%g") + ")")
+         << ", seed " << seed << "; threshold and rates on the " << context.test_source
+         << ". Entropy: " << config.method.definition() << ".\n\n"
          << "| set | images | mean entropy (bits) | flagged |\n|---|---|---|---|\n"
          << "| clean test | " << clean_entropy.numel() << " | "
          << format_double(mean_or_zero(clean_entropy), "%.4f") << " | "
@@ -399,6 +414,11 @@ nlohmann::json flag_images(const StripConfig& config) {
     throw UserError(
         "--attack is for calibration (it measures FAR); not used with --threshold-file");
   }
+  if (!config.common.clean_dir.empty()) {
+    throw UserError(
+        "--clean-dir is for calibration; with --threshold-file the overlays come "
+        "from the threshold file's folder");
+  }
   check_common_options(config.common);
   check_model_file(config.model, "--model");
   if (config.common.out.empty()) throw UserError("--out is required");
@@ -409,11 +429,25 @@ nlohmann::json flag_images(const StripConfig& config) {
   }
   const nlohmann::json strip = io::read_json_or_null(file);
   if (!strip.is_object()) throw UserError("--threshold-file " + file + " is not valid JSON");
-  if (strip.value("format", std::string()) != kFormat) {
+  const std::string format = strip.value("format", std::string());
+  if (format != kFormat && format != kFormatV1) {
     throw UserError("--threshold-file " + file + " is not a strip.json written by nad strip (" +
                     "its format is not " + kFormat + ")");
   }
   using Pointer = nlohmann::json::json_pointer;
+  // The entropy exactly as calibrated: the threshold means nothing under another definition.
+  defenses::StripMethod method;
+  if (format == kFormatV1) {
+    method.superimpose = defenses::Superimpose::kBlend;
+    method.entropy = defenses::StripEntropy::kEntropyOfMean;
+  } else {
+    method.superimpose =
+        defenses::parse_superimpose(field<std::string>(strip, Pointer("/method/superimpose"), file),
+                                    "--threshold-file " + file + ": /method/superimpose");
+    method.entropy =
+        defenses::parse_strip_entropy(field<std::string>(strip, Pointer("/method/entropy"), file),
+                                      "--threshold-file " + file + ": /method/entropy");
+  }
   const double threshold = field<double>(strip, Pointer("/threshold"), file);
   const nlohmann::json recorded = field<nlohmann::json>(strip, Pointer("/model"), file);
   const auto shape = field<std::vector<int64_t>>(strip, Pointer("/model/input_shape"), file);
@@ -497,7 +531,7 @@ nlohmann::json flag_images(const StripConfig& config) {
   ensure_directory(context.out);
   const torch::Tensor device_images = images.to(context.device);
   const torch::Tensor entropy = defenses::strip_entropy(
-      loaded.model, device_images, overlays.to(context.device), context.eval_batch_size);
+      loaded.model, device_images, overlays.to(context.device), context.eval_batch_size, method);
   const torch::Tensor flags = defenses::strip_flags(entropy, threshold);
   const torch::Tensor predicted =
       train::predict(loaded.model, device_images, context.eval_batch_size).cpu();
@@ -519,6 +553,8 @@ nlohmann::json flag_images(const StripConfig& config) {
   nlohmann::json summary = {{"mode", "flag"},
                             {"threshold_file", file},
                             {"threshold", threshold},
+                            {"superimpose", method.superimpose_name()},
+                            {"entropy", method.entropy_name()},
                             {"images", names.size()},
                             {"flagged", flagged.size()},
                             {"flagged_files", flagged},

@@ -266,6 +266,58 @@ std::string fixed(const std::optional<double>& v, int digits = 2) {
   return buf;
 }
 
+// The cell's `--verify` record (summary.json's "verify"), or null.
+const json& verification_of(const json& row, const std::string& defense) {
+  static const json none;
+  if (!row.contains("defenses") || !row["defenses"].contains(defense)) return none;
+  const json& cell = row["defenses"][defense];
+  if (!cell.is_object() || !cell.contains("summary") || !cell["summary"].is_object()) return none;
+  const json& summary = cell["summary"];
+  if (!summary.contains("verify") || !summary["verify"].is_object()) return none;
+  return summary["verify"];
+}
+
+// With `--verify` among a defense's options: what a defender sees without attack knowledge,
+// per row and defense: Neural Cleanse's largest anomaly index before and after (* flagged), and
+// the success of the reversed trigger found before on the cleaned model.
+void write_verification(std::ostream& md, const json& rows, const TableSpec& spec) {
+  bool any = false;
+  for (const auto& row : rows) {
+    for (const auto& d : spec.defenses) any = any || !verification_of(row, d.name).is_null();
+  }
+  if (!any) return;
+  md << "\n## Verification without attack knowledge (`--verify`)\n\nPer defense: Neural "
+        "Cleanse's largest anomaly index before -> after (class; * flagged), and the success of "
+        "the reversed trigger found before on the model before -> after.\n\n| Attack |";
+  for (const auto& d : spec.defenses) md << ' ' << d.name << " NC index | " << d.name << " RT % |";
+  md << "\n|---|";
+  for (size_t i = 0; i < spec.defenses.size(); ++i) md << "---|---|";
+  md << '\n';
+  auto index = [](const json& side) {
+    char buffer[64];
+    std::snprintf(buffer, sizeof buffer, "%.2f (%lld)%s", side.value("max_anomaly_index", 0.0),
+                  static_cast<long long>(side.value("most_anomalous", int64_t{-1})),
+                  side.value("verdict", std::string()) == "backdoored" ? "*" : "");
+    return std::string(buffer);
+  };
+  for (const auto& row : rows) {
+    md << "| " << row.value("dataset", std::string()) << ' ' << row.value("attack", std::string())
+       << " |";
+    for (const auto& d : spec.defenses) {
+      const json& v = verification_of(row, d.name);
+      if (v.is_null()) {
+        md << " - | - |";
+        continue;
+      }
+      const json& trigger = v["reversed_trigger"];
+      md << ' ' << index(v["before"]) << " -> " << index(v["after"]) << " | "
+         << fixed(std::optional<double>(trigger.value("success_before", 0.0))) << " -> "
+         << fixed(std::optional<double>(trigger.value("success_after", 0.0))) << " |";
+    }
+    md << '\n';
+  }
+}
+
 // Rows of a CSV file with a header, as column -> text.
 std::vector<std::map<std::string, std::string>> read_csv(const fs::path& file) {
   std::vector<std::map<std::string, std::string>> rows;
@@ -561,6 +613,7 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
       md << "| " << spec.defenses[i].name << " | "
          << fixed(d ? std::optional<double>(*d * 100) : std::nullopt) << " |\n";
     }
+    write_verification(md, rows, spec);
     if (!failed.empty()) {
       md << "\nFailed cells (rerun `nad table` to retry):\n";
       for (const auto& f : failed) md << "- `" << f << "`\n";
