@@ -11,12 +11,12 @@ void setup_strip(CLI::App& parent) {
       "STRIP input-level backdoor detection: calibrate an entropy threshold on clean inputs, or "
       "flag the images of a folder with one");
   app->footer(
-      "Entropy: each input is superimposed with N clean overlays; by default as the paper's "
-      "code does (x' = min(x + overlay, 255) on the 0-255 scale, in float) and its STRIP "
-      "entropy is the mean of the N blends' Shannon entropies in bits. --superimpose blend "
-      "takes 0.5 x + 0.5 overlay instead, --entropy of-mean the entropy of the mean softmax. "
-      "Inputs below the threshold are flagged; flag mode uses the method the threshold file "
-      "was calibrated with.\n"
+      "Entropy: each input is blended with N clean overlays (x' = 0.5 x + 0.5 overlay on the "
+      "0-255 scale, in float); its STRIP entropy is the Shannon entropy in bits of the softmax "
+      "averaged over the N blends. --superimpose add --entropy mean is the paper's code instead "
+      "(x' = min(x + overlay, 255); the mean of the blends' entropies). Inputs below the "
+      "threshold are flagged; flag mode uses the method the threshold file was calibrated "
+      "with.\n"
       "Calibrate: nad strip --model CKPT --dataset D [--attack ...] --out DIR writes "
       "strip.json, overlays.png, entropy.png, entropies.csv.\n"
       "Flag: nad strip --threshold-file DIR/strip.json --images FOLDER --model CKPT --out DIR2 "
@@ -44,13 +44,13 @@ void setup_strip(CLI::App& parent) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app->add_option("--superimpose", *superimpose,
-                  "calibration: add (min(x + overlay, 255), the paper's code) or blend (0.5 x + "
-                  "0.5 overlay)")
+                  "calibration: blend (0.5 x + 0.5 overlay) or add (min(x + overlay, 255), the "
+                  "paper's code)")
       ->capture_default_str()
       ->check(CLI::IsMember({"add", "blend"}));
   app->add_option("--entropy", *entropy,
-                  "calibration: mean (of the N blends' entropies, the paper's) or of-mean (the "
-                  "entropy of the mean softmax)")
+                  "calibration: of-mean (the entropy of the mean softmax) or mean (of the N "
+                  "blends' entropies, the paper's)")
       ->capture_default_str()
       ->check(CLI::IsMember({"mean", "of-mean"}));
   app->add_option("--frr", config->frr,

@@ -37,10 +37,11 @@ double number_or_inf(const nlohmann::json& j) { return j.is_number() ? j.get<dou
 
 // The paper code's schedule of lambda and its early stop, for one class. Lambda starts at 0 (the
 // paper code's reset_cost_to_zero): the trigger first learns to reach the class at all, and only
-// after --patience epochs of success does lambda start at init_cost, with the counters and flags
-// cleared. Without that warm-up, the first epochs' failures lower lambda and set the down flag,
-// and the early stop can then end a class while lambda is still near init_cost and its mask far
-// from the smallest (measured: Fashion-MNIST classes stopped at norms 110-137 at lambda 0.0012).
+// after --patience epochs of success in a row does lambda start at init_cost, with the counters
+// and flags cleared. A class that never gets there keeps lambda 0 and its largest mask. Without
+// that warm-up, the first epochs' failures lower lambda and set the down flag, and the early stop
+// can then end a class while lambda is still near init_cost and its mask far from the smallest
+// (measured: Fashion-MNIST classes stopped at norms 110-137 at lambda 0.0012).
 struct ClassSchedule {
   double cost = 0;
   int set_counter = 0;
