@@ -13,11 +13,13 @@ OUT=${OUT:-runs/walkthrough}
 PER_CLASS=${PER_CLASS:-50}
 mkdir -p "$OUT"
 if [ ! -d "$OUT/own" ]; then
-  "$NAD" poison --dataset fashion-mnist --quiet --out "$OUT/export"
+  # Its test/ folder is clean whatever the attack; the poisoned train/ folder is not used.
+  "$NAD" poison --dataset fashion-mnist --attack badnets --quiet --out "$OUT/export"
   for class in "$OUT"/export/test/*/; do
     k=$(basename "$class")
     mkdir -p "$OUT/own/$k"
-    find "$class" -name '*.png' | sort | head -n "$PER_CLASS" | xargs -I{} cp {} "$OUT/own/$k/"
+    files=("$class"*.png)  # in name order
+    cp "${files[@]:0:$PER_CLASS}" "$OUT/own/$k/"
   done
   rm -rf "$OUT/export"
 fi
