@@ -331,6 +331,8 @@ std::vector<ReversedTrigger> reverse_triggers(
     torch::Tensor hits =
         torch::zeros({a}, torch::TensorOptions().dtype(torch::kLong).device(device));
     torch::Tensor counted = torch::zeros_like(hits);
+    // The epoch's mean loss per class, summed on the device (read once, at the epoch's end).
+    torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().device(device));
 
     for (int64_t step = 0; step < o.steps_per_epoch; ++step) {
       if (cursor + batch > n) {
@@ -365,6 +367,7 @@ std::vector<ReversedTrigger> reverse_triggers(
       const torch::Tensor norms = masks.sum({1, 2, 3});
       const torch::Tensor loss = (ce_mean + cost * norms).sum();
       loss.backward();
+      loss_sum += loss.detach() / static_cast<double>(a);
       {
         torch::NoGradGuard no_grad;
         const torch::Tensor success =
@@ -460,7 +463,8 @@ std::vector<ReversedTrigger> reverse_triggers(
     }
     std::string summary = std::to_string(a - static_cast<int64_t>(finished.size())) + "/" +
                           std::to_string(K) + " classes active";
-    progress.end_epoch(epoch, 0, 100.0 * success.mean().item<double>(), summary);
+    progress.end_epoch(epoch, loss_sum.item<double>() / static_cast<double>(o.steps_per_epoch),
+                       100.0 * success.mean().item<double>(), summary);
     if (on_class_done) {
       for (int64_t k : finished) on_class_done(trigger_of(k));
     }
