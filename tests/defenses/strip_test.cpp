@@ -31,39 +31,34 @@ torch::Tensor constant_images(const std::vector<int64_t>& values) {
       .contiguous();
 }
 
-TEST(Strip, AddsSaturatingAt255AsThePaperCode) {
-  // Two 1 x 2 one-channel images, three overlays: min(image + overlay, 255) / 255.
+// Superimposes two 1 x 2 one-channel images (100, 0 and 255, 10) with three overlays (201, 0;
+// 0, 255; 50, 50) and compares row m * 3 + n with `expected`.
+void expect_superimposed(Superimpose mode, const float (&expected)[6][2]) {
   const torch::Tensor images = torch::tensor({100, 0, 255, 10}, torch::kUInt8).view({2, 1, 2, 1});
   const torch::Tensor overlays =
       torch::tensor({201, 0, 0, 255, 50, 50}, torch::kUInt8).view({3, 1, 2, 1});
-  const torch::Tensor added = superimpose(images, overlays, Superimpose::kAdd);
-  ASSERT_EQ(added.sizes(), (std::vector<int64_t>{6, 1, 1, 2}));
-  // 301, 456, 305 and 265 saturate at 255.
-  const float expected[6][2] = {{1, 0},          {100 / 255.f, 1}, {150 / 255.f, 50 / 255.f},
-                                {1, 10 / 255.f}, {1, 1},           {1, 60 / 255.f}};
+  const torch::Tensor mixed = superimpose(images, overlays, mode);
+  ASSERT_EQ(mixed.sizes(), (std::vector<int64_t>{6, 1, 1, 2}));
   for (int r = 0; r < 6; ++r) {
     for (int x = 0; x < 2; ++x) {
-      EXPECT_NEAR(added[r][0][0][x].item<float>(), expected[r][x], 1e-7) << r << "," << x;
+      EXPECT_NEAR(mixed[r][0][0][x].item<float>(), expected[r][x], 1e-7) << r << "," << x;
     }
   }
 }
 
+TEST(Strip, AddsSaturatingAt255AsThePaperCode) {
+  // min(image + overlay, 255) / 255: 301, 456, 305 and 265 saturate at 255.
+  const float expected[6][2] = {{1, 0},          {100 / 255.f, 1}, {150 / 255.f, 50 / 255.f},
+                                {1, 10 / 255.f}, {1, 1},           {1, 60 / 255.f}};
+  expect_superimposed(Superimpose::kAdd, expected);
+}
+
 TEST(Strip, BlendsHalfAndHalfOnThe255ScaleWithoutRounding) {
-  // Two 1 x 2 one-channel images, three overlays.
-  const torch::Tensor images = torch::tensor({100, 0, 255, 10}, torch::kUInt8).view({2, 1, 2, 1});
-  const torch::Tensor overlays =
-      torch::tensor({201, 0, 0, 255, 50, 50}, torch::kUInt8).view({3, 1, 2, 1});
-  const torch::Tensor blend = superimpose(images, overlays, Superimpose::kBlend);
-  ASSERT_EQ(blend.sizes(), (std::vector<int64_t>{6, 1, 1, 2}));
-  // Row m * 3 + n is (image m + overlay n) / 2 / 255; 301 / 510 is no uint8 value over 255.
+  // (image + overlay) / 2 / 255; 301 / 510 is no uint8 value over 255.
   const float expected[6][2] = {{301 / 510.f, 0},           {100 / 510.f, 255 / 510.f},
                                 {150 / 510.f, 50 / 510.f},  {456 / 510.f, 10 / 510.f},
                                 {255 / 510.f, 265 / 510.f}, {305 / 510.f, 60 / 510.f}};
-  for (int r = 0; r < 6; ++r) {
-    for (int x = 0; x < 2; ++x) {
-      EXPECT_NEAR(blend[r][0][0][x].item<float>(), expected[r][x], 1e-7) << r << "," << x;
-    }
-  }
+  expect_superimposed(Superimpose::kBlend, expected);
 }
 
 // H(v) = -(v log2 v + (1 - v) log2 (1 - v)), by hand.

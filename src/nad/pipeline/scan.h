@@ -20,7 +20,9 @@ struct ScanResult {
   // The norms the outlier test saw: a class whose mask never reached the success threshold
   // counts as the whole image (H x W), since no small trigger was found for it.
   std::vector<double> norms;
-  defenses::AnomalyResult anomaly;
+  // The outlier test on both scales; `anomaly` is the one the options chose, which gives the
+  // verdict.
+  defenses::AnomalyResult linear, logarithmic, anomaly;
   int64_t most_anomalous = 0;  // the class with the largest anomaly index
   nlohmann::json json;         // what scan.json holds
 };

@@ -115,12 +115,10 @@ ScanResult scan_model(const models::Classifier& model, const std::vector<std::st
       [&](const defenses::ReversedTrigger& t) { write_trigger_files(dir, t); });
   const double whole = static_cast<double>(optimise.height() * optimise.width());
   for (const auto& t : r.triggers) r.norms.push_back(t.reached ? t.norm : whole);
-  r.anomaly = defenses::anomaly_index(r.norms, options.threshold, options.anomaly_scale);
   // Both scales are reported; the chosen one gives the verdict.
-  const defenses::AnomalyResult linear =
-      defenses::anomaly_index(r.norms, options.threshold, defenses::AnomalyScale::kLinear);
-  const defenses::AnomalyResult logarithmic =
-      defenses::anomaly_index(r.norms, options.threshold, defenses::AnomalyScale::kLog);
+  r.linear = defenses::anomaly_index(r.norms, options.threshold, defenses::AnomalyScale::kLinear);
+  r.logarithmic = defenses::anomaly_index(r.norms, options.threshold, defenses::AnomalyScale::kLog);
+  r.anomaly = options.anomaly_scale == defenses::AnomalyScale::kLog ? r.logarithmic : r.linear;
   for (int64_t k = 1; k < K; ++k) {
     if (r.anomaly.index[k] > r.anomaly.index[r.most_anomalous]) r.most_anomalous = k;
   }
@@ -132,20 +130,20 @@ ScanResult scan_model(const models::Classifier& model, const std::vector<std::st
     nlohmann::json c = t.to_json();
     c["name"] = class_names[t.target];
     c["anomaly_index"] = r.anomaly.index[t.target];
-    c["anomaly_index_linear"] = linear.index[t.target];
-    c["anomaly_index_log"] = logarithmic.index[t.target];
+    c["anomaly_index_linear"] = r.linear.index[t.target];
+    c["anomaly_index_log"] = r.logarithmic.index[t.target];
     c["flagged"] = static_cast<bool>(flagged[t.target]);
     classes.push_back(c);
   }
   r.json = {{"method", "neural-cleanse"},
             {"classes", classes},
             {"anomaly_scale", defenses::anomaly_scale_name(r.anomaly.scale)},
-            {"median_norm", linear.median},
-            {"mad", linear.mad},
-            {"median_log_norm", logarithmic.median},
-            {"mad_log", logarithmic.mad},
-            {"flagged_linear", linear.flagged},
-            {"flagged_log", logarithmic.flagged},
+            {"median_norm", r.linear.median},
+            {"mad", r.linear.mad},
+            {"median_log_norm", r.logarithmic.median},
+            {"mad_log", r.logarithmic.mad},
+            {"flagged_linear", r.linear.flagged},
+            {"flagged_log", r.logarithmic.flagged},
             {"threshold", options.threshold},
             {"flagged", r.anomaly.flagged},
             {"verdict", r.anomaly.flagged.empty() ? "not flagged" : "backdoored"},
@@ -184,20 +182,18 @@ std::string scan_report(const ScanResult& r, const std::vector<std::string>& cla
                          r.anomaly.flagged.end();
     out << "| " << t.target << " | " << class_names[t.target] << " | "
         << (t.reached ? fixed(t.norm, 1) : "not reached (" + fixed(t.norm, 1) + ")") << " | "
-        << fixed(r.json["classes"][t.target]["anomaly_index_linear"].get<double>(), 2) << " | "
-        << fixed(r.json["classes"][t.target]["anomaly_index_log"].get<double>(), 2) << " | "
-        << fixed(t.success, 2) << "% | " << (flagged ? "**yes**" : "") << " |\n";
+        << fixed(r.linear.index[t.target], 2) << " | " << fixed(r.logarithmic.index[t.target], 2)
+        << " | " << fixed(t.success, 2) << "% | " << (flagged ? "**yes**" : "") << " |\n";
   }
   const bool log_scale = r.anomaly.scale == defenses::AnomalyScale::kLog;
-  out << "\nMedian norm " << fixed(r.json["median_norm"].get<double>(), 1) << ", MAD "
-      << fixed(r.json["mad"].get<double>(), 2) << " (of the logarithms: median "
-      << fixed(r.json["median_log_norm"].get<double>(), 3) << ", MAD "
-      << fixed(r.json["mad_log"].get<double>(), 3) << "); a class is flagged when (median - "
+  out << "\nMedian norm " << fixed(r.linear.median, 1) << ", MAD " << fixed(r.linear.mad, 2)
+      << " (of the logarithms: median " << fixed(r.logarithmic.median, 3) << ", MAD "
+      << fixed(r.logarithmic.mad, 3) << "); a class is flagged when (median - "
       << (log_scale ? "log norm" : "norm") << ") / (1.4826 MAD)"
       << (log_scale ? " on the logarithms" : "") << " exceeds "
       << fixed(r.json["threshold"].get<double>(), 1) << " (--anomaly-scale "
       << defenses::anomaly_scale_name(r.anomaly.scale) << "; the other scale flags "
-      << r.json[log_scale ? "flagged_linear" : "flagged_log"].dump()
+      << nlohmann::json(log_scale ? r.linear.flagged : r.logarithmic.flagged).dump()
       << "). A class whose mask never reached the success threshold counts as the whole "
          "image.\n\n";
   if (r.anomaly.flagged.empty()) {
