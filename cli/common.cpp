@@ -210,6 +210,19 @@ void finish_attack_options(attacks::AttackOptions& attack, const std::string& la
   attack.label_mode = attacks::parse_label_mode(label_mode);
 }
 
+void finish_defense_options(const CLI::App& app, pipeline::DefenseConfig& config) {
+  // `--schedule reference` is the reference's whole recipe, its Cutout included: nad's default
+  // noise holes erase more, so keeping them would not reproduce the reference's numbers.
+  const bool cutout_given =
+      app.count("--cutout") + app.count("--cutout-length") + app.count("--cutout-fill") > 0;
+  if (config.schedule == "reference" && !cutout_given) {
+    const pipeline::AugmentConfig reference = pipeline::reference_augment();
+    config.augment.cutout_holes = reference.cutout_holes;
+    config.augment.cutout_length = reference.cutout_length;
+    config.augment.cutout_fill = reference.cutout_fill;
+  }
+}
+
 void add_model_file_options(CLI::App& app, pipeline::ModelFileOptions& options) {
   app.add_option("--arch", options.arch,
                  "architecture of the checkpoint (default: what the file says, else guessed "
@@ -246,7 +259,8 @@ void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::st
   app.add_option("--batch-size", config.batch_size, "batch size")->capture_default_str();
   app.add_option("--lr", config.lr,
                  "learning rate, or 'auto': the largest of --lr-grid whose held-out clean accuracy "
-                 "stays within --lr-tolerance points of the best finetuned run")
+                 "stays within --lr-tolerance points (plus --lr-noise-margin standard errors) of "
+                 "the best finetuned run")
       ->capture_default_str();
   app.add_option("--lr-grid", config.lr_search.grid, "candidate rates for --lr auto")
       ->delimiter(',')
@@ -254,12 +268,18 @@ void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::st
   app.add_option("--lr-tolerance", config.lr_search.tolerance,
                  "accuracy points a larger rate may lose on the held-out data")
       ->capture_default_str();
+  app.add_option("--lr-noise-margin", config.lr_search.noise_margin,
+                 "standard errors of the paired hold-out difference a rate's loss may exceed "
+                 "--lr-tolerance by, so chance does not decide (0: the bare tolerance)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--validation-fraction", config.validation_fraction,
                  "share of the clean subset held out by --lr auto and --patience")
       ->capture_default_str();
   app.add_option(
          "--schedule", config.schedule,
-         "constant | step | cosine | reference (the paper code: lr 0.1 for 2 epochs, then 0.01)")
+         "constant | step | cosine | reference (the paper code: lr 0.1 for 2 epochs, then 0.01, "
+         "with its Cutout: one zero-filled hole of side 3, unless --cutout* are given)")
       ->capture_default_str()
       ->check(CLI::IsMember({"constant", "step", "cosine", "reference"}));
   app.add_option("--momentum", config.momentum)->capture_default_str();

@@ -39,6 +39,8 @@ void add_attack_prep_options(CLI::App& app, pipeline::AttackPrepConfig& prep);
 
 // Converts the parsed label mode string into the config (after parsing).
 void finish_attack_options(attacks::AttackOptions& attack, const std::string& label_mode);
+// After parsing a defense's options: what one option implies for others it did not set.
+void finish_defense_options(const CLI::App& app, pipeline::DefenseConfig& config);
 
 void setup_train(CLI::App& app);
 void setup_eval(CLI::App& app);

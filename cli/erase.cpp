@@ -26,8 +26,9 @@ void setup_erase(CLI::App& parent) {
                   "groups whose attention is distilled, by number or name (default: all)")
       ->delimiter(',');
   add_attention_map_options(*app, config->power, config->attention);
-  app->callback([config, label_mode] {
+  app->callback([app, config, label_mode] {
     finish_attack_options(config->defense.common.attack, *label_mode);
+    finish_defense_options(*app, config->defense);
     pipeline::run_erase(*config);
   });
 }

@@ -11,8 +11,9 @@ void setup_finetune(CLI::App& parent) {
   auto config = std::make_shared<pipeline::DefenseConfig>();
   auto label_mode = std::make_shared<std::string>("all2one");
   add_defense_options(*app, *config, *label_mode);
-  app->callback([config, label_mode] {
+  app->callback([app, config, label_mode] {
     finish_attack_options(config->common.attack, *label_mode);
+    finish_defense_options(*app, *config);
     pipeline::run_finetune(*config);
   });
 }

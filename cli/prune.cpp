@@ -21,8 +21,9 @@ void setup_prune(CLI::App& parent) {
   app->add_option("--curve-points", config->curve_points,
                   "test-set measurements along the pruning path (prune_curve.csv)")
       ->capture_default_str();
-  app->callback([config, label_mode] {
+  app->callback([app, config, label_mode] {
     finish_attack_options(config->defense.common.attack, *label_mode);
+    finish_defense_options(*app, config->defense);
     pipeline::run_prune(*config);
   });
 }
@@ -45,8 +46,9 @@ void setup_mcr(CLI::App& parent) {
       ->capture_default_str();
   app->add_option("--t", config->t, "where on the curve the output model lies")
       ->capture_default_str();
-  app->callback([config, label_mode] {
+  app->callback([app, config, label_mode] {
     finish_attack_options(config->defense.common.attack, *label_mode);
+    finish_defense_options(*app, config->defense);
     pipeline::run_mcr(*config);
   });
 }

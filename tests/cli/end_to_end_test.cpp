@@ -97,6 +97,22 @@ TEST(EndToEnd, FixedRateAndReferenceScheduleNeedNoHoldOut) {
   EXPECT_DOUBLE_EQ(ref["lr"]["student"].get<double>(), 0.1);
   EXPECT_EQ(count_lines(dir / "ref" / "metrics.csv"),
             1 + 1 + 1 + 3);  // header, before, teacher, student
+  // The reference's whole recipe: its Cutout (one zero-filled 3 x 3 hole) comes with it.
+  const nlohmann::json ref_augment = read_json(dir / "ref" / "config.json")["train"]["augment"];
+  EXPECT_EQ(ref_augment["cutout_holes"], 1);
+  EXPECT_EQ(ref_augment["cutout_length"], 3);
+  EXPECT_EQ(ref_augment["cutout_fill"], "zero");
+  // nad's default stays the noise holes, and a given Cutout wins over the recipe's.
+  EXPECT_EQ(read_json(dir / "ft" / "config.json")["train"]["augment"]["cutout_fill"], "noise");
+  CommandResult given = run_nad("finetune" + data + model +
+                                " --clean-ratio 0.2 --schedule reference --epochs 1 --cutout 2 "
+                                "--out " +
+                                (dir / "ref-cutout").string());
+  ASSERT_EQ(given.exit_code, 0) << given.output;
+  const nlohmann::json given_augment =
+      read_json(dir / "ref-cutout" / "config.json")["train"]["augment"];
+  EXPECT_EQ(given_augment["cutout_holes"], 2);
+  EXPECT_EQ(given_augment["cutout_fill"], "noise");
 }
 
 TEST(EndToEnd, UserMistakesExitWithCode2AndOneClearMessage) {

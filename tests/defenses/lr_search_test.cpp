@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <map>
+
+#include "nad/util/error.h"
 
 namespace nad::defenses {
 namespace {
@@ -18,6 +21,89 @@ TrialRunner fake_runner(std::map<double, double> val_acc, std::vector<double>& t
     t.val_acc = val_acc.at(lr);
     return t;
   };
+}
+
+// Per-image hold-out results of `n` images, wrong on [wrong_from, wrong_to).
+torch::Tensor correct_except(int64_t n, int64_t wrong_from, int64_t wrong_to) {
+  torch::Tensor correct = torch::ones({n}, torch::kBool);
+  correct.slice(0, wrong_from, wrong_to).fill_(false);
+  return correct;
+}
+
+// Runs with per-image results: accuracy follows from them.
+TrialRunner runner_with_images(std::map<double, torch::Tensor> correct) {
+  return [correct](double lr) {
+    LrTrial t;
+    t.lr = lr;
+    t.model = models::create_model({"mnist-cnn", 1, 2, 8, 8});
+    t.val_correct = correct.at(lr);
+    t.val_acc = 100.0 * t.val_correct.sum().item<double>() / t.val_correct.numel();
+    return t;
+  };
+}
+
+TEST(LrSearch, PairedStandardErrorByHand) {
+  const torch::Tensor a = torch::tensor({1, 1, 1, 0}).to(torch::kBool);
+  const torch::Tensor b = torch::tensor({1, 0, 0, 1}).to(torch::kBool);
+  // Differences per image: 0, +1, +1, -1. Mean 0.25; variance of the mean
+  // (3/4 - 0.25^2) / 4 = 0.171875.
+  EXPECT_NEAR(paired_standard_error(a, b), 100 * std::sqrt(0.171875), 1e-9);
+  EXPECT_NEAR(paired_standard_error(b, a), 100 * std::sqrt(0.171875), 1e-9);
+  EXPECT_EQ(paired_standard_error(a, a), 0);
+  EXPECT_EQ(paired_standard_error(a, torch::Tensor()), 0);
+}
+
+// The same two accuracies (85.00 and 81.67 on 300 images: 3.33 points apart, over the 2-point
+// tolerance) are a real loss when the larger rate only adds mistakes, and chance when the two
+// runs disagree on many images.
+TEST(LrSearch, AShortfallWithinTheNoiseGoesToTheLargerRate) {
+  LrSearchOptions o;
+  o.grid = {0.02, 0.05};
+  const torch::Tensor best = correct_except(300, 0, 45);  // 255 right: 85.00%
+  {
+    // 0.05 wrong on the same 45 and 10 more: one standard error 1.04 points.
+    LrSearchResult r =
+        search_lr(o, 90, runner_with_images({{0.02, best}, {0.05, correct_except(300, 0, 55)}}));
+    EXPECT_DOUBLE_EQ(r.chosen.lr, 0.02);
+    EXPECT_FALSE(r.tried[1]["accepted"].get<bool>());
+    EXPECT_NEAR(r.tried[1]["noise_margin"].get<double>(), 1.037, 1e-3);
+  }
+  {
+    // 0.05 right on 30 of the 45 and wrong on 40 others: one standard error 2.78 points.
+    torch::Tensor scattered = correct_except(300, 30, 45);
+    scattered.slice(0, 100, 140).fill_(false);
+    ASSERT_EQ(scattered.sum().item<int64_t>(), 245);
+    LrSearchResult r = search_lr(o, 90, runner_with_images({{0.02, best}, {0.05, scattered}}));
+    EXPECT_DOUBLE_EQ(r.chosen.lr, 0.05);
+    EXPECT_TRUE(r.tried[1]["accepted"].get<bool>());
+    EXPECT_NEAR(r.tried[1]["noise_margin"].get<double>(), 2.78, 1e-2);
+    // Without the margin the bare tolerance rejects it.
+    o.noise_margin = 0;
+    EXPECT_DOUBLE_EQ(
+        search_lr(o, 90, runner_with_images({{0.02, best}, {0.05, scattered}})).chosen.lr, 0.02);
+  }
+}
+
+TEST(LrSearch, StepDownMeasuresTheNoiseAgainstTheTeacherSearchBest) {
+  LrSearchOptions o;
+  o.grid = {0.01, 0.02};
+  o.step_down_from = 0.02;
+  o.reference_val_correct = correct_except(300, 0, 45);
+  o.reference_val_acc = 85.0;
+  torch::Tensor scattered = correct_except(300, 30, 45);
+  scattered.slice(0, 100, 140).fill_(false);
+  LrSearchResult r =
+      search_lr(o, 90, runner_with_images({{0.02, scattered}, {0.01, correct_except(300, 0, 45)}}));
+  EXPECT_DOUBLE_EQ(r.chosen.lr, 0.02);
+  ASSERT_EQ(r.tried.size(), 1u);
+  EXPECT_TRUE(r.best_val_correct.equal(o.reference_val_correct));
+}
+
+TEST(LrSearch, RefusesANegativeNoiseMargin) {
+  LrSearchOptions o;
+  o.noise_margin = -1;
+  std::vector<double> tried;
+  EXPECT_THROW(search_lr(o, 90, fake_runner({}, tried)), UserError);
 }
 
 TEST(LrSearch, TakesTheLargestRateWithinToleranceOfTheBest) {

@@ -148,9 +148,14 @@ FinetuneResult finetune(const models::Classifier& model, const models::ModelSpec
       return trial;
     }
     if (!best_state.empty()) restore_state(trial.model, best_state);
-    if (validation.size() > 0)
-      trial.val_acc = train::accuracy(trial.model, validation,
-                                      train::default_eval_batch_size(validation.images.device()));
+    if (validation.size() > 0) {
+      trial.val_correct = train::predict(trial.model, validation.images,
+                                         train::default_eval_batch_size(validation.images.device()))
+                              .eq(validation.labels)
+                              .cpu();
+      trial.val_acc = 100.0 * trial.val_correct.sum().item<double>() /
+                      static_cast<double>(trial.val_correct.numel());
+    }
     return trial;
   };
 
@@ -196,7 +201,11 @@ FinetuneResult finetune(const models::Classifier& model, const models::ModelSpec
   result.lr = found.chosen.lr;
   if (found.chosen.best_epoch > 0) result.best_epoch = found.chosen.best_epoch;
   result.validation_acc = found.chosen.val_acc;
-  result.lr_search = {{"baseline_val_acc", baseline}, {"tried", found.tried}};
+  result.lr_search = {{"baseline_val_acc", baseline},
+                      {"tolerance", options.lr_search.tolerance},
+                      {"noise_margin", options.lr_search.noise_margin},
+                      {"tried", found.tried}};
+  result.best_validation_correct = found.best_val_correct;
   if (options.lr_search.step_down_from) {
     result.lr_search["reference_val_acc"] = options.lr_search.reference_val_acc;
   }

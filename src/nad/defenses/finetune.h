@@ -27,6 +27,7 @@ struct FinetuneResult {
   std::optional<double> validation_acc;       // after, when the clean data has a hold-out
   std::optional<double> best_validation_acc;  // the best run of the search, with auto_lr
   nlohmann::json lr_search;                   // what was tried, with auto_lr
+  torch::Tensor best_validation_correct;      // the best run's per-image hold-out results
   std::optional<int> best_epoch;              // 1-based epoch kept, with patience
 };
 

@@ -1,6 +1,7 @@
 #include "nad/defenses/lr_search.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include "nad/util/error.h"
@@ -9,28 +10,57 @@ namespace nad::defenses {
 
 namespace {
 
-nlohmann::json record_trial(const LrTrial& trial, double reference, bool accepted,
-                            const std::string& reference_name, double tolerance,
-                            const std::function<void(const std::string&)>& log) {
+// Whether `trial` is within tolerance of a reference run scoring `reference` (its per-image
+// results `reference_correct`), and the record of the decision.
+struct Verdict {
+  bool accepted = false;
+  nlohmann::json record;
+};
+
+Verdict judge(const LrTrial& trial, double reference, const torch::Tensor& reference_correct,
+              const std::string& reference_name, const LrSearchOptions& options,
+              const std::function<void(const std::string&)>& log) {
+  Verdict v;
+  const double loss = reference - trial.val_acc;
+  const double margin =
+      options.noise_margin * paired_standard_error(trial.val_correct, reference_correct);
+  v.accepted = !trial.diverged && loss <= options.tolerance + margin;
   if (log) {
-    char line[200];
+    char line[240];
     std::snprintf(line, sizeof line,
-                  "lr %.4g: validation accuracy %.2f%% (%s %.2f%%, tolerance %.1f) -> %s", trial.lr,
-                  trial.val_acc, reference_name.c_str(), reference, tolerance,
-                  accepted ? "accepted" : (trial.diverged ? "diverged" : "rejected"));
+                  "lr %.4g: validation accuracy %.2f%% (%s %.2f%%, tolerance %.1f + noise %.2f) "
+                  "-> %s",
+                  trial.lr, trial.val_acc, reference_name.c_str(), reference, options.tolerance,
+                  margin, v.accepted ? "accepted" : (trial.diverged ? "diverged" : "rejected"));
     log(line);
   }
-  return {{"lr", trial.lr},
-          {"val_acc", trial.diverged ? nlohmann::json(nullptr) : nlohmann::json(trial.val_acc)},
-          {"accepted", accepted}};
+  v.record = {{"lr", trial.lr},
+              {"val_acc", trial.diverged ? nlohmann::json(nullptr) : nlohmann::json(trial.val_acc)},
+              {"accepted", v.accepted},
+              {"noise_margin", margin}};
+  return v;
 }
 
 }  // namespace
+
+double paired_standard_error(const torch::Tensor& a, const torch::Tensor& b) {
+  if (!a.defined() || !b.defined() || a.numel() == 0 || a.numel() != b.numel()) return 0;
+  const torch::Tensor x = a.to(torch::kCPU, torch::kBool);
+  const torch::Tensor y = b.to(torch::kCPU, torch::kBool);
+  const double n = static_cast<double>(x.numel());
+  const double only_a = x.logical_and(y.logical_not()).sum().item<double>();
+  const double only_b = y.logical_and(x.logical_not()).sum().item<double>();
+  // Variance of the mean of the per-image differences (+1, -1 or 0).
+  const double mean = (only_a - only_b) / n;
+  const double variance = std::max(0.0, (only_a + only_b) / n - mean * mean) / n;
+  return 100.0 * std::sqrt(variance);
+}
 
 LrSearchResult search_lr(const LrSearchOptions& options, double baseline_val_acc,
                          const TrialRunner& run,
                          const std::function<void(const std::string&)>& log) {
   if (options.grid.empty()) throw UserError("--lr-grid is empty");
+  if (!(options.noise_margin >= 0)) throw UserError("--lr-noise-margin must be >= 0");
   std::vector<double> grid;
   for (double lr : options.grid) {
     if (!(lr > 0)) throw UserError("--lr-grid values must be positive");
@@ -44,15 +74,15 @@ LrSearchResult search_lr(const LrSearchOptions& options, double baseline_val_acc
     std::sort(grid.rbegin(), grid.rend());
     for (size_t i = 0; i < grid.size(); ++i) {
       LrTrial trial = run(grid[i]);
-      const bool accepted =
-          !trial.diverged && trial.val_acc >= options.reference_val_acc - options.tolerance;
-      result.tried.push_back(record_trial(trial, options.reference_val_acc, accepted,
-                                          "teacher search best", options.tolerance, log));
-      if (accepted || i + 1 == grid.size()) {
+      Verdict v = judge(trial, options.reference_val_acc, options.reference_val_correct,
+                        "teacher search best", options, log);
+      result.tried.push_back(std::move(v.record));
+      if (v.accepted || i + 1 == grid.size()) {
         result.chosen = std::move(trial);
         break;
       }
     }
+    result.best_val_correct = options.reference_val_correct;
     return result;
   }
 
@@ -61,14 +91,16 @@ LrSearchResult search_lr(const LrSearchOptions& options, double baseline_val_acc
   for (double lr : grid) {
     LrTrial trial = run(lr);
     const bool first = !result.chosen.model;
-    best = trial.diverged ? best : std::max(best, trial.val_acc);
-    const bool accepted = !trial.diverged && trial.val_acc >= best - options.tolerance;
-    result.tried.push_back(
-        record_trial(trial, best, accepted, "best finetuned", options.tolerance, log));
-    if (!accepted && !first) break;
+    if (!trial.diverged && trial.val_acc > best) {
+      best = trial.val_acc;
+      result.best_val_correct = trial.val_correct;
+    }
+    Verdict v = judge(trial, best, result.best_val_correct, "best finetuned", options, log);
+    result.tried.push_back(std::move(v.record));
+    if (!v.accepted && !first) break;
     // The smallest rate is kept even when it diverges, so the caller can report it.
     result.chosen = std::move(trial);
-    if (!accepted) break;
+    if (!v.accepted) break;
   }
   return result;
 }

@@ -114,6 +114,7 @@ NadResult neural_attention_distillation(const models::Classifier& model,
     if (student_options.auto_lr && result.teacher_run.best_validation_acc) {
       student_options.lr_search.step_down_from = result.teacher_run.lr;
       student_options.lr_search.reference_val_acc = *result.teacher_run.best_validation_acc;
+      student_options.lr_search.reference_val_correct = result.teacher_run.best_validation_correct;
     }
   }
   teacher->to(options.student.train.device);

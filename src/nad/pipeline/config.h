@@ -59,6 +59,16 @@ inline AugmentConfig defense_augment() {
   return config;
 }
 
+// The NAD reference code's own augmentation (its Cutout: one zero-filled hole of side 3), which
+// `--schedule reference` brings with it unless Cutout options are given.
+inline AugmentConfig reference_augment() {
+  AugmentConfig config;
+  config.cutout_holes = 1;
+  config.cutout_length = 3;
+  config.cutout_fill = "zero";
+  return config;
+}
+
 // How to read a --model / --teacher checkpoint that does not say what it holds (a PyTorch
 // state_dict): nad's model.pt says it all.
 struct ModelFileOptions {

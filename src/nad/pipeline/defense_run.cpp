@@ -104,6 +104,12 @@ nlohmann::json defense_config_json(const DefenseConfig& config, const DefenseSet
           {"lr", config.lr},
           {"lr_grid", config.lr_search.grid},
           {"lr_tolerance", config.lr_search.tolerance},
+          {"lr_noise_margin", config.lr_search.noise_margin},
+          {"lr_rule",
+           "the largest rate of lr_grid (ascending, stopping at the first rejection) whose "
+           "hold-out accuracy is at most lr_tolerance points plus lr_noise_margin standard errors "
+           "of the paired difference below the best finetuned run's; NAD's student steps down "
+           "from the teacher's rate by the same test against the teacher search's best"},
           {"validation_fraction", config.validation_fraction},
           {"patience", config.patience},
           {"train", s.finetune.train.to_json()},
