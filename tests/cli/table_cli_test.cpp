@@ -148,6 +148,50 @@ TEST(TableCli, VerifiedDefensesGetTheirOwnTable) {
   EXPECT_NE(table.find(expected), std::string::npos) << expected << "\n" << table;
 }
 
+// shared_lr: the finetune defense searches its rate (run first although listed last) and the
+// row's other defenses are given that rate; one that sets its own keeps it.
+TEST(TableCli, SharedLrGivesTheFinetuneSearchsRateToTheOtherDefenses) {
+  TempDir dir;
+  write_synthetic_idx(dir / "data", 1500, 300, 16, 4, 13);
+  nlohmann::json experiment = read_json(std::string(NAD_EXPERIMENTS_DIR) + "/smoke.json");
+  experiment["train"] = "--arch mnist-cnn --epochs 4 --crop-padding 0 --flip false";
+  experiment["defense_options"] = "--epochs 1 --crop-padding 0 --lr-grid 0.005,0.01";
+  experiment["shared_lr"] = true;
+  experiment["defenses"] = nlohmann::json::array(
+      {{{"command", "erase"}, {"options", "--teacher-epochs 1"}},
+       {{"command", "finetune"}, {"name", "FT fixed"}, {"options", "--lr 0.003"}},
+       "finetune"});
+  {
+    std::ofstream out(dir / "shared.json");
+    out << experiment.dump();
+  }
+  CommandResult r = run_nad("table --config " + (dir / "shared.json").string() + " --data-dir " +
+                            (dir / "data").string() + " --quiet --out " + (dir / "grid").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json row = read_json(dir / "grid" / "results.json")["rows"][0];
+  const double chosen = row["defenses"]["Finetuning"]["summary"]["lr"].get<double>();
+  EXPECT_TRUE(chosen == 0.005 || chosen == 0.01) << chosen;
+  EXPECT_DOUBLE_EQ(row["shared_lr"].get<double>(), chosen);
+  const nlohmann::json nad_lr = row["defenses"]["NAD"]["summary"]["lr"];
+  EXPECT_DOUBLE_EQ(nad_lr["teacher"].get<double>(), chosen);
+  EXPECT_DOUBLE_EQ(nad_lr["student"].get<double>(), chosen);
+  EXPECT_TRUE(row["defenses"]["NAD"]["summary"]["lr_search"]["teacher"].is_null());
+  EXPECT_DOUBLE_EQ(row["defenses"]["FT fixed"]["summary"]["lr"].get<double>(), 0.003);
+  EXPECT_NE(read_text(dir / "grid" / "table.md").find("One learning rate per model"),
+            std::string::npos);
+
+  // Without a finetune defense that searches, there is no rate to share.
+  experiment["defenses"] = nlohmann::json::array({"erase"});
+  {
+    std::ofstream out(dir / "bad.json");
+    out << experiment.dump();
+  }
+  CommandResult bad = run_nad("table --config " + (dir / "bad.json").string() + " --data-dir " +
+                              (dir / "data").string() + " --quiet --out " + (dir / "bad").string());
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.output.find("shared_lr needs a finetune defense"), std::string::npos) << bad.output;
+}
+
 // The soak test in small (bench/soak_table.sh kills it 20 times): the table killed outright
 // (SIGKILL, its running cell with it) at three moments and resumed each time with --resume
 // ends with the same table and the same models as a run left alone.

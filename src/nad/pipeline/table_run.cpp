@@ -54,7 +54,16 @@ struct TableSpec {
   std::vector<AttackSpec> attacks;
   std::vector<DefenseSpec> defenses;
   std::map<std::string, std::string> models;  // "dataset/attack" -> a backdoored checkpoint
+  // One learning rate per backdoored model: the finetune defense's --lr auto choice, passed as
+  // --lr to the row's other defenses that do not set one, so that the table compares defenses
+  // rather than the rates their own searches chose.
+  bool shared_lr = false;
 };
+
+bool sets_lr(const std::vector<std::string>& options) {
+  return std::any_of(options.begin(), options.end(),
+                     [](const std::string& o) { return o == "--lr" || o.rfind("--lr=", 0) == 0; });
+}
 
 // Options as a string split on white space, or a list of strings.
 std::vector<std::string> option_list(const json& value, const std::string& where) {
@@ -93,8 +102,9 @@ TableSpec parse_spec(const json& j, const std::string& file, const std::string& 
   if (!j.is_object()) throw UserError(file + ": the experiment must be a JSON object");
   for (const auto& [key, value] : j.items()) {
     static const std::vector<std::string> known = {
-        "name",     "description", "seed",     "clean_ratio", "options", "train", "defense_options",
-        "datasets", "attacks",     "defenses", "models"};
+        "name",   "description",     "seed",     "clean_ratio", "options",
+        "train",  "defense_options", "datasets", "attacks",     "defenses",
+        "models", "shared_lr"};
     if (std::find(known.begin(), known.end(), key) == known.end()) {
       throw UserError(file + ": unknown key '" + key + "'");
     }
@@ -191,6 +201,21 @@ TableSpec parse_spec(const json& j, const std::string& file, const std::string& 
       }
     }
     spec.defenses.push_back(defense);
+  }
+  if (j.contains("shared_lr")) {
+    if (!j["shared_lr"].is_boolean()) throw UserError(file + ": shared_lr must be true or false");
+    spec.shared_lr = j["shared_lr"].get<bool>();
+  }
+  if (spec.shared_lr) {
+    const bool has_source =
+        std::any_of(spec.defenses.begin(), spec.defenses.end(), [&](const DefenseSpec& d) {
+          return d.command == "finetune" && !sets_lr(d.options) && !sets_lr(spec.defense_options);
+        });
+    if (!has_source) {
+      throw UserError(file +
+                      ": shared_lr needs a finetune defense that searches its rate (no --lr in "
+                      "its options or defense_options)");
+    }
   }
   if (j.contains("models")) {
     if (!j["models"].is_object())
@@ -613,6 +638,16 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
       md << "| " << spec.defenses[i].name << " | "
          << fixed(d ? std::optional<double>(*d * 100) : std::nullopt) << " |\n";
     }
+    if (spec.shared_lr) {
+      md << "\nOne learning rate per model (`shared_lr`): the finetune defense's --lr auto choice, "
+            "given as "
+            "`--lr` to the defenses that set none:";
+      for (const auto& row : rows) {
+        md << ' ' << row["attack"].get<std::string>() << ' '
+           << (row.contains("shared_lr") ? fixed(row["shared_lr"].get<double>(), 4) : "-") << ';';
+      }
+      md << '\n';
+    }
     write_verification(md, rows, spec);
     if (!failed.empty()) {
       md << "\nFailed cells (rerun `nad table` to retry):\n";
@@ -725,14 +760,43 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
       if (fs::exists(bd_dir / "trigger.png")) {
         measure.insert(measure.end(), {"--trigger-file", (bd_dir / "trigger.png").string()});
       }
+      // With shared_lr the rate's source (the first searching finetune) runs first.
+      std::vector<const DefenseSpec*> order;
+      const DefenseSpec* lr_source = nullptr;
       for (const auto& defense : spec.defenses) {
+        if (spec.shared_lr && !lr_source && defense.command == "finetune" &&
+            !sets_lr(defense.options) && !sets_lr(spec.defense_options)) {
+          lr_source = &defense;
+          order.insert(order.begin(), &defense);
+        } else {
+          order.push_back(&defense);
+        }
+      }
+      std::optional<double> shared_lr;
+      for (const DefenseSpec* defense_ptr : order) {
+        const DefenseSpec& defense = *defense_ptr;
         const fs::path dir = attack_dir / slug(defense.name);
+        const bool takes_shared_lr = lr_source && &defense != lr_source &&
+                                     !sets_lr(defense.options) && !sets_lr(spec.defense_options);
+        if (takes_shared_lr && !shared_lr) {
+          ++index;
+          row["defenses"][defense.name] = {{"folder", fs::relative(dir, out).string()},
+                                           {"error", "no shared learning rate: the " +
+                                                         lr_source->name + " cell did not finish"}};
+          if (!config.merge) failed.push_back(dir.string());
+          continue;
+        }
         std::vector<std::string> args{defense.command};
         args.insert(args.end(), common.begin(), common.end());
         args.insert(args.end(), measure.begin(), measure.end());
         args.insert(args.end(), {"--model", model, "--clean-indices", indices.string()});
         args.insert(args.end(), spec.defense_options.begin(), spec.defense_options.end());
         args.insert(args.end(), defense.options.begin(), defense.options.end());
+        if (takes_shared_lr) {
+          char lr[32];
+          std::snprintf(lr, sizeof lr, "%.6g", *shared_lr);
+          args.insert(args.end(), {"--lr", lr});
+        }
         args.insert(args.end(), {"--out", dir.string()});
         json cell = {{"folder", fs::relative(dir, out).string()}};
         if (run_cell(dir, args)) {
@@ -740,6 +804,10 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
           cell["after"] = summary.value("after", json());
           cell["summary"] = summary;
           cell["config"] = io::read_json_or_null(dir / "config.json");
+          if (&defense == lr_source && summary.value("lr", json()).is_number()) {
+            shared_lr = summary["lr"].get<double>();
+            row["shared_lr"] = *shared_lr;
+          }
           if (auto d = der(row["before"], cell["after"])) cell["der"] = *d;
           if (io::figures_available()) {
             const fs::path curves = out / "curves";
