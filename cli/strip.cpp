@@ -11,11 +11,11 @@ void setup_strip(CLI::App& parent) {
       "STRIP input-level backdoor detection: calibrate an entropy threshold on clean inputs, or "
       "flag the images of a folder with one");
   app->footer(
-      "Entropy: each input is blended with N clean overlays (x' = 0.5 x + 0.5 overlay on the "
-      "0-255 scale, in float); its STRIP entropy is the Shannon entropy in bits of the softmax "
-      "averaged over the N blends. --superimpose add --entropy mean is the paper's code instead "
-      "(x' = min(x + overlay, 255); the mean of the blends' entropies). Inputs below the "
-      "threshold are flagged; flag mode uses the method the threshold file was calibrated "
+      "Entropy (the paper's code): each input is superimposed with N clean overlays (x' = "
+      "min(x + overlay, 255) on the 0-255 scale, in float); its STRIP entropy is the mean of the "
+      "N blends' Shannon entropies, in bits. --superimpose blend (x' = 0.5 x + 0.5 overlay) and "
+      "--entropy of-mean (the entropy of the mean softmax) are the alternatives. Inputs below "
+      "the threshold are flagged; flag mode uses the method the threshold file was calibrated "
       "with.\n"
       "Calibrate: nad strip --model CKPT --dataset D [--attack ...] --out DIR writes "
       "strip.json, overlays.png, entropy.png, entropies.csv.\n"

@@ -161,8 +161,8 @@ TEST_F(ScanCli, CleanDirAloneIsEnough) {
   const nlohmann::json strip = read_json(dir_ / "strip" / "strip.json");
   EXPECT_EQ(strip["calibration"]["clean_test_images"], 100);
   EXPECT_EQ(strip["overlays"]["count"], 20);
-  EXPECT_EQ(strip["method"]["superimpose"], "blend");
-  EXPECT_EQ(strip["method"]["entropy"], "of-mean");
+  EXPECT_EQ(strip["method"]["superimpose"], "add");
+  EXPECT_EQ(strip["method"]["entropy"], "mean");
   EXPECT_LE(strip["calibration"]["frr_percent"].get<double>(), 1.0);
   EXPECT_NE(read_text(dir_ / "strip" / "report.md").find("--clean-dir"), std::string::npos);
   r = run_nad("strip" + own + " --model " + model + " --overlays 500 --quiet --out " +

@@ -72,10 +72,11 @@ TEST(Strip, MeanOfEntropiesAsThePaperOnAHandMadeTwoClassModel) {
   // The paper's: added, saturating. Image 102 with overlays 0 and 204 gives v = 0.4 and
   // min(306, 255) / 255 = 1 (entropy 0): (H(0.4) + 0) / 2. Image 255 gives v = 1 with both
   // overlays: 0.
-  StripMethod paper;
-  paper.superimpose = Superimpose::kAdd;
-  paper.entropy = StripEntropy::kMeanOfEntropies;
-  const torch::Tensor added = strip_entropy(model, images, overlays, 64, paper);
+  // The default.
+  const StripMethod paper;
+  EXPECT_EQ(paper.superimpose, Superimpose::kAdd);
+  EXPECT_EQ(paper.entropy, StripEntropy::kMeanOfEntropies);
+  const torch::Tensor added = strip_entropy(model, images, overlays, 64);
   ASSERT_EQ(added.numel(), 2);
   EXPECT_EQ(added.scalar_type(), torch::kDouble);
   EXPECT_NEAR(added[0].item<double>(), kH04 / 2, 1e-5);
@@ -94,11 +95,11 @@ TEST(Strip, EntropyOfTheMeanPredictionOnAHandMadeTwoClassModel) {
   // H = -(0.4 log2 0.4 + 0.6 log2 0.6). Image 255: v = 0.5 and 0.9, mean (0.7, 0.3).
   const torch::Tensor images = constant_images({102, 255});
   const torch::Tensor overlays = constant_images({0, 204});
-  // The default: blended half and half, the entropy of the mean softmax.
-  const StripMethod of_mean;
-  EXPECT_EQ(of_mean.superimpose, Superimpose::kBlend);
-  EXPECT_EQ(of_mean.entropy, StripEntropy::kEntropyOfMean);
-  const torch::Tensor entropy = strip_entropy(model, images, overlays, 64);
+  // Blended half and half, the entropy of the mean softmax.
+  StripMethod of_mean;
+  of_mean.superimpose = Superimpose::kBlend;
+  of_mean.entropy = StripEntropy::kEntropyOfMean;
+  const torch::Tensor entropy = strip_entropy(model, images, overlays, 64, of_mean);
   ASSERT_EQ(entropy.numel(), 2);
   EXPECT_EQ(entropy.scalar_type(), torch::kDouble);
   EXPECT_NEAR(entropy[0].item<double>(), 0.9709505944546686, 1e-5);
@@ -126,14 +127,15 @@ TEST_F(StripThreads, EntropyIsTheSameForAnyBatchSizeAndWorkers) {
     const torch::Tensor batched = strip_entropy(model, images, overlays, batch);
     EXPECT_TRUE(torch::allclose(batched, one_by_one, 1e-6, 1e-9)) << batch;
   }
-  // Each entropy is that of its image alone: of the mean over overlays of the model's softmax.
+  // Each entropy is that of its image alone (the default: the mean over the added overlays of
+  // each blend's entropy).
   torch::NoGradGuard no_grad;
   model->eval();
   const torch::Tensor p =
-      torch::softmax(model->forward(superimpose(images.slice(0, 3, 4), overlays)).logits, 1)
-          .mean(0)
+      torch::softmax(
+          model->forward(superimpose(images.slice(0, 3, 4), overlays, Superimpose::kAdd)).logits, 1)
           .to(torch::kDouble);
-  EXPECT_NEAR(one_by_one[3].item<double>(), -(p * p.log2()).sum().item<double>(), 1e-6);
+  EXPECT_NEAR(one_by_one[3].item<double>(), -(p * p.log2()).sum(1).mean().item<double>(), 1e-6);
   EXPECT_GT(one_by_one.max().item<double>(), 0);
   EXPECT_LE(one_by_one.max().item<double>(), 2.0 + 1e-9);  // log2 of 4 classes
 }

@@ -47,27 +47,23 @@ struct AugmentConfig {
   std::string cutout_fill = "zero";  // zero | noise
 };
 
+inline AugmentConfig with_cutout(int64_t holes, int64_t length, const char* fill) {
+  AugmentConfig config;
+  config.cutout_holes = holes;
+  config.cutout_length = length;
+  config.cutout_fill = fill;
+  return config;
+}
+
 // Defenses use Cutout as the NAD reference does, but with noise-filled holes (see
 // data::CutoutFill): three 4 x 4 holes. Measured on Fashion-MNIST's corner trigger, one 2 x 2
 // noise hole left the NAD student at ASR 22%, two 4 x 4 holes 7.3%, four 4.8%; with zero-filled
 // holes (the reference's Cutout) it stayed at 88%.
-inline AugmentConfig defense_augment() {
-  AugmentConfig config;
-  config.cutout_holes = 3;
-  config.cutout_length = 4;
-  config.cutout_fill = "noise";
-  return config;
-}
+inline AugmentConfig defense_augment() { return with_cutout(3, 4, "noise"); }
 
 // The NAD reference code's own augmentation (its Cutout: one zero-filled hole of side 3), which
 // `--schedule reference` brings with it unless Cutout options are given.
-inline AugmentConfig reference_augment() {
-  AugmentConfig config;
-  config.cutout_holes = 1;
-  config.cutout_length = 3;
-  config.cutout_fill = "zero";
-  return config;
-}
+inline AugmentConfig reference_augment() { return with_cutout(1, 3, "zero"); }
 
 // How to read a --model / --teacher checkpoint that does not say what it holds (a PyTorch
 // state_dict): nad's model.pt says it all.
