@@ -17,6 +17,19 @@
 namespace nad::test {
 namespace {
 
+// Writes `experiment` to DIR/NAME.json and runs `nad table` on it with the generated data in
+// DIR/data, into DIR/OUT.
+CommandResult run_table(const std::filesystem::path& dir, const nlohmann::json& experiment,
+                        const std::string& name, const std::string& out) {
+  const std::filesystem::path file = dir / (name + ".json");
+  {
+    std::ofstream stream(file);
+    stream << experiment.dump();
+  }
+  return run_nad("table --config " + file.string() + " --data-dir " + (dir / "data").string() +
+                 " --quiet --out " + (dir / out).string());
+}
+
 TEST(TableCli, SmokeGridRunsAndResumes) {
   TempDir dir;
   write_synthetic_idx(dir / "data", 3000, 600, 16, 4, 11);
@@ -124,12 +137,7 @@ TEST(TableCli, VerifiedDefensesGetTheirOwnTable) {
                                                    {"options",
                                                     "--verify "
                                                     "--scan-epochs 3"}}});
-  {
-    std::ofstream out(dir / "verify.json");
-    out << experiment.dump();
-  }
-  CommandResult r = run_nad("table --config " + (dir / "verify.json").string() + " --data-dir " +
-                            (dir / "data").string() + " --quiet --out " + (dir / "grid").string());
+  CommandResult r = run_table(dir.path(), experiment, "verify", "grid");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const nlohmann::json row = read_json(dir / "grid" / "results.json")["rows"][0];
   const nlohmann::json verify = row["defenses"]["FT verified"]["summary"]["verify"];
@@ -161,12 +169,7 @@ TEST(TableCli, SharedLrGivesTheFinetuneSearchsRateToTheOtherDefenses) {
       {{{"command", "erase"}, {"options", "--teacher-epochs 1"}},
        {{"command", "finetune"}, {"name", "FT fixed"}, {"options", "--lr 0.003"}},
        "finetune"});
-  {
-    std::ofstream out(dir / "shared.json");
-    out << experiment.dump();
-  }
-  CommandResult r = run_nad("table --config " + (dir / "shared.json").string() + " --data-dir " +
-                            (dir / "data").string() + " --quiet --out " + (dir / "grid").string());
+  CommandResult r = run_table(dir.path(), experiment, "shared", "grid");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const nlohmann::json row = read_json(dir / "grid" / "results.json")["rows"][0];
   const double chosen = row["defenses"]["Finetuning"]["summary"]["lr"].get<double>();
@@ -182,12 +185,7 @@ TEST(TableCli, SharedLrGivesTheFinetuneSearchsRateToTheOtherDefenses) {
 
   // Without a finetune defense that searches, there is no rate to share.
   experiment["defenses"] = nlohmann::json::array({"erase"});
-  {
-    std::ofstream out(dir / "bad.json");
-    out << experiment.dump();
-  }
-  CommandResult bad = run_nad("table --config " + (dir / "bad.json").string() + " --data-dir " +
-                              (dir / "data").string() + " --quiet --out " + (dir / "bad").string());
+  CommandResult bad = run_table(dir.path(), experiment, "bad", "bad");
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.output.find("shared_lr needs a finetune defense"), std::string::npos) << bad.output;
 }
