@@ -56,7 +56,7 @@ using TrialRunner = std::function<LrTrial(double lr)>;
 struct LrSearchResult {
   LrTrial chosen;
   double baseline_val_acc = 0;        // the original model, for the record
-  std::vector<nlohmann::json> tried;  // {lr, val_acc, accepted, loss, margin}
+  std::vector<nlohmann::json> tried;  // {lr, val_acc, accepted, noise_margin}
   torch::Tensor best_val_correct;     // the best run's per-image hold-out results
 };
 

@@ -58,11 +58,17 @@ struct TableSpec {
   // --lr to the row's other defenses that do not set one, so that the table compares defenses
   // rather than the rates their own searches chose.
   bool shared_lr = false;
+  std::optional<size_t> lr_source;  // with shared_lr: the first finetune defense that searches
 };
 
 bool sets_lr(const std::vector<std::string>& options) {
   return std::any_of(options.begin(), options.end(),
                      [](const std::string& o) { return o == "--lr" || o.rfind("--lr=", 0) == 0; });
+}
+
+// Whether `defense` runs `--lr auto` (no --lr in its own options or the shared ones).
+bool searches_lr(const TableSpec& spec, const DefenseSpec& defense) {
+  return !sets_lr(defense.options) && !sets_lr(spec.defense_options);
 }
 
 // Options as a string split on white space, or a list of strings.
@@ -207,11 +213,11 @@ TableSpec parse_spec(const json& j, const std::string& file, const std::string& 
     spec.shared_lr = j["shared_lr"].get<bool>();
   }
   if (spec.shared_lr) {
-    const bool has_source =
-        std::any_of(spec.defenses.begin(), spec.defenses.end(), [&](const DefenseSpec& d) {
-          return d.command == "finetune" && !sets_lr(d.options) && !sets_lr(spec.defense_options);
-        });
-    if (!has_source) {
+    for (size_t i = 0; i < spec.defenses.size() && !spec.lr_source; ++i) {
+      if (spec.defenses[i].command == "finetune" && searches_lr(spec, spec.defenses[i]))
+        spec.lr_source = i;
+    }
+    if (!spec.lr_source) {
       throw UserError(file +
                       ": shared_lr needs a finetune defense that searches its rate (no --lr in "
                       "its options or defense_options)");
@@ -640,8 +646,7 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
     }
     if (spec.shared_lr) {
       md << "\nOne learning rate per model (`shared_lr`): the finetune defense's --lr auto choice, "
-            "given as "
-            "`--lr` to the defenses that set none:";
+            "given as `--lr` to the defenses that set none:";
       for (const auto& row : rows) {
         md << ' ' << row["attack"].get<std::string>() << ' '
            << (row.contains("shared_lr") ? fixed(row["shared_lr"].get<double>(), 4) : "-") << ';';
@@ -760,24 +765,19 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
       if (fs::exists(bd_dir / "trigger.png")) {
         measure.insert(measure.end(), {"--trigger-file", (bd_dir / "trigger.png").string()});
       }
-      // With shared_lr the rate's source (the first searching finetune) runs first.
+      // With shared_lr the rate's source runs first.
+      const DefenseSpec* lr_source = spec.lr_source ? &spec.defenses[*spec.lr_source] : nullptr;
       std::vector<const DefenseSpec*> order;
-      const DefenseSpec* lr_source = nullptr;
+      if (lr_source) order.push_back(lr_source);
       for (const auto& defense : spec.defenses) {
-        if (spec.shared_lr && !lr_source && defense.command == "finetune" &&
-            !sets_lr(defense.options) && !sets_lr(spec.defense_options)) {
-          lr_source = &defense;
-          order.insert(order.begin(), &defense);
-        } else {
-          order.push_back(&defense);
-        }
+        if (&defense != lr_source) order.push_back(&defense);
       }
       std::optional<double> shared_lr;
       for (const DefenseSpec* defense_ptr : order) {
         const DefenseSpec& defense = *defense_ptr;
         const fs::path dir = attack_dir / slug(defense.name);
-        const bool takes_shared_lr = lr_source && &defense != lr_source &&
-                                     !sets_lr(defense.options) && !sets_lr(spec.defense_options);
+        const bool takes_shared_lr =
+            lr_source && &defense != lr_source && searches_lr(spec, defense);
         if (takes_shared_lr && !shared_lr) {
           ++index;
           row["defenses"][defense.name] = {{"folder", fs::relative(dir, out).string()},
