@@ -37,9 +37,13 @@ void add_common_options(CLI::App& app, pipeline::CommonConfig& config, bool need
   app.add_option("--threads", config.threads, "CPU threads (0: all cores)")->capture_default_str();
   app.add_option("--device", config.device, "cpu or cuda[:N]")->capture_default_str();
   app.add_option("--precision", config.precision,
-                 "fp32 | bf16 (autocast: convolutions and matrix products in bf16, weights, "
-                 "losses and attention maps in fp32)")
-      ->capture_default_str();
+                 "auto | fp32 | bf16 (bf16: autocast, convolutions and matrix products in bf16, "
+                 "weights, losses and attention maps in fp32; auto: bf16 where a short "
+                 "measurement, cached per machine, finds it clearly faster, else fp32; the "
+                 "environment variable NAD_PRECISION sets the default)")
+      ->capture_default_str()
+      ->envname("NAD_PRECISION")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   app.add_option("--channels-last", config.channels_last,
                  "keep images, features and convolution weights in N x H x W x C order")
       ->capture_default_str();
@@ -273,6 +277,13 @@ void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::st
                  "--lr-tolerance by, so chance does not decide (0: the bare tolerance)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--select-by", config.select_by,
+                 "accuracy | scan: which of the rates --lr auto accepts is kept: the largest, "
+                 "or the one whose model the reversed trigger of a Neural Cleanse scan of the "
+                 "model before (no attack knowledge; the --scan-* options) moves least, ties to "
+                 "the larger; scan needs at least 100 held-out images")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"accuracy", "scan"}));
   app.add_option("--validation-fraction", config.validation_fraction,
                  "share of the clean subset held out by --lr auto and --patience")
       ->capture_default_str();
@@ -288,7 +299,7 @@ void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::st
   app.add_flag("--verify", config.verify,
                "scan the model before and after with Neural Cleanse (no attack knowledge; "
                "out/scan-before, out/scan-after, and the report's verification section); the "
-               "--scan-* options tune it as nad scan's do");
+               "--scan-* options tune it (and --select-by scan's) as nad scan's do");
   add_scan_options(app, config.verify_scan, "--scan-");
 }
 

@@ -22,6 +22,11 @@ void setup_poison(CLI::App& parent) {
                   "samples.png: clean/triggered pairs per class row")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app->add_option("--format", config->format,
+                  "png: image folders; npy: NumPy arrays (train, clean train, test, and the "
+                  "triggered test set nad measures ASR on), for PyTorch or NumPy code")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"png", "npy"}));
   app->callback([config, label_mode] {
     finish_attack_options(config->common.attack, *label_mode);
     pipeline::run_poison(*config);

@@ -57,6 +57,51 @@ TEST(PoisonCli, SigWritesFolderManifestAndSamples) {
   EXPECT_EQ(back.train.labels.eq(1).sum().item<int64_t>(), target_size);
 }
 
+// Reads a .npy file nad wrote: its header and its raw bytes.
+std::pair<std::string, std::string> read_npy(const fs::path& file) {
+  const std::string bytes = read_text(file);
+  EXPECT_EQ(bytes.substr(0, 8), std::string("\x93NUMPY\x01\x00", 8));
+  const size_t length = static_cast<unsigned char>(bytes[8]) |
+                        (static_cast<size_t>(static_cast<unsigned char>(bytes[9])) << 8);
+  EXPECT_EQ((10 + length) % 64, 0u);
+  return {bytes.substr(10, length), bytes.substr(10 + length)};
+}
+
+// --format npy: NumPy arrays of the poisoned, clean and triggered sets, the triggered test set
+// being exactly what nad measures ASR on (here: BadNets' grid on the 30 non-target images).
+TEST(PoisonCli, NpyFormatWritesTheArraysAndTheTriggeredTestSet) {
+  TempDir dir;
+  write_synthetic_idx(dir / "data", 200, 40, 16, 4, 5);
+  CommandResult result =
+      run_nad("poison --dataset mnist --data-dir " + (dir / "data").string() +
+              " --attack badnets --target 1 --format npy --quiet --out " + (dir / "out").string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_FALSE(fs::exists(dir / "out" / "train"));
+  const auto [train_header, train] = read_npy(dir / "out" / "train_images.npy");
+  EXPECT_NE(train_header.find("'descr': '|u1'"), std::string::npos) << train_header;
+  EXPECT_NE(train_header.find("'shape': (200, 16, 16, 1)"), std::string::npos) << train_header;
+  EXPECT_EQ(train.size(), 200u * 16 * 16);
+  const auto [labels_header, labels] = read_npy(dir / "out" / "test_triggered_labels.npy");
+  EXPECT_NE(labels_header.find("'descr': '<i8'"), std::string::npos) << labels_header;
+  // MNIST reports 10 classes; the synthetic labels are 0-3, 10 per class: 30 are not class 1.
+  EXPECT_NE(labels_header.find("'shape': (30,)"), std::string::npos) << labels_header;
+  const auto [images_header, images] = read_npy(dir / "out" / "test_triggered_images.npy");
+  ASSERT_EQ(images.size(), 30u * 16 * 16);
+  // The grid's bottom row, right to left: 255, 0, 255.
+  for (size_t i = 0; i < 30; ++i) {
+    const unsigned char* image = reinterpret_cast<const unsigned char*>(images.data()) + i * 256;
+    EXPECT_EQ(image[15 * 16 + 15], 255);
+    EXPECT_EQ(image[15 * 16 + 14], 0);
+    EXPECT_EQ(image[15 * 16 + 13], 255);
+  }
+  const nlohmann::json manifest = read_json(dir / "out" / "manifest.json");
+  EXPECT_EQ(manifest["format"], "npy");
+  // The poisoned and the clean training sets differ exactly in the poisoned rows' corners.
+  const auto [clean_header, clean] = read_npy(dir / "out" / "clean_train_images.npy");
+  EXPECT_NE(clean, train);
+  EXPECT_EQ(clean.size(), train.size());
+}
+
 TEST(PoisonCli, WaNetRecordsNoiseModeRows) {
   TempDir dir;
   write_synthetic_idx(dir / "data", 200, 40, 16, 10, 6);

@@ -186,6 +186,46 @@ TEST_F(ScanCli, CleanDirAloneIsEnough) {
       << r.output;
 }
 
+// --select-by scan: the model is scanned once before the defense, each rate --lr auto accepts is
+// judged by that scan's reversed trigger on the held-out images, and --verify reuses the scan.
+TEST_F(ScanCli, SelectByScanJudgesTheAcceptedRatesByTheReversedTrigger) {
+  const std::string model = train("bd", " --attack badnets --target 2 --poison-rate 0.2");
+  const std::string finetune = "finetune" + data() + " --model " + model +
+                               " --select-by scan --epochs 2 --scan-epochs 30 --quiet --out ";
+  // 25% of 800 images, 10% of them held out: 20, too few to measure a trigger's success on.
+  CommandResult r = run_nad(finetune + (dir_ / "few").string() + " --clean-ratio 0.25");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--select-by scan"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("at least 100; this clean subset holds out 20"), std::string::npos)
+      << r.output;
+  r = run_nad(finetune + (dir_ / "fixed").string() + " --clean-ratio 0.5 --lr 0.01");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("needs --lr auto"), std::string::npos) << r.output;
+
+  r = run_nad(finetune + (dir_ / "ok").string() +
+              " --clean-ratio 0.5 --validation-fraction 0.3 --lr-grid 0.002,0.01 --verify");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json config = read_json(dir_ / "ok" / "config.json");
+  EXPECT_EQ(config["select_by"], "scan");
+  EXPECT_NE(config["select_rule"].get<std::string>().find("reversed trigger"), std::string::npos);
+  const nlohmann::json summary = read_json(dir_ / "ok" / "summary.json");
+  int chosen = 0;
+  for (const auto& t : summary["lr_search"]["tried"]) {
+    if (!t["accepted"].get<bool>()) continue;
+    // Accepted at its turn, then perhaps out of tolerance of a better, larger rate.
+    if (!t["candidate"].get<bool>()) continue;
+    EXPECT_TRUE(t["backdoor_signal"].is_number()) << t.dump();
+    if (t["chosen"].get<bool>()) {
+      ++chosen;
+      EXPECT_DOUBLE_EQ(t["lr"].get<double>(), summary["lr"].get<double>());
+    }
+  }
+  EXPECT_EQ(chosen, 1) << summary.dump(1);
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "ok" / "scan-before" / "scan.json"));
+  // --verify measured on the same 120 held-out images, without scanning the model again.
+  EXPECT_EQ(summary["verify"]["holdout_images"], 120) << summary.dump(1);
+}
+
 TEST_F(ScanCli, RefusesBadInput) {
   const std::string model = train("bd", "");
   // Fewer than 3 classes: the MAD test is meaningless.

@@ -171,5 +171,113 @@ TEST(LrSearch, StepDownKeepsTheSmallestRateWhenNoneIsAccepted) {
   EXPECT_FALSE(r.tried[1]["accepted"].get<bool>());
 }
 
+TEST(LrSearch, EqualAccuraciesGoToTheLargerRate) {
+  LrSearchOptions o;
+  o.grid = {0.005, 0.01, 0.02};
+  std::vector<double> tried;
+  LrSearchResult r = search_lr(o, 90, fake_runner({{0.005, 85}, {0.01, 85}, {0.02, 85}}, tried));
+  EXPECT_DOUBLE_EQ(r.chosen.lr, 0.02);
+}
+
+TEST(LrSearch, LeastBackdooredByHand) {
+  // Lowest 5% of 200 images: one standard error is sqrt(0.05 * 0.95 / 200) = 1.54 points, so
+  // 5.5% ties with it and the larger rate wins; 12% does not.
+  EXPECT_EQ(least_backdoored({{30, 200}, {5, 200}, {5.5, 200}, {12, 200}}, 1.0), 2u);
+  EXPECT_EQ(least_backdoored({{30, 200}, {5, 200}, {6.6, 200}, {12, 200}}, 1.0), 1u);
+  // The band is at least a point, even at 0% (no variance).
+  EXPECT_EQ(least_backdoored({{0, 200}, {0.9, 200}}, 1.0), 1u);
+  EXPECT_EQ(least_backdoored({{0, 200}, {1.1, 200}}, 1.0), 0u);
+  EXPECT_EQ(least_backdoored({{3, 100}, {3, 100}}, 0.0), 1u);  // ties: the larger rate
+  EXPECT_THROW(least_backdoored({}, 1.0), std::logic_error);
+}
+
+// Fake runs whose model carries its rate in its first weight, so that a probe can tell them
+// apart.
+TrialRunner runner_marking_models(std::map<double, double> val_acc, std::vector<double>& tried,
+                                  double diverge_above = 1e9) {
+  TrialRunner plain = fake_runner(std::move(val_acc), tried, diverge_above);
+  return [plain](double lr) {
+    LrTrial t = plain(lr);
+    torch::NoGradGuard no_grad;
+    t.model->parameters()[0].fill_(lr);
+    return t;
+  };
+}
+
+TEST(LrSearch, AProbeChoosesAmongTheAcceptedRatesTheLeastBackdoored) {
+  LrSearchOptions o;
+  o.grid = {0.01, 0.02, 0.05, 0.1, 0.2};
+  const std::map<double, double> signal = {{0.01, 40}, {0.02, 4}, {0.05, 20}, {0.1, 0}};
+  std::vector<double> probed;
+  o.probe = [&](const models::Classifier& model) {
+    const double lr = model->parameters()[0].view(-1)[0].item<float>();
+    double found = -1;
+    for (const auto& [rate, percent] : signal) {
+      if (std::abs(rate - lr) < 1e-6) found = rate;
+    }
+    probed.push_back(found);
+    return BackdoorSignal{signal.at(found), 250};
+  };
+  std::vector<double> tried;
+  // 0.1 falls 6 points short and diverges above 0.15 would not matter: the search stops at 0.1.
+  LrSearchResult r = search_lr(
+      o, 90, runner_marking_models({{0.01, 86}, {0.02, 85.5}, {0.05, 84.5}, {0.1, 80}}, tried));
+  EXPECT_EQ(tried, (std::vector<double>{0.01, 0.02, 0.05, 0.1}));
+  // The rejected rate is never probed, however clean it looks.
+  EXPECT_EQ(probed, (std::vector<double>{0.01, 0.02, 0.05}));
+  EXPECT_DOUBLE_EQ(r.chosen.lr, 0.02);  // accuracy alone takes 0.05
+  ASSERT_EQ(r.tried.size(), 4u);
+  EXPECT_DOUBLE_EQ(r.tried[1]["backdoor_signal"].get<double>(), 4);
+  EXPECT_TRUE(r.tried[1]["chosen"].get<bool>());
+  EXPECT_FALSE(r.tried[2]["chosen"].get<bool>());
+  EXPECT_FALSE(r.tried[3].contains("backdoor_signal"));
+  EXPECT_TRUE(r.tried[0]["candidate"].get<bool>());
+
+  o.probe = {};
+  probed.clear();
+  tried.clear();
+  EXPECT_DOUBLE_EQ(
+      search_lr(o, 90,
+                runner_marking_models({{0.01, 86}, {0.02, 85.5}, {0.05, 84.5}, {0.1, 80}}, tried))
+          .chosen.lr,
+      0.05);
+}
+
+// A rate accepted at its turn that a later, better run leaves out of tolerance is no candidate.
+TEST(LrSearch, AProbeOnlyJudgesRatesWithinToleranceOfTheFinalBest) {
+  LrSearchOptions o;
+  o.grid = {0.002, 0.01, 0.05};
+  o.noise_margin = 0;
+  int calls = 0;
+  o.probe = [&](const models::Classifier&) {
+    ++calls;
+    return BackdoorSignal{0, 100};
+  };
+  std::vector<double> tried;
+  // 0.002 (80) is the best at its turn; 0.01 (85) then leaves it 5 points behind.
+  LrSearchResult r =
+      search_lr(o, 90, runner_marking_models({{0.002, 80}, {0.01, 85}, {0.05, 84}}, tried));
+  EXPECT_EQ(calls, 2);
+  EXPECT_FALSE(r.tried[0]["candidate"].get<bool>());
+  EXPECT_FALSE(r.tried[0].contains("backdoor_signal"));
+  EXPECT_DOUBLE_EQ(r.chosen.lr, 0.05);
+}
+
+TEST(LrSearch, AProbeNeverSeesADivergedRun) {
+  LrSearchOptions o;
+  o.grid = {0.01, 0.02, 0.05};
+  int calls = 0;
+  o.probe = [&](const models::Classifier&) {
+    ++calls;
+    return BackdoorSignal{10, 100};
+  };
+  std::vector<double> tried;
+  LrSearchResult r =
+      search_lr(o, 90, runner_marking_models({{0.01, 85}, {0.02, 85}, {0.05, 85}}, tried, 0.03));
+  EXPECT_EQ(calls, 2);
+  EXPECT_DOUBLE_EQ(r.chosen.lr, 0.02);  // equal signals: the larger accepted rate
+  EXPECT_FALSE(r.chosen.diverged);
+}
+
 }  // namespace
 }  // namespace nad::defenses

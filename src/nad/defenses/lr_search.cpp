@@ -56,6 +56,22 @@ double paired_standard_error(const torch::Tensor& a, const torch::Tensor& b) {
   return 100.0 * std::sqrt(variance);
 }
 
+size_t least_backdoored(const std::vector<BackdoorSignal>& signals, double noise_margin) {
+  if (signals.empty()) throw std::logic_error("least_backdoored: no candidates");
+  size_t lowest = 0;
+  for (size_t i = 1; i < signals.size(); ++i) {
+    if (signals[i].percent < signals[lowest].percent) lowest = i;
+  }
+  const double p = signals[lowest].percent / 100.0;
+  const double n = static_cast<double>(std::max<int64_t>(1, signals[lowest].images));
+  const double band = std::max(1.0, noise_margin * 100.0 * std::sqrt(p * (1 - p) / n));
+  size_t chosen = lowest;
+  for (size_t i = lowest + 1; i < signals.size(); ++i) {
+    if (signals[i].percent <= signals[lowest].percent + band) chosen = i;
+  }
+  return chosen;
+}
+
 LrSearchResult search_lr(const LrSearchOptions& options, double baseline_val_acc,
                          const TrialRunner& run,
                          const std::function<void(const std::string&)>& log) {
@@ -88,9 +104,10 @@ LrSearchResult search_lr(const LrSearchOptions& options, double baseline_val_acc
 
   std::sort(grid.begin(), grid.end());
   double best = -1;
+  std::vector<LrTrial> accepted;  // with a probe, every accepted run is a candidate
   for (double lr : grid) {
     LrTrial trial = run(lr);
-    const bool first = !result.chosen.model;
+    const bool first = !result.chosen.model && accepted.empty();
     if (!trial.diverged && trial.val_acc > best) {
       best = trial.val_acc;
       result.best_val_correct = trial.val_correct;
@@ -98,9 +115,47 @@ LrSearchResult search_lr(const LrSearchOptions& options, double baseline_val_acc
     Verdict v = judge(trial, best, result.best_val_correct, "best finetuned", options, log);
     result.tried.push_back(std::move(v.record));
     if (!v.accepted && !first) break;
-    // The smallest rate is kept even when it diverges, so the caller can report it.
-    result.chosen = std::move(trial);
-    if (!v.accepted) break;
+    if (!v.accepted) {
+      // The smallest rate is kept even when it diverges, so the caller can report it.
+      result.chosen = std::move(trial);
+      accepted.clear();
+      break;
+    }
+    if (options.probe) {
+      accepted.push_back(std::move(trial));
+    } else {
+      result.chosen = std::move(trial);
+    }
+  }
+  if (!accepted.empty()) {
+    // A rate accepted early may fall out of tolerance of a better run found later.
+    std::vector<BackdoorSignal> signals;
+    std::vector<LrTrial> candidates;
+    for (LrTrial& trial : accepted) {
+      const double margin =
+          options.noise_margin * paired_standard_error(trial.val_correct, result.best_val_correct);
+      nlohmann::json* record = nullptr;
+      for (auto& r : result.tried) {
+        if (r["lr"] == trial.lr) record = &r;
+      }
+      const bool candidate = best - trial.val_acc <= options.tolerance + margin;
+      (*record)["candidate"] = candidate;
+      if (!candidate) continue;
+      const BackdoorSignal signal = options.probe(trial.model);
+      (*record)["backdoor_signal"] = signal.percent;
+      if (log) {
+        char line[160];
+        std::snprintf(line, sizeof line,
+                      "lr %.4g: the reversed trigger still sends %.2f%% of %lld held-out images "
+                      "to its class",
+                      trial.lr, signal.percent, static_cast<long long>(signal.images));
+        log(line);
+      }
+      signals.push_back(signal);
+      candidates.push_back(std::move(trial));
+    }
+    result.chosen = std::move(candidates[least_backdoored(signals, options.noise_margin)]);
+    for (auto& record : result.tried) record["chosen"] = record["lr"] == result.chosen.lr;
   }
   return result;
 }

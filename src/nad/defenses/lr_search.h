@@ -26,6 +26,15 @@ namespace nad::defenses {
 // reference exceeds `tolerance` by more than `noise_margin` standard errors of the paired
 // difference (computed from the images on which the two runs disagree). So a chance shortfall
 // no longer flips the choice to a gentler rate: ties go to the larger rate, which erases more.
+// What `--select-by scan` measures on a candidate model without attack knowledge: the share of
+// held-out clean images (of other classes) that the reversed trigger of the scan's most
+// anomalous class, found on the model before the defense, still sends to that class.
+struct BackdoorSignal {
+  double percent = 0;
+  int64_t images = 0;  // the images it was measured on
+};
+using BackdoorProbe = std::function<BackdoorSignal(const models::Classifier& model)>;
+
 struct LrSearchOptions {
   std::vector<double> grid = {0.002, 0.005, 0.01, 0.02, 0.05, 0.1};
   double tolerance = 2.0;     // percentage points of validation accuracy
@@ -36,6 +45,10 @@ struct LrSearchOptions {
   std::optional<double> step_down_from;
   double reference_val_acc = 0;
   torch::Tensor reference_val_correct;  // per hold-out image; undefined: no noise margin
+  // --select-by scan (ascending mode): among the accepted rates, the one whose model `probe`
+  // finds least backdoored; a larger rate wins unless its signal exceeds the lowest by more
+  // than `noise_margin` standard errors (and a point). Unset: the largest accepted rate.
+  BackdoorProbe probe;
 };
 
 // One run: trains a fresh copy of the model at `lr` and returns it with its epoch records.
@@ -55,19 +68,26 @@ using TrialRunner = std::function<LrTrial(double lr)>;
 
 struct LrSearchResult {
   LrTrial chosen;
-  double baseline_val_acc = 0;        // the original model, for the record
-  std::vector<nlohmann::json> tried;  // {lr, val_acc, accepted, noise_margin}
-  torch::Tensor best_val_correct;     // the best run's per-image hold-out results
+  double baseline_val_acc = 0;  // the original model, for the record
+  // {lr, val_acc, accepted, noise_margin}; with a probe also candidate (accepted and still within
+  // tolerance of the final best), backdoor_signal (candidates) and chosen
+  std::vector<nlohmann::json> tried;
+  torch::Tensor best_val_correct;  // the best run's per-image hold-out results
 };
 
 // One standard error, in percentage points, of the accuracy difference between two runs scored
 // on the same images (`a`, `b`: bool per image). 0 when either is undefined.
 double paired_standard_error(const torch::Tensor& a, const torch::Tensor& b);
 
+// Index of the probe's choice among `signals` (ascending rates): the largest rate whose signal is
+// within max(1 point, `noise_margin` binomial standard errors of the lowest) of the lowest.
+size_t least_backdoored(const std::vector<BackdoorSignal>& signals, double noise_margin);
+
 // Ascending mode: tries the grid from the smallest rate up, keeping the best validation accuracy
 // seen, and stops at the first rate that falls more than `tolerance` (plus the noise margin)
 // below it (or diverges);
-// the last accepted run is returned whole. Step-down mode: tries the rates at or below
+// the last accepted run is returned whole (with a probe: the accepted run it finds least
+// backdoored, ties to the larger rate). Step-down mode: tries the rates at or below
 // `step_down_from`, largest first, and returns the first accepted run (or the smallest rate's).
 LrSearchResult search_lr(const LrSearchOptions& options, double baseline_val_acc,
                          const TrialRunner& run,

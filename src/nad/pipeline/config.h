@@ -28,7 +28,7 @@ struct CommonConfig {
   std::string out;
   std::string resume;              // --resume DIR: continue the interrupted run in DIR
   int64_t eval_batch_size = 0;     // 0: train::default_eval_batch_size(device)
-  std::string precision = "fp32";  // fp32 | bf16
+  std::string precision = "auto";  // auto | fp32 | bf16
   bool channels_last = true;
   bool cuda_graphs = true;    // --device cuda: full training batches as CUDA graphs
   double dist_timeout = 300;  // seconds: how long a rank waits for the others
@@ -141,8 +141,11 @@ struct DefenseConfig {
   std::string lr = "auto";    // "auto" or a number
   defenses::LrSearchOptions lr_search;
   double validation_fraction = 0.1;  // share of the clean subset held out by --lr auto
-  std::string schedule = "cosine";   // constant | step | cosine | reference
-  int epochs = 20;                   // finetuning / student epochs
+  // --lr auto's choice among the rates within tolerance: "accuracy" (the largest) or "scan"
+  // (the one a Neural Cleanse trigger, reversed on the model before, moves least).
+  std::string select_by = "accuracy";
+  std::string schedule = "cosine";  // constant | step | cosine | reference
+  int epochs = 20;                  // finetuning / student epochs
   int patience = 0;  // early stopping on hold-out accuracy after this many epochs (0: off)
   int64_t batch_size = 64;
   double momentum = 0.9;
@@ -262,8 +265,9 @@ struct ExportConfig {
 // `nad poison`: the poisoned training set written out as an image folder.
 struct PoisonConfig {
   CommonConfig common;
-  AttackPrepConfig prep;      // arch defaults to wrn-16-1 (mnist-cnn for one-channel data)
-  int64_t pairs_per_row = 4;  // samples.png
+  AttackPrepConfig prep;       // arch defaults to wrn-16-1 (mnist-cnn for one-channel data)
+  int64_t pairs_per_row = 4;   // samples.png
+  std::string format = "png";  // png: image folders; npy: NumPy arrays, with the triggered test set
 };
 
 struct DemoConfig {

@@ -10,6 +10,7 @@
 #include "nad/util/compute.h"
 #include "nad/util/error.h"
 #include "nad/util/files.h"
+#include "nad/util/precision_choice.h"
 #include "nad/util/threads.h"
 
 namespace nad::pipeline {
@@ -58,16 +59,35 @@ torch::Device parse_device(const std::string& text) {
   throw UserError("--device must be cpu or cuda[:N], not '" + text + "'");
 }
 
-void configure_compute(const CommonConfig& config, const RunContext& context) {
+void configure_compute(const CommonConfig& config, RunContext& context) {
   ComputeOptions compute;
-  compute.precision = parse_precision(config.precision);
   compute.channels_last = config.channels_last;
   compute.cuda_graphs = config.cuda_graphs;
+  if (config.precision == "auto") {
+    set_compute_options(compute);  // the measurement runs in the run's memory format
+    const PrecisionChoice choice = choose_precision(context.device);
+    compute.precision = choice.precision;
+    context.precision_choice = choice.to_json();
+    context.log("precision: " + precision_name(choice.precision) +
+                " (--precision auto: " + choice.reason +
+                (choice.from_cache ? ", measured earlier on this machine" : "") + ")");
+  } else {
+    compute.precision = parse_precision(config.precision);
+  }
   set_compute_options(compute);
-  if (compute.precision == Precision::kBf16 && context.device.is_cpu() && !cpu_has_native_bf16()) {
+  if (config.precision != "bf16" || !context.device.is_cpu()) return;
+  if (!cpu_has_native_bf16()) {
     print_warnings(
         {"--precision bf16: this CPU has no native bf16 arithmetic (AVX512-BF16 or "
          "AMX); it is emulated and slower than fp32"});
+  } else if (auto timing = cached_timing(precision_cache_file(), machine_key(context.device));
+             timing && timing->bf16_ms > timing->fp32_ms) {
+    char text[200];
+    std::snprintf(text, sizeof text,
+                  "--precision bf16: on this machine bf16 trained slower than fp32 (%.1f ms "
+                  "against %.1f ms a step, measured by --precision auto)",
+                  timing->bf16_ms, timing->fp32_ms);
+    print_warnings({text});
   }
 }
 
@@ -108,7 +128,7 @@ void check_common_options(const CommonConfig& config) {
   }
   if (config.threads < 0) throw UserError("--threads must be >= 0");
   parse_device(config.device);
-  parse_precision(config.precision);
+  if (config.precision != "auto") parse_precision(config.precision);
 }
 
 void check_model_file(const std::string& file, const char* option) {
@@ -280,8 +300,10 @@ data::AugmentOptions augment_options(const AugmentConfig& config, const data::Da
   return options;
 }
 
-void write_or_check_config(const RunContext& context, const nlohmann::json& config) {
+void write_or_check_config(const RunContext& context, const nlohmann::json& given) {
   const fs::path file = context.out / "config.json";
+  nlohmann::json config = given;
+  if (!context.precision_choice.is_null()) config["precision_auto"] = context.precision_choice;
   // A fresh run, or one whose first process stopped before writing it.
   if (!context.resuming || !fs::exists(file)) {
     io::write_json(file, config);
@@ -296,7 +318,8 @@ void write_or_check_config(const RunContext& context, const nlohmann::json& conf
                                              "/common/world_size"};
   for (const auto& op : nlohmann::json::diff(recorded, config)) {
     const std::string path = op.value("path", std::string());
-    if (free.count(path)) continue;
+    // A resumed run reads the cached measurement where the first one made it.
+    if (free.count(path) || path.rfind("/precision_auto", 0) == 0) continue;
     const nlohmann::json::json_pointer pointer(path);
     const std::string was = recorded.contains(pointer) ? recorded[pointer].dump() : "(absent)";
     const std::string now = config.contains(pointer) ? config[pointer].dump() : "(absent)";

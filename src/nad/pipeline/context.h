@@ -30,6 +30,8 @@ struct RunContext {
   bool from_clean_dir = false;           // --clean-dir: data.train is the defender's folder
   std::string test_source = "test set";  // where the test metrics come from, for reports
   int64_t eval_batch_size = train::kEvalBatchSize;  // --eval-batch-size, or the device's default
+  // --precision auto: what was chosen and why (config.json's "precision_auto"); null otherwise.
+  nlohmann::json precision_choice;
 
   double seconds() const;
   void log(const std::string& line) const;
@@ -53,8 +55,10 @@ bool finished_run(const std::filesystem::path& out);
 // --out, when given beside --resume, must name the same folder.
 void check_resume_folder(const std::string& out, const std::string& resume);
 
-// Sets the process-wide precision and memory format from --precision and --channels-last.
-void configure_compute(const CommonConfig& config, const RunContext& context);
+// Sets the process-wide precision and memory format from --precision and --channels-last;
+// --precision auto measures (or reads the machine's cached measurement) and records the choice
+// in context.precision_choice.
+void configure_compute(const CommonConfig& config, RunContext& context);
 
 // Replaces the attack and the evaluator that measures ASR with it.
 void set_attack(RunContext& context, std::unique_ptr<attacks::Attack> attack);

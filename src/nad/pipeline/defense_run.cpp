@@ -35,8 +35,13 @@ DefenseSetup prepare_defense(const DefenseConfig& config, bool needs_holdout) {
   check_model_file(config.model, "--model");
   check_clean_ratio(config.common, config.clean_ratio, config.clean_indices);
   train::check_loop_options(config.epochs, config.batch_size, parse_lr(config.lr));
-  DefenseSetup s{
-      open_run(config.common, /*prepares_attack=*/false, /*resumable=*/true), {}, {}, {}, {}, {}};
+  DefenseSetup s{open_run(config.common, /*prepares_attack=*/false, /*resumable=*/true),
+                 {},
+                 {},
+                 {},
+                 {},
+                 {},
+                 {}};
   s.model = load_model_for(config.model, s.context, "--model", config.model_options);
 
   // The paper code's schedule is a fixed recipe: lr 0.1 (unless given), then / 10 at epoch 2.
@@ -45,6 +50,15 @@ DefenseSetup prepare_defense(const DefenseConfig& config, bool needs_holdout) {
   if (schedule == train::Schedule::kReference && !lr) lr = 0.1;
   s.finetune.auto_lr = !lr.has_value();
   s.finetune.lr_search = config.lr_search;
+  if (config.select_by == "scan" && !s.finetune.auto_lr) {
+    throw UserError("--select-by scan chooses among the rates --lr auto tries; it needs --lr auto" +
+                    std::string(schedule == train::Schedule::kReference
+                                    ? " (--schedule reference fixes lr 0.1)"
+                                    : ", not --lr " + config.lr));
+  }
+  if (config.select_by != "accuracy" && config.select_by != "scan") {
+    throw UserError("--select-by must be accuracy or scan, not '" + config.select_by + "'");
+  }
   if (s.finetune.auto_lr && !(config.validation_fraction > 0 && config.validation_fraction < 1)) {
     throw UserError("--validation-fraction must be in (0, 1)");
   }
@@ -56,6 +70,14 @@ DefenseSetup prepare_defense(const DefenseConfig& config, bool needs_holdout) {
   const double holdout = (s.finetune.auto_lr || needs_holdout) ? config.validation_fraction : 0.0;
   s.clean = draw_clean_data(s.context, config.clean_ratio, config.clean_indices, config.common.seed,
                             holdout);
+  if (config.select_by == "scan" && s.clean.validation.size() < kMinScanSelectionImages) {
+    throw UserError(
+        "--select-by scan measures the reversed trigger on the held-out clean images "
+        "and needs at least " +
+        std::to_string(kMinScanSelectionImages) + "; this clean subset holds out " +
+        std::to_string(s.clean.validation.size()) +
+        " (raise --clean-ratio or --validation-fraction)");
+  }
   defenses::write_indices(s.context.out / "clean_indices.txt", s.clean.indices);
   s.clean_json = {{"ratio", config.clean_indices.empty() ? nlohmann::json(config.clean_ratio)
                                                          : nlohmann::json(nullptr)},
@@ -85,6 +107,7 @@ DefenseSetup prepare_defense(const DefenseConfig& config, bool needs_holdout) {
 
   s.before = (*s.context.evaluator)(s.model.model);
   s.context.log("before: " + s.before.summary());
+  if (config.select_by == "scan") prepare_scan_selection(config, s);
   return s;
 }
 
@@ -110,6 +133,15 @@ nlohmann::json defense_config_json(const DefenseConfig& config, const DefenseSet
            "hold-out accuracy is at most lr_tolerance points plus lr_noise_margin standard errors "
            "of the paired difference below the best finetuned run's; NAD's student steps down "
            "from the teacher's rate by the same test against the teacher search's best"},
+          {"select_by", config.select_by},
+          {"select_rule",
+           config.select_by == "scan"
+               ? nlohmann::json(
+                     "among the accepted rates, the largest whose model the reversed trigger of "
+                     "the scan's most anomalous class (scan-before) sends at most max(1 point, "
+                     "lr_noise_margin binomial standard errors) more held-out images to that "
+                     "class than the least backdoored candidate")
+               : nlohmann::json("the largest accepted rate")},
           {"validation_fraction", config.validation_fraction},
           {"patience", config.patience},
           {"train", s.finetune.train.to_json()},

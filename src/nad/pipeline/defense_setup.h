@@ -8,6 +8,7 @@
 #include "nad/io/checkpoint.h"
 #include "nad/pipeline/config.h"
 #include "nad/pipeline/context.h"
+#include "nad/pipeline/scan.h"
 
 // What every defense run (finetune, erase, prune, mcr) sets up the same way.
 namespace nad::pipeline {
@@ -19,7 +20,14 @@ struct DefenseSetup {
   defenses::FinetuneOptions finetune;  // epochs, lr and schedule of the main run
   train::Metrics before;
   nlohmann::json clean_json;
+  // --select-by scan: the scan of the model before the defense, on clean.train (optimised) and
+  // clean.validation (checked, and where candidates are measured); --verify reuses it.
+  std::shared_ptr<const ScanResult> before_scan;
 };
+
+// --select-by scan needs this many held-out clean images: the reversed trigger's success on
+// fewer would be decided by chance (one image is more than a point).
+inline constexpr int64_t kMinScanSelectionImages = 100;
 
 // Opens the run, loads --model, draws (or reads) the clean subset, holding out
 // --validation-fraction of it when the learning rate is searched or `needs_holdout`, fills
@@ -36,6 +44,11 @@ std::string lr_text(const defenses::FinetuneResult& run);
 // out/scan-after), on the defense's own clean subset, and the success of the most anomalous
 // class's reversed trigger on both. No attack knowledge goes in. Returns the summary's "verify"
 // entry and appends a section to `report`; does nothing (null) without --verify.
+// --select-by scan: scans the model before the defense into out/scan-before and sets the probe
+// of s.finetune's --lr auto (the reversed trigger of the most anomalous class, measured on the
+// held-out images).
+void prepare_scan_selection(const DefenseConfig& config, DefenseSetup& s);
+
 nlohmann::json verify_cleaning(const DefenseConfig& config, const DefenseSetup& s,
                                const models::Classifier& after, std::ostream& report);
 

@@ -2,6 +2,7 @@
 
 #include <sstream>
 
+#include "nad/io/npy.h"
 #include "nad/io/png.h"
 #include "nad/io/report.h"
 #include "nad/io/sample_grid.h"
@@ -59,6 +60,9 @@ nlohmann::json run_poison(const PoisonConfig& config) {
     throw UserError("nad poison needs an --attack");
   }
   if (config.pairs_per_row < 1) throw UserError("--sample-pairs must be at least 1");
+  if (config.format != "png" && config.format != "npy") {
+    throw UserError("--format must be png or npy, not '" + config.format + "'");
+  }
   RunContext context = open_run(config.common, /*prepares_attack=*/true);
   const data::DatasetPair& data = context.data;
   CommonConfig common = config.common;
@@ -77,10 +81,36 @@ nlohmann::json run_poison(const PoisonConfig& config) {
   }
 
   const std::vector<std::string> folders = class_folder_names(data.num_classes());
-  context.log("writing " + std::to_string(data.train.size() + data.test.size()) + " PNG files");
-  write_split(context.out / "train", poisoned.data, folders);
-  write_split(context.out / "test", data.test, folders);
-
+  std::string layout;
+  if (config.format == "png") {
+    context.log("writing " + std::to_string(data.train.size() + data.test.size()) + " PNG files");
+    write_split(context.out / "train", poisoned.data, folders);
+    write_split(context.out / "test", data.test, folders);
+    layout =
+        "train/<class folder>/<row>.png (poisoned), test/<class folder>/<row>.png "
+        "(clean); <row> is the index in the original split";
+  } else {
+    // Everything another toolkit needs to score a model as nad does, the ASR set included.
+    const attacks::TriggeredSet triggered = attack.triggered_test_set(data.test);
+    const std::vector<std::pair<std::string, torch::Tensor>> arrays = {
+        {"train_images", poisoned.data.images},
+        {"train_labels", poisoned.data.labels},
+        {"clean_train_images", data.train.images},
+        {"clean_train_labels", data.train.labels},
+        {"test_images", data.test.images},
+        {"test_labels", data.test.labels},
+        {"test_triggered_images", triggered.data.images},
+        {"test_triggered_labels", triggered.data.labels},
+        {"test_triggered_targets", triggered.attack_targets}};
+    context.log("writing " + std::to_string(arrays.size()) + " .npy files");
+    for (const auto& [name, tensor] : arrays) {
+      io::write_npy(context.out / (name + ".npy"), tensor.to(torch::kCPU).contiguous());
+    }
+    layout =
+        "NumPy arrays, images N x H x W x C uint8, labels int64: train_* (poisoned), "
+        "clean_train_* (before poisoning), test_* (clean), test_triggered_* (the test images "
+        "nad measures ASR on: triggered, true labels, and the attack's target per row)";
+  }
   const std::vector<int64_t> indices = to_vector(poisoned.indices);
   nlohmann::json poisoned_json = {
       {"count", indices.size()},
@@ -103,9 +133,8 @@ nlohmann::json run_poison(const PoisonConfig& config) {
         {"width", data.train.width()},
         {"channels", data.train.channels()}}},
       {"classes", classes},
-      {"layout",
-       "train/<class folder>/<row>.png (poisoned), test/<class folder>/<row>.png "
-       "(clean); <row> is the index in the original split"},
+      {"format", config.format},
+      {"layout", layout},
       {"poisoned", poisoned_json},
       {"noise_mode",
        {{"count", poisoned.noise_indices.size(0)}, {"indices", to_vector(poisoned.noise_indices)}}},

@@ -213,26 +213,66 @@ std::string scan_report(const ScanResult& r, const std::vector<std::string>& cla
   return out.str();
 }
 
-nlohmann::json verify_cleaning(const DefenseConfig& config, const DefenseSetup& s,
-                               const models::Classifier& after, std::ostream& report) {
-  if (!config.verify) return nullptr;
-  const RunContext& context = s.context;
-  // The defense's whole clean subset, split again into images to optimise on and to check.
-  const auto [optimise_rows, holdout_rows] =
-      data::split_holdout(s.clean.indices, context.data.train.labels,
-                          config.verify_scan.holdout_fraction, config.common.seed + 3);
-  defenses::CleanData split;
-  split.train = context.data.train.select(optimise_rows);
-  split.validation = context.data.train.select(holdout_rows);
+namespace {
+ScanOptions defense_scan_options(const DefenseConfig& config, const RunContext& context) {
   ScanOptions options = config.verify_scan;
   options.nc.seed = config.common.seed;
   options.nc.device = context.device;
   options.nc.eval_batch_size = context.eval_batch_size;
+  return options;
+}
+}  // namespace
+
+void prepare_scan_selection(const DefenseConfig& config, DefenseSetup& s) {
+  const RunContext& context = s.context;
+  if (context.data.num_classes() < 3) {
+    throw UserError("--select-by scan: Neural Cleanse's outlier test needs at least 3 classes; " +
+                    context.data.name + " has " + std::to_string(context.data.num_classes()));
+  }
+  context.log("--select-by scan: Neural Cleanse on the model before the defense ...");
+  auto before = std::make_shared<ScanResult>(
+      scan_model(s.model.model, context.data.class_names, s.clean.train, s.clean.validation,
+                 defense_scan_options(config, context), context.out / "scan-before",
+                 context.attack.get(), context.state, "scan-before", config.common.quiet));
+  s.before_scan = before;
+  const defenses::ReversedTrigger suspect = before->triggers[before->most_anomalous];
+  const data::Dataset holdout = s.clean.validation.to(context.device);
+  const int64_t others = holdout.labels.ne(suspect.target).sum().item<int64_t>();
+  const int64_t batch = context.eval_batch_size;
+  context.log("--select-by scan: candidates are judged by the reversed trigger of class " +
+              std::to_string(suspect.target) + " (" +
+              (before->anomaly.flagged.empty() ? "the most anomalous, not flagged" : "flagged") +
+              "), " + fixed(suspect.success, 2) + "% on the model before");
+  s.finetune.lr_search.probe = [suspect, holdout, others, batch](const models::Classifier& model) {
+    return defenses::BackdoorSignal{
+        defenses::reversed_trigger_success(model, suspect, holdout, batch), others};
+  };
+}
+
+nlohmann::json verify_cleaning(const DefenseConfig& config, const DefenseSetup& s,
+                               const models::Classifier& after, std::ostream& report) {
+  if (!config.verify) return nullptr;
+  const RunContext& context = s.context;
+  const ScanOptions options = defense_scan_options(config, context);
   const auto& names = context.data.class_names;
-  context.log("verify: Neural Cleanse on the model before the defense ...");
-  const ScanResult before = scan_model(s.model.model, names, split.train, split.validation, options,
-                                       context.out / "scan-before", context.attack.get(),
-                                       context.state, "scan-before", config.common.quiet);
+  defenses::CleanData split;
+  ScanResult before;
+  if (s.before_scan) {
+    // --select-by scan scanned the model already, on the defense's own split.
+    split = s.clean;
+    before = *s.before_scan;
+  } else {
+    // The defense's whole clean subset, split again into images to optimise on and to check.
+    const auto [optimise_rows, holdout_rows] =
+        data::split_holdout(s.clean.indices, context.data.train.labels,
+                            config.verify_scan.holdout_fraction, config.common.seed + 3);
+    split.train = context.data.train.select(optimise_rows);
+    split.validation = context.data.train.select(holdout_rows);
+    context.log("verify: Neural Cleanse on the model before the defense ...");
+    before = scan_model(s.model.model, names, split.train, split.validation, options,
+                        context.out / "scan-before", context.attack.get(), context.state,
+                        "scan-before", config.common.quiet);
+  }
   context.log("verify: Neural Cleanse on the model after it ...");
   const ScanResult cleaned =
       scan_model(after, names, split.train, split.validation, options, context.out / "scan-after",
