@@ -7,7 +7,7 @@
 # Environment: NAD (binary, default build/nad), DATA_DIR (default ../shared/data/cifar10),
 # OUT (run folders, default bench/runs/attacks), EPOCHS (training epochs, default 25),
 # TARGET (default 5), SEED (default 0), THREADS (default 0: all cores), DEVICE (default cpu),
-# PRECISION (default fp32), ATTACK_ARGS (more options for `nad train`, e.g. "--poison-rate 1"),
+# PRECISION (default auto), ATTACK_ARGS (more options for `nad train`, e.g. "--poison-rate 1"),
 # COMMON_ARGS (more options for every nad command, e.g. "--cuda-graphs 0"),
 # PREP_EPOCHS (epochs of
 # the clean model Trojan and CL are made with, default 5), ERASE (0: train only, default 1),
@@ -26,7 +26,7 @@ TARGET=${TARGET:-5}
 SEED=${SEED:-0}
 THREADS=${THREADS:-0}
 DEVICE=${DEVICE:-cpu}
-PRECISION=${PRECISION:-fp32}
+PRECISION=${PRECISION:-auto}
 ATTACK_ARGS=${ATTACK_ARGS:-}
 COMMON_ARGS=${COMMON_ARGS:-}
 PREP_EPOCHS=${PREP_EPOCHS:-5}
