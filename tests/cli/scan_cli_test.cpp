@@ -207,6 +207,10 @@ TEST_F(ScanCli, SelectByScanJudgesTheAcceptedRatesByTheReversedTrigger) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const nlohmann::json config = read_json(dir_ / "ok" / "config.json");
   EXPECT_EQ(config["select_by"], "scan");
+  EXPECT_NE(config["lr_rule"].get<std::string>().find("lr_noise_margin standard errors"),
+            std::string::npos);
+  EXPECT_EQ(config["lr_tolerance"], 2.0);
+  EXPECT_EQ(config["lr_noise_margin"], 1.0);
   EXPECT_NE(config["select_rule"].get<std::string>().find("reversed trigger"), std::string::npos);
   const nlohmann::json summary = read_json(dir_ / "ok" / "summary.json");
   int chosen = 0;
