@@ -10,8 +10,23 @@ namespace nad::defenses {
 
 namespace {
 
-// Whether `trial` is within tolerance of a reference run scoring `reference` (its per-image
-// results `reference_correct`), and the record of the decision.
+// The rule's test: `trial` is within tolerance of a reference run scoring `reference` (its
+// per-image results `reference_correct`) when its shortfall is at most the tolerance plus the
+// noise margin (in points, also returned).
+struct ToleranceTest {
+  bool within = false;
+  double margin = 0;
+};
+
+ToleranceTest tolerance_test(const LrTrial& trial, double reference,
+                             const torch::Tensor& reference_correct,
+                             const LrSearchOptions& options) {
+  const double margin =
+      options.noise_margin * paired_standard_error(trial.val_correct, reference_correct);
+  return {!trial.diverged && reference - trial.val_acc <= options.tolerance + margin, margin};
+}
+
+// The test, logged, and the record of the decision.
 struct Verdict {
   bool accepted = false;
   nlohmann::json record;
@@ -21,10 +36,8 @@ Verdict judge(const LrTrial& trial, double reference, const torch::Tensor& refer
               const std::string& reference_name, const LrSearchOptions& options,
               const std::function<void(const std::string&)>& log) {
   Verdict v;
-  const double loss = reference - trial.val_acc;
-  const double margin =
-      options.noise_margin * paired_standard_error(trial.val_correct, reference_correct);
-  v.accepted = !trial.diverged && loss <= options.tolerance + margin;
+  const auto [within, margin] = tolerance_test(trial, reference, reference_correct, options);
+  v.accepted = within;
   if (log) {
     char line[240];
     std::snprintf(line, sizeof line,
@@ -104,7 +117,8 @@ LrSearchResult search_lr(const LrSearchOptions& options, double baseline_val_acc
 
   std::sort(grid.begin(), grid.end());
   double best = -1;
-  std::vector<LrTrial> accepted;  // with a probe, every accepted run is a candidate
+  // With a probe, every accepted run is a candidate: each with its record's index in `tried`.
+  std::vector<std::pair<LrTrial, size_t>> accepted;
   for (double lr : grid) {
     LrTrial trial = run(lr);
     const bool first = !result.chosen.model && accepted.empty();
@@ -122,7 +136,7 @@ LrSearchResult search_lr(const LrSearchOptions& options, double baseline_val_acc
       break;
     }
     if (options.probe) {
-      accepted.push_back(std::move(trial));
+      accepted.emplace_back(std::move(trial), result.tried.size() - 1);
     } else {
       result.chosen = std::move(trial);
     }
@@ -131,18 +145,13 @@ LrSearchResult search_lr(const LrSearchOptions& options, double baseline_val_acc
     // A rate accepted early may fall out of tolerance of a better run found later.
     std::vector<BackdoorSignal> signals;
     std::vector<LrTrial> candidates;
-    for (LrTrial& trial : accepted) {
-      const double margin =
-          options.noise_margin * paired_standard_error(trial.val_correct, result.best_val_correct);
-      nlohmann::json* record = nullptr;
-      for (auto& r : result.tried) {
-        if (r["lr"] == trial.lr) record = &r;
-      }
-      const bool candidate = best - trial.val_acc <= options.tolerance + margin;
-      (*record)["candidate"] = candidate;
+    for (auto& [trial, index] : accepted) {
+      nlohmann::json& record = result.tried[index];
+      const bool candidate = tolerance_test(trial, best, result.best_val_correct, options).within;
+      record["candidate"] = candidate;
       if (!candidate) continue;
       const BackdoorSignal signal = options.probe(trial.model);
-      (*record)["backdoor_signal"] = signal.percent;
+      record["backdoor_signal"] = signal.percent;
       if (log) {
         char line[160];
         std::snprintf(line, sizeof line,

@@ -104,7 +104,7 @@ nlohmann::json run_poison(const PoisonConfig& config) {
         {"test_triggered_targets", triggered.attack_targets}};
     context.log("writing " + std::to_string(arrays.size()) + " .npy files");
     for (const auto& [name, tensor] : arrays) {
-      io::write_npy(context.out / (name + ".npy"), tensor.to(torch::kCPU).contiguous());
+      io::write_npy(context.out / (name + ".npy"), tensor);
     }
     layout =
         "NumPy arrays, images N x H x W x C uint8, labels int64: train_* (poisoned), "

@@ -214,12 +214,18 @@ std::string scan_report(const ScanResult& r, const std::vector<std::string>& cla
 }
 
 namespace {
-ScanOptions defense_scan_options(const DefenseConfig& config, const RunContext& context) {
-  ScanOptions options = config.verify_scan;
-  options.nc.seed = config.common.seed;
+// The scan options as given, with what the run decides: the seed, the device and the evaluation
+// batch size.
+ScanOptions run_scan_options(const ScanOptions& given, uint64_t seed, const RunContext& context) {
+  ScanOptions options = given;
+  options.nc.seed = seed;
   options.nc.device = context.device;
   options.nc.eval_batch_size = context.eval_batch_size;
   return options;
+}
+
+ScanOptions defense_scan_options(const DefenseConfig& config, const RunContext& context) {
+  return run_scan_options(config.verify_scan, config.common.seed, context);
 }
 }  // namespace
 
@@ -345,10 +351,7 @@ nlohmann::json run_scan(const ScanConfig& config) {
                                 {"fail_if_flagged", config.fail_if_flagged}};
   write_or_check_config(context, config_json);
 
-  ScanOptions options = config.scan;
-  options.nc.seed = config.common.seed;
-  options.nc.device = context.device;
-  options.nc.eval_batch_size = context.eval_batch_size;
+  const ScanOptions options = run_scan_options(config.scan, config.common.seed, context);
   const ScanResult result =
       scan_model(loaded.model, context.data.class_names, clean.train, clean.validation, options,
                  context.out, context.attack.get(), context.state, "scan", config.common.quiet);
