@@ -6,10 +6,10 @@ packages=(g++ cmake make pkg-config ccache libtorch-dev libopenblas0-openmp libc
           nlohmann-json3-dev libstb-dev libgloo-dev zlib1g-dev libcairo2-dev libgtest-dev dataset-fashion-mnist)
 # `scripts/setup.sh fuzz`: also what the readers' libFuzzer targets (fuzz/) need.
 if [ "${1:-}" = fuzz ]; then packages+=(clang libclang-rt-14-dev); fi
-# `scripts/setup.sh test`: Debian's PyTorch, so the tests that compare with PyTorch (checkpoint
-# parity for the ResNet-18s, export round trip) run instead of being skipped. Never a runtime
-# dependency of nad.
-if [ "${1:-}" = test ]; then packages+=(python3-torch); fi
+# `scripts/setup.sh test`: Debian's PyTorch and torchvision, so the tests that compare with
+# PyTorch (checkpoint parity for the ResNet-18s, export round trip, torchvision's architectures)
+# run instead of being skipped. Never a runtime dependency of nad.
+if [ "${1:-}" = test ]; then packages+=(python3-torch python3-torchvision); fi
 # `scripts/setup.sh bench`: what the benchmark scripts' helpers need (bench/natural_reflections.sh
 # cuts Refool reflections from photographs with Pillow).
 if [ "${1:-}" = bench ]; then packages+=(python3-pil python3-numpy); fi

@@ -91,7 +91,7 @@ TEST(MnistCnn, TwoConvGroupsOnGreyscale) {
 }
 
 TEST(CreateModel, RejectsUnknownArchitectures) {
-  EXPECT_THROW(create_model({"vgg16", 3, 10, 32, 32}), UserError);
+  EXPECT_THROW(create_model({"alexnet", 3, 10, 32, 32}), UserError);
   EXPECT_THROW(create_model({"wrn-15-1", 3, 10, 32, 32}), UserError);
   EXPECT_THROW(create_model({"mnist-cnn", 1, 10, 30, 30}), UserError);
 }
