@@ -23,13 +23,17 @@ int exit_code() { return finished_exit_code; }
 
 void add_common_options(CLI::App& app, pipeline::CommonConfig& config, bool needs_out) {
   app.add_option("--dataset", config.dataset.name,
-                 "mnist | fashion-mnist | cifar10 | gtsrb | folder")
+                 "mnist | fashion-mnist | cifar10 | cifar100 | gtsrb | tiny-imagenet | folder")
       ->required()
       ->check(CLI::IsMember(data::dataset_names()));
   app.add_option("--data-dir", config.dataset.data_dir,
                  "dataset folder (fashion-mnist defaults to /usr/share/datasets/fashion-mnist)");
   app.add_option("--image-size", config.dataset.image_size, "folder datasets: resize to N x N")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--cifar100-labels", config.dataset.cifar100_labels,
+                 "cifar100: fine (100 classes) or coarse (the 20 superclasses)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fine", "coarse"}));
   auto* out = app.add_option("--out", config.out, "output folder");
   if (needs_out) out->required();
   app.add_option("--seed", config.seed, "random seed (same seed, same machine: same numbers)")
@@ -237,6 +241,12 @@ void add_model_file_options(CLI::App& app, pipeline::ModelFileOptions& options) 
       ->check(CLI::PositiveNumber);
   app.add_flag("--allow-partial", options.allow_partial,
                "load the weights that match and keep initial values for the rest");
+  app.add_option(
+      "--input-norm", options.input_norm,
+      "input normalisation of every checkpoint loaded: none | cifar10 | cifar100 | tiny | "
+      "mnist | gtsrb | imagenet (BackdoorBench's values) | M1,M2,M3/S1,S2,S3 (default: "
+      "what the file says: nad's model.pt records it, a BackdoorBench record's dataset "
+      "implies it; else none)");
 }
 
 void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::string& label_mode) {

@@ -29,7 +29,9 @@ void setup_strip(CLI::App& parent) {
   // Flagging needs no dataset: the overlays come from the threshold file's folder.
   app->get_option("--dataset")
       ->required(false)
-      ->description("calibration: mnist | fashion-mnist | cifar10 | gtsrb | folder");
+      ->description(
+          "calibration: mnist | fashion-mnist | cifar10 | cifar100 | gtsrb | tiny-imagenet | "
+          "folder");
   add_clean_dir_options(*app, config->common);
   add_attack_options(*app, config->common.attack, *label_mode);
   app->add_option("--model", config->model, "checkpoint: nad's model.pt or a torch.save file")

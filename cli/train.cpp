@@ -1,6 +1,7 @@
 #include <memory>
 
 #include "common.h"
+#include "nad/models/classifier.h"
 #include "nad/pipeline/runs.h"
 
 namespace nad::cli {
@@ -14,8 +15,15 @@ void setup_train(CLI::App& parent) {
   add_resume_option(*app, config->common);
   add_attack_options(*app, config->common.attack, *label_mode);
   add_attack_prep_options(*app, config->prep);
-  app->add_option("--arch", config->arch,
-                  "wrn-16-1 (wrn-D-K) | preact-resnet18 | resnet18 | mnist-cnn")
+  std::string arch_help;
+  for (const std::string& name : models::arch_names()) {
+    arch_help += (arch_help.empty() ? "" : " | ") + name;
+  }
+  app->add_option("--arch", config->arch, arch_help)->capture_default_str();
+  app->add_option("--input-norm", config->input_norm,
+                  "the model's input normalisation, recorded in model.pt: none | cifar10 | "
+                  "cifar100 | tiny | mnist | gtsrb | imagenet (BackdoorBench's values) | "
+                  "M1,M2,M3/S1,S2,S3")
       ->capture_default_str();
   app->add_option("--epochs", config->epochs)->capture_default_str();
   app->add_option("--batch-size", config->batch_size)->capture_default_str();

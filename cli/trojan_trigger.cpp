@@ -13,13 +13,19 @@ void setup_trojan_trigger(CLI::App& parent) {
   auto config = std::make_shared<pipeline::TrojanTriggerConfig>();
   app->add_option("--model", config->model, "checkpoint the patch is optimised on")->required();
   add_model_file_options(*app, config->model_options);
-  app->add_option("--dataset", config->dataset.name,
-                  "mnist | fashion-mnist | cifar10 | gtsrb | folder (images to optimise over)")
+  app->add_option(
+         "--dataset", config->dataset.name,
+         "mnist | fashion-mnist | cifar10 | cifar100 | gtsrb | tiny-imagenet | folder (images "
+         "to optimise over)")
       ->required()
       ->check(CLI::IsMember(data::dataset_names()));
   app->add_option("--data-dir", config->dataset.data_dir, "dataset folder");
   app->add_option("--image-size", config->dataset.image_size, "folder datasets: resize to N x N")
       ->check(CLI::NonNegativeNumber);
+  app->add_option("--cifar100-labels", config->dataset.cifar100_labels,
+                  "cifar100: fine (100 classes) or coarse (the 20 superclasses)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fine", "coarse"}));
   app->add_option("--out", config->out, "PNG file to write")->required();
   app->add_option("--layer", config->layer,
                   "group (0-based, as in the model's attention groups) holding the neuron; -1: "

@@ -67,6 +67,17 @@ def cifar_seeds():
     put("cifar10", "truncated", record(1, 5)[:-1])
 
 
+# ---- CIFAR-100 binary file: records of a coarse and a fine label byte and 3072 pixel bytes
+def cifar100_seeds():
+    def record(coarse, fine, seed):
+        return bytes([coarse, fine]) + bytes((seed * 7 + i) % 256 for i in range(3072))
+    put("cifar100", "one", record(4, 30, 1))
+    put("cifar100", "two", record(0, 0, 2) + record(19, 99, 3))
+    put("cifar100", "bad_coarse", record(20, 5, 4))
+    put("cifar100", "bad_fine", record(3, 100, 5))
+    put("cifar100", "truncated", record(1, 1, 6)[:-1])
+
+
 # ---- PPM
 def rgb(width, height):
     return bytes((y * 40 + x * 10 + c) % 256 for y in range(height) for x in range(width)
@@ -171,9 +182,26 @@ def csv_seeds():
     put("gtsrb_csv", "missing_column.csv", b"Filename;Width;ClassId\nx.ppm;10\n")
 
 
+# ---- Tiny-ImageNet val/val_annotations.txt
+def tiny_imagenet_val_seeds():
+    put("tiny_imagenet_val", "official.txt",
+        b"val_0.JPEG\tn03444034\t0\t32\t44\t62\n"
+        b"val_1.JPEG\tn04067472\t52\t55\t57\t59\n"
+        b"val_2.JPEG\tn04070727\t4\t0\t60\t55\n")
+    put("tiny_imagenet_val", "crlf.txt",
+        b"a.JPEG\tn01\t1\t2\t3\t4\r\n\r\nb.png\tn02\t0\t0\t63\t63")
+    put("tiny_imagenet_val", "few_fields.txt", b"val_0.JPEG\tn03444034\t0\t32\n")
+    put("tiny_imagenet_val", "path.txt", b"../x.JPEG\tn01\t0\t0\t1\t1\n")
+    put("tiny_imagenet_val", "box.txt", b"val_0.JPEG\tn01\t0\t-3\t1\t1\n")
+    put("tiny_imagenet_val", "twice.txt",
+        b"val_0.JPEG\tn01\t0\t0\t1\t1\nval_0.JPEG\tn02\t0\t0\t1\t1\n")
+
+
 if __name__ == "__main__":
     idx_seeds()
     cifar_seeds()
+    cifar100_seeds()
     ppm_seeds("ppm")
     image_seeds()
     csv_seeds()
+    tiny_imagenet_val_seeds()

@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 seconds=${1:-600}
 shift || true
 build=${BUILD:-build-fuzz}
-all=(idx_fuzzer cifar10_fuzzer ppm_fuzzer image_fuzzer gtsrb_csv_fuzzer torch_file_fuzzer)
+all=(idx_fuzzer cifar10_fuzzer cifar100_fuzzer ppm_fuzzer image_fuzzer gtsrb_csv_fuzzer
+  tiny_imagenet_val_fuzzer torch_file_fuzzer)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 
@@ -26,10 +27,11 @@ fi
 cmake --build "$build" --target "${targets[@]}" -j"${JOBS:-1}" >"$build/fuzz-build.log" 2>&1 ||
   { tail -n 40 "$build/fuzz-build.log"; exit 2; }
 
-# Longest input per target: room for two CIFAR-10 records; the checkpoint corpus' files.
+# Longest input per target: room for two CIFAR-10 or CIFAR-100 records; the checkpoint
+# corpus' files.
 max_len() {
   case "$1" in
-    cifar10_fuzzer) echo 8192 ;;
+    cifar10_fuzzer | cifar100_fuzzer) echo 8192 ;;
     image_fuzzer | torch_file_fuzzer) echo 16384 ;;
     *) echo 4096 ;;
   esac

@@ -617,9 +617,10 @@ TEST(Dataset, SelectCopiesRows) {
 
 TEST(LoadDataset, RejectsUnknownNamesAndMissingDirectories) {
   EXPECT_EQ(dataset_names(),
-            (std::vector<std::string>{"mnist", "fashion-mnist", "cifar10", "gtsrb", "folder"}));
-  const std::string message = user_error_message([] { load_dataset({"imagenet", "/tmp"}); });
-  EXPECT_NE(message.find("imagenet"), std::string::npos) << message;
+            (std::vector<std::string>{"mnist", "fashion-mnist", "cifar10", "cifar100", "gtsrb",
+                                      "tiny-imagenet", "folder"}));
+  const std::string message = user_error_message([] { load_dataset({"imagenet21k", "/tmp"}); });
+  EXPECT_NE(message.find("'imagenet21k'"), std::string::npos) << message;
   for (const std::string& name : dataset_names()) {
     EXPECT_NE(message.find(name), std::string::npos) << message;
   }

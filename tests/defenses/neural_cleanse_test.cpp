@@ -91,7 +91,7 @@ TEST(NeuralCleanse, StampBlendsMaskAndPatternOnTheByteScale) {
 class PlantedModelImpl : public models::ClassifierImpl {
  public:
   PlantedModelImpl() { dummy_ = register_parameter("dummy", torch::zeros({1})); }
-  models::ModelOutput forward(const torch::Tensor& inputs) override {
+  models::ModelOutput forward_normalised(const torch::Tensor& inputs) override {
     const torch::Tensor x = inputs.select(1, 0);  // N x 6 x 6 in [0, 1]
     auto fires = [](const torch::Tensor& darkest) {
       return torch::nn::functional::softplus(20 * (darkest - 0.7));

@@ -13,7 +13,7 @@ namespace {
 // (log v, log(1 - v)). The STRIP entropy of an input is then hand-computable.
 class MeanPixelImpl : public models::ClassifierImpl {
  public:
-  models::ModelOutput forward(const torch::Tensor& inputs) override {
+  models::ModelOutput forward_normalised(const torch::Tensor& inputs) override {
     const torch::Tensor v = inputs.flatten(1).mean(1);
     return {{}, torch::stack({v.log(), (1 - v).log()}, 1)};
   }

@@ -142,19 +142,27 @@ TEST(PyTorchCheckpoint, WrnFixturesReproducePyTorchOutputs) {
   explicit_arch.num_classes = 10;
   expect_parity(kFixtures / "wrn16_zip.pt", kFixtures / "wrn16_expected.pt", "wrn-16-1",
                 explicit_arch);
-  for (const char* file : {"wrn10_wrapped_zip.pt", "wrn10_module_legacy.pt", "wrn10_params_zip.pt",
-                           "wrn10_attack_result.pt"}) {
+  for (const char* file :
+       {"wrn10_wrapped_zip.pt", "wrn10_module_legacy.pt", "wrn10_params_zip.pt"}) {
     expect_parity(kFixtures / file, kFixtures / "wrn10_expected.pt", "wrn-10-1");
   }
+  // The record says cifar10, which implies BackdoorBench's normalisation; the expected logits
+  // were computed on the raw inputs.
+  LoadOptions raw_inputs;
+  raw_inputs.input_norm = models::InputNorm{};
+  expect_parity(kFixtures / "wrn10_attack_result.pt", kFixtures / "wrn10_expected.pt", "wrn-10-1",
+                raw_inputs);
   expect_parity(kFixtures / "wrn10_half_legacy.pt", kFixtures / "wrn10_half_expected.pt",
                 "wrn-10-1");
 }
 
 TEST(PyTorchCheckpoint, AttackResultLoadsWithOneWarningNamingWhatWasSkipped) {
   LoadedModel loaded = load_checkpoint(kFixtures / "wrn10_attack_result.pt");
+  // The record names its architecture and dataset, which implies BackdoorBench's normalisation.
   EXPECT_EQ(loaded.description,
-            "wrn-10-1 (guessed from the weight names), 10 classes; zip format, weights under "
-            "'model'");
+            "wrn-10-1 (from the BackdoorBench record's model_name), 10 classes; zip format, "
+            "weights under 'model'; input normalisation cifar10 (mean 0.4914,0.4822,0.4465 / std "
+            "0.247,0.243,0.261) (BackdoorBench record (clean_data 'cifar10'))");
   ASSERT_EQ(loaded.warnings.size(), 1u);
   EXPECT_NE(loaded.warnings[0].find("PIL.Image.Image"), std::string::npos) << loaded.warnings[0];
   EXPECT_NE(loaded.warnings[0].find("prepro_cls_DatasetBD_v2"), std::string::npos);

@@ -42,6 +42,35 @@ DatasetPair load_cifar10(const fs::path& dir) {
                   "test/<class>/*)");
 }
 
+DatasetPair load_cifar100(const fs::path& dir, const std::string& labels) {
+  if (labels != "fine" && labels != "coarse") {
+    throw UserError("--cifar100-labels must be fine or coarse, not '" + labels + "'");
+  }
+  if (fs::is_regular_file(dir / "train.bin") ||
+      fs::is_regular_file(dir / "cifar-100-binary" / "train.bin")) {
+    return read_cifar100_binary(dir, labels == "coarse");
+  }
+  if (fs::is_directory(dir / "train") && fs::is_directory(dir / "test")) {
+    // Folders carry one label per image: the fine classes.
+    if (labels == "coarse") {
+      throw UserError("'" + dir.string() +
+                      "' is an image-folder layout, which has no superclasses: "
+                      "--cifar100-labels coarse needs the binary release (train.bin, test.bin)");
+    }
+    DatasetPair pair = read_image_folder(dir, 0, "cifar100");
+    if (pair.num_classes() != 100) {
+      throw UserError("'" + (dir / "train").string() + "' has " +
+                      std::to_string(pair.num_classes()) +
+                      " class folders but CIFAR-100 has 100; use --dataset folder for other sets");
+    }
+    return pair;
+  }
+  throw UserError("'" + dir.string() +
+                  "' is not a CIFAR-100 folder: expected either the binary release (train.bin "
+                  "and test.bin, directly or in cifar-100-binary/) or an image-folder layout "
+                  "(train/<class>/*.png|jpg and test/<class>/*)");
+}
+
 }  // namespace
 
 Dataset Dataset::select(const torch::Tensor& indices) const {
@@ -54,8 +83,8 @@ Dataset Dataset::select(const torch::Tensor& indices) const {
 }
 
 const std::vector<std::string>& dataset_names() {
-  static const std::vector<std::string> names = {"mnist", "fashion-mnist", "cifar10", "gtsrb",
-                                                 "folder"};
+  static const std::vector<std::string> names = {"mnist", "fashion-mnist", "cifar10", "cifar100",
+                                                 "gtsrb", "tiny-imagenet", "folder"};
   return names;
 }
 
@@ -86,8 +115,12 @@ DatasetPair load_dataset(const DatasetOptions& options) {
     pair = read_mnist_folder(dir, name);
   } else if (name == "cifar10") {
     pair = load_cifar10(dir);
+  } else if (name == "cifar100") {
+    pair = load_cifar100(dir, options.cifar100_labels);
   } else if (name == "gtsrb") {
     pair = read_gtsrb(dir);
+  } else if (name == "tiny-imagenet") {
+    pair = read_tiny_imagenet(dir);
   } else {
     pair = read_image_folder(dir, options.image_size, "folder");
   }

@@ -36,9 +36,10 @@ struct DatasetPair {
 };
 
 struct DatasetOptions {
-  std::string name;      // mnist | fashion-mnist | cifar10 | gtsrb | folder
+  std::string name;  // mnist | fashion-mnist | cifar10 | cifar100 | gtsrb | tiny-imagenet | folder
   std::string data_dir;  // empty: the dataset's default location, where it has one
   int image_size = 0;    // folder only: resize to image_size x image_size (0 keeps the size)
+  std::string cifar100_labels = "fine";  // cifar100 only: fine (100 classes) | coarse (20)
 };
 
 // The dataset names `load_dataset` understands.

@@ -41,6 +41,39 @@ DatasetPair read_cifar10_binary(const std::filesystem::path& dir);
 // One batch file: records of a label byte (0-9) and 3 x 32 x 32 pixel bytes.
 Dataset read_cifar10_batch(const std::filesystem::path& file);
 
+// CIFAR-100 binary release (train.bin, test.bin), in `dir` or in `dir/cifar-100-binary`.
+// `coarse` picks the 20 superclass labels instead of the 100 fine ones. Class names come from
+// fine_label_names.txt / coarse_label_names.txt beside the files when present, else numbers.
+DatasetPair read_cifar100_binary(const std::filesystem::path& dir, bool coarse);
+// One CIFAR-100 file's records: a coarse label byte (0-19), a fine label byte (0-99), then
+// 3 x 32 x 32 pixel bytes in R, G, B planes.
+struct Cifar100Batch {
+  torch::Tensor images;         // N x 32 x 32 x 3 uint8
+  torch::Tensor fine_labels;    // N int64, 0-99
+  torch::Tensor coarse_labels;  // N int64, 0-19
+};
+// The records in `bytes`; `file` only names the source in error messages.
+Cifar100Batch parse_cifar100_records(const unsigned char* bytes, size_t size,
+                                     const std::string& file);
+Cifar100Batch read_cifar100_file(const std::filesystem::path& file);
+
+// Tiny-ImageNet official layout (in `dir` or `dir/tiny-imagenet-200`): wnids.txt (class order),
+// train/<wnid>/images/*.JPEG, and val/images/ labelled by val/val_annotations.txt as the test
+// split (the official test split has no labels). Images must be 64 x 64; class names from
+// words.txt when present, else the wnids.
+DatasetPair read_tiny_imagenet(const std::filesystem::path& dir);
+
+// One row of val_annotations.txt: file name, wnid, then the bounding box (unused).
+struct TinyImagenetAnnotation {
+  std::string filename;  // a plain file name in val/images/
+  std::string wnid;
+  size_t line = 0;  // in the file, from 1
+};
+// Parses val_annotations.txt's text: tab-separated file name, wnid and four box integers per
+// line; blank lines are skipped. `file` only names the source in error messages.
+std::vector<TinyImagenetAnnotation> parse_tiny_imagenet_val_annotations(const std::string& text,
+                                                                        const std::string& file);
+
 // GTSRB official layout, every image resized to 32 x 32.
 DatasetPair read_gtsrb(const std::filesystem::path& dir);
 

@@ -3,7 +3,6 @@
 #include <cmath>
 #include <cstring>
 #include <map>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -26,6 +25,12 @@ void save_checkpoint(const std::filesystem::path& file, const models::Classifier
   top.insert("arch", spec.arch);
   top.insert("num_classes", spec.num_classes);
   top.insert("input_shape", c10::List<int64_t>({spec.in_channels, spec.height, spec.width}));
+  const models::InputNorm& norm = model->input_norm();
+  c10::impl::GenericDict norm_entry(c10::StringType::get(), c10::AnyType::get());
+  norm_entry.insert("name", norm.name);
+  norm_entry.insert("mean", c10::List<double>(norm.mean));
+  norm_entry.insert("std", c10::List<double>(norm.std));
+  top.insert("input_norm", norm_entry);
   top.insert("state_dict", state);
   const std::vector<char> bytes = torch::pickle_save(c10::IValue(top));
   write_file_atomic(file, bytes.data(), bytes.size());
@@ -47,17 +52,10 @@ bool ends_with(const std::string& text, const std::string& suffix) {
 }
 
 const torch::Tensor* find(const NamedTensors& state, const std::string& name) {
-  for (const auto& [key, tensor] : state) {
-    if (key == name) return &tensor;
-  }
-  return nullptr;
+  return models::find_tensor(state, name);
 }
 
-bool known_arch(const std::string& arch) {
-  static const std::regex wrn("wrn-\\d+-\\d+");
-  return arch == "preact-resnet18" || arch == "resnet18" || arch == "mnist-cnn" ||
-         std::regex_match(arch, wrn);
-}
+bool known_arch(const std::string& arch) { return models::find_family(arch) != nullptr; }
 
 }  // namespace
 
@@ -148,21 +146,7 @@ NamedTensors map_names(const NamedTensors& state, const models::Classifier& mode
   return out;
 }
 
-std::string guess_arch(const NamedTensors& state) {
-  auto has = [&](const std::string& name) { return find(state, name) != nullptr; };
-  if (const torch::Tensor* conv = find(state, "block1.layer.0.conv2.weight")) {
-    int64_t blocks = 0;
-    while (has("block1.layer." + std::to_string(blocks) + ".conv1.weight")) ++blocks;
-    const int64_t width = conv->dim() == 4 ? conv->size(0) / 16 : 0;
-    if (width < 1) return "";
-    return "wrn-" + std::to_string(6 * blocks + 4) + "-" + std::to_string(width);
-  }
-  if (has("layer4.1.conv2.weight")) return has("bn1.weight") ? "resnet18" : "preact-resnet18";
-  if (has("conv1.weight") && has("conv2.weight") && has("fc1.weight") && has("fc2.weight")) {
-    return "mnist-cnn";
-  }
-  return "";
-}
+std::string guess_arch(const NamedTensors& state) { return models::recognise_arch(state); }
 
 LoadedModel load_checkpoint(const std::filesystem::path& file, const LoadOptions& options) {
   const std::string where = file.string();
@@ -181,24 +165,50 @@ LoadedModel load_checkpoint(const std::filesystem::path& file, const LoadOptions
   }
 
   // The command line wins; then what the file says, when it is one of nad's names (other
-  // checkpoints' "arch" entries, such as torchvision's "resnet50", name other models); then
-  // the weights.
+  // checkpoints' "arch" entries, such as torchvision's "resnet50", name other models); then a
+  // BackdoorBench record's model_name; then the weights.
   models::ModelSpec& spec = out.spec;
   const bool file_arch = options.arch.empty() && file_state.arch && known_arch(*file_state.arch);
-  spec.arch = !options.arch.empty() ? options.arch
-              : file_arch           ? *file_state.arch
-                                    : guess_arch(state);
+  const bool record_arch = options.arch.empty() && !file_arch && file_state.record_model_name;
+  if (record_arch) {
+    // BackdoorBench's names first: its "resnet18" is torchvision's, not nad's CIFAR one.
+    const std::string& name = *file_state.record_model_name;
+    spec.arch = models::arch_from_foreign_name(name);
+    if (spec.arch.empty() && known_arch(name)) spec.arch = name;
+    if (spec.arch.empty()) {
+      std::string names;
+      for (const auto& name : models::foreign_arch_names())
+        names += (names.empty() ? "" : ", ") + name;
+      throw UserError("'" + where + "' is a BackdoorBench record of model_name '" +
+                      *file_state.record_model_name + "', which nad does not know (known: " +
+                      names + "); give --arch to load its weights into one of nad's");
+    }
+  } else {
+    spec.arch = !options.arch.empty() ? options.arch
+                : file_arch           ? *file_state.arch
+                                      : guess_arch(state);
+  }
   if (spec.arch.empty()) {
     throw UserError("'" + where + "' does not say its architecture and its weight names fit " +
                     "none of nad's: give --arch");
   }
-  // The classifier's rows, when neither the command line nor the file gives the class count.
-  int64_t rows = 0;
-  for (const char* head : {"fc.weight", "linear.weight", "fc2.weight"}) {
-    if (const torch::Tensor* w = find(state, head); w && w->dim() == 2 && rows == 0) {
-      rows = w->size(0);
-    }
-  }
+  // The classifier's rows, when neither the command line nor the file gives the class count:
+  // the family names its classifier (`fc.` stands for `linear.` and back, as in map_names). For
+  // weights of another architecture than --arch, their own classifier's, so that loading lists
+  // the keys that do not match.
+  const models::ArchFamily* family = models::find_family(spec.arch);
+  if (!family) models::check_arch(spec.arch);  // the unknown-architecture error
+  auto classifier_rows = [&](const std::string& arch) -> int64_t {
+    const models::ArchFamily* f = models::find_family(arch);
+    if (!f || !f->classifier_weight) return 0;
+    const std::string head = f->classifier_weight(arch);
+    const torch::Tensor* w = find(state, head);
+    if (!w && head.rfind("linear.", 0) == 0) w = find(state, "fc." + head.substr(7));
+    if (!w && head.rfind("fc.", 0) == 0) w = find(state, "linear." + head.substr(3));
+    return w && w->dim() == 2 ? w->size(0) : 0;
+  };
+  int64_t rows = classifier_rows(spec.arch);
+  if (rows == 0) rows = classifier_rows(guess_arch(state));
   spec.num_classes =
       options.num_classes > 0 ? options.num_classes : file_state.num_classes.value_or(rows);
   if (spec.num_classes <= 0) {
@@ -210,7 +220,8 @@ LoadedModel load_checkpoint(const std::filesystem::path& file, const LoadOptions
   if (file_state.input_shape && file_state.input_shape->size() == 3)
     shape = *file_state.input_shape;
   if (shape.empty()) {
-    const torch::Tensor* conv = find(state, "conv1.weight");
+    const torch::Tensor* conv =
+        family->input_weight ? find(state, family->input_weight(spec.arch)) : nullptr;
     shape = {conv && conv->dim() == 4 ? conv->size(1) : 3, 32, 32};
     const torch::Tensor* fc1 = find(state, "fc1.weight");
     if (spec.arch == "mnist-cnn" && fc1 && fc1->dim() == 2) {
@@ -224,14 +235,40 @@ LoadedModel load_checkpoint(const std::filesystem::path& file, const LoadOptions
   spec.height = shape[1];
   spec.width = shape[2];
 
+  // Input normalisation: --input-norm, else nad's record of it, else a BackdoorBench record's
+  // dataset, else none.
+  if (options.input_norm) {
+    spec.input_norm = *options.input_norm;
+    out.input_norm_source = "--input-norm";
+  } else if (file_state.input_norm_mean && file_state.input_norm_std) {
+    spec.input_norm = models::input_norm_from_values(file_state.input_norm_name.value_or("custom"),
+                                                     *file_state.input_norm_mean,
+                                                     *file_state.input_norm_std, "'" + where + "'");
+    out.input_norm_source = "the file";
+  } else if (file_state.record_dataset) {
+    const auto norm = models::backdoorbench_input_norm(*file_state.record_dataset);
+    if (!norm) {
+      throw UserError("'" + where + "' is a BackdoorBench record of dataset '" +
+                      *file_state.record_dataset +
+                      "', whose input normalisation nad does not know: give --input-norm");
+    }
+    spec.input_norm = *norm;
+    out.input_norm_source =
+        "BackdoorBench record (clean_data '" + *file_state.record_dataset + "')";
+  } else {
+    out.input_norm_source = "none given";
+  }
+
   const char* how = file_arch               ? "as the file says"
+                    : record_arch           ? "from the BackdoorBench record's model_name"
                     : !options.arch.empty() ? "from --arch"
                                             : "guessed from the weight names";
   out.description =
       spec.arch + " (" + how + "), " + std::to_string(spec.num_classes) + " classes; " +
       (file_state.format == TorchFormat::kZip ? "zip" : "legacy torch.save") + " format, " +
       (file_state.container.empty() ? std::string("bare state_dict")
-                                    : "weights under '" + file_state.container + "'");
+                                    : "weights under '" + file_state.container + "'") +
+      "; input normalisation " + spec.input_norm.describe() + " (" + out.input_norm_source + ")";
   out.model = models::create_model(spec);
   const std::vector<std::string> partial = load_state_dict(
       out.model, map_names(file_state.tensors, out.model), where, options.allow_partial);

@@ -6,10 +6,12 @@
 
 #include "nad/io/torch_file.h"
 #include "nad/models/classifier.h"
+#include "nad/models/registry.h"
 
 namespace nad::io {
 
-// `model.pt`: a plain dict {"arch", "num_classes", "input_shape": [C, H, W], "state_dict"}
+// `model.pt`: a plain dict {"arch", "num_classes", "input_shape": [C, H, W], "input_norm":
+// {"name", "mean", "std"}, "state_dict"}
 // written with torch::pickle_save, so Python's torch.load reads it and the state_dict loads
 // into the PyTorch original of the architecture. Written atomically.
 void save_checkpoint(const std::filesystem::path& file, const models::Classifier& model,
@@ -22,6 +24,9 @@ struct LoadOptions {
   // [C, H, W]; empty: the file's, else C from the first convolution and 32 x 32.
   std::vector<int64_t> input_shape;
   bool allow_partial = false;  // keep initial values for missing weights, skip the rest
+  // --input-norm: overrides what the file says; nullopt: the file's (nad's model.pt, or a
+  // BackdoorBench record's dataset), else none.
+  std::optional<models::InputNorm> input_norm;
   torch::Device device = torch::kCPU;
 };
 
@@ -34,6 +39,9 @@ struct LoadedModel {
   // What was read, for logs: "wrn-16-1 (guessed from the weight names), 10 classes; legacy
   // torch.save format, bare state_dict".
   std::string description;
+  // Where the input normalisation came from: "--input-norm", "model.pt", "BackdoorBench record
+  // (clean_data 'cifar10')" or "none given".
+  std::string input_norm_source;
 };
 
 // Reads nad's model.pt or any torch.save checkpoint (zip or legacy format; a bare state_dict
@@ -44,7 +52,7 @@ struct LoadedModel {
 LoadedModel load_checkpoint(const std::filesystem::path& file, const LoadOptions& options);
 LoadedModel load_checkpoint(const std::filesystem::path& file, torch::Device device = torch::kCPU);
 
-using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+using NamedTensors = models::StateDict;
 
 // Loads `state` (name -> tensor) into `model`, checking names and shapes; `source` names the
 // file in error messages. A BatchNorm's num_batches_tracked may be absent (older PyTorch).
@@ -56,8 +64,8 @@ std::vector<std::string> load_state_dict(const models::Classifier& model, const 
 // maps a classifier called `fc` onto `linear` (or back) when only the other exists.
 NamedTensors map_names(const NamedTensors& state, const models::Classifier& model);
 
-// The architecture a state_dict was saved from (wrn-D-K, preact-resnet18, resnet18,
-// mnist-cnn), or "" when the names fit none of them.
+// The architecture a state_dict was saved from (the registry's recognisers), or "" when the
+// names fit none of them.
 std::string guess_arch(const NamedTensors& state);
 
 // The model's parameters and buffers under their PyTorch names, as a state_dict.

@@ -46,6 +46,8 @@ class Reader {
   const Value& at(uint32_t i) const { return unpickler_.at(i); }
   const Value* dict_get(const Value& dict, const std::string& key) const;
   std::string describe(uint32_t index) const;
+  // A list or tuple of numbers (ints or floats); `what` names it in errors.
+  std::vector<double> numbers(const Value* list, const std::string& what) const;
   std::vector<std::string> unknown_globals(uint32_t root, uint32_t excluded) const;
 
   const unsigned char* data_;
@@ -214,6 +216,24 @@ const Value* Reader::dict_get(const Value& dict, const std::string& key) const {
   return found;
 }
 
+std::vector<double> Reader::numbers(const Value* list, const std::string& what) const {
+  if (!list || (list->kind != Kind::kList && list->kind != Kind::kTuple)) {
+    fail("'" + what + "' is missing or not a list of numbers");
+  }
+  std::vector<double> out;
+  for (uint32_t item : list->items) {
+    const Value& v = at(item);
+    if (v.kind == Kind::kFloat) {
+      out.push_back(v.real);
+    } else if (v.kind == Kind::kInt && !v.big) {
+      out.push_back(static_cast<double>(v.integer));
+    } else {
+      fail("'" + what + "' holds " + describe(item) + ", not a number");
+    }
+  }
+  return out;
+}
+
 std::string Reader::describe(uint32_t index) const {
   const Value& v = at(index);
   if (v.kind == Kind::kObject || v.kind == Kind::kGlobal) {
@@ -276,6 +296,19 @@ TorchStateDict Reader::read() {
               if (at(d).kind == Kind::kInt) dims.push_back(at(d).integer);
             }
             out.input_shape = dims;
+          }
+          if (const Value* norm = dict_get(v, "input_norm"); norm && norm->kind == Kind::kDict) {
+            if (const Value* name = dict_get(*norm, "name"); name && name->kind == Kind::kString) {
+              out.input_norm_name = name->text;
+            }
+            out.input_norm_mean = numbers(dict_get(*norm, "mean"), "input_norm.mean");
+            out.input_norm_std = numbers(dict_get(*norm, "std"), "input_norm.std");
+          }
+          for (auto [key, field] : {std::pair{"model_name", &out.record_model_name},
+                                    std::pair{"clean_data", &out.record_dataset}}) {
+            if (const Value* text = dict_get(v, key); text && text->kind == Kind::kString) {
+              *field = text->text;
+            }
           }
         }
         out.container = out.container.empty() ? key : out.container + "." + key;

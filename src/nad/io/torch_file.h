@@ -27,6 +27,13 @@ struct TorchStateDict {
   std::optional<std::string> arch;
   std::optional<int64_t> num_classes;
   std::optional<std::vector<int64_t>> input_shape;
+  // nad's model.pt: the input normalisation {"name", "mean": [...], "std": [...]}.
+  std::optional<std::string> input_norm_name;
+  std::optional<std::vector<double>> input_norm_mean, input_norm_std;
+  // A BackdoorBench record (attack_result.pt, defense_result.pt): its `model_name` and its
+  // dataset (`clean_data`), which says the normalisation its model was trained with.
+  std::optional<std::string> record_model_name;
+  std::optional<std::string> record_dataset;
   // Globals outside the weights that are not on the allowlist (sorted, unique): they were
   // never called and are skipped.
   std::vector<std::string> skipped_globals;

@@ -1,17 +1,44 @@
 #include "nad/models/classifier.h"
 
-#include <regex>
-
-#include "nad/models/mnist_cnn.h"
-#include "nad/models/resnet.h"
-#include "nad/models/wide_resnet.h"
+#include "nad/models/registry.h"
 #include "nad/util/compute.h"
 #include "nad/util/error.h"
 
 namespace nad::models {
 
+ModelOutput ClassifierImpl::forward(const torch::Tensor& inputs) {
+  if (input_norm_.identity()) return forward_normalised(inputs);
+  if (!norm_mean_.defined() || norm_mean_.device() != inputs.device() ||
+      norm_mean_.scalar_type() != inputs.scalar_type()) {
+    const auto options = torch::TensorOptions().dtype(torch::kDouble);
+    const int64_t channels = static_cast<int64_t>(input_norm_.mean.size());
+    norm_mean_ = torch::tensor(input_norm_.mean, options)
+                     .view({1, channels, 1, 1})
+                     .to(inputs.device(), inputs.scalar_type());
+    norm_std_ = torch::tensor(input_norm_.std, options)
+                    .view({1, channels, 1, 1})
+                    .to(inputs.device(), inputs.scalar_type());
+  }
+  // As torchvision's Normalize computes it, so that logits match a PyTorch pipeline's.
+  return forward_normalised((inputs - norm_mean_) / norm_std_);
+}
+
+void ClassifierImpl::set_input_norm(const InputNorm& norm, int64_t in_channels) {
+  if (!norm.identity() && static_cast<int64_t>(norm.mean.size()) != in_channels) {
+    throw UserError("the input normalisation " + norm.describe() + " has " +
+                    std::to_string(norm.mean.size()) + " channels, but the model's inputs have " +
+                    std::to_string(in_channels) + " (--input-norm)");
+  }
+  input_norm_ = norm;
+  norm_mean_ = norm_std_ = torch::Tensor();
+}
+
 std::vector<std::string> arch_names() {
-  return {"wrn-16-1", "wrn-D-K", "preact-resnet18", "resnet18", "mnist-cnn"};
+  std::vector<std::string> names;
+  for (const ArchFamily& family : arch_families()) {
+    names.insert(names.end(), family.names.begin(), family.names.end());
+  }
+  return names;
 }
 
 namespace {
@@ -19,44 +46,16 @@ Classifier build_model(const ModelSpec& spec) {
   if (spec.in_channels <= 0 || spec.num_classes <= 1 || spec.height <= 0 || spec.width <= 0) {
     throw UserError("invalid model shape for '" + spec.arch + "'");
   }
-  std::smatch match;
-  static const std::regex wrn_pattern("wrn-(\\d+)-(\\d+)");
-  if (std::regex_match(spec.arch, match, wrn_pattern)) {
-    const int64_t depth = std::stoll(match[1]);
-    const int64_t width = std::stoll(match[2]);
-    if (depth < 10 || (depth - 4) % 6 != 0 || width < 1) {
-      throw UserError("--arch " + spec.arch +
-                      ": WRN depth must be 6n+4 (10, 16, 22, 28, 40, ...) and width >= 1");
-    }
-    return std::make_shared<WideResNetImpl>(WideResNetOptions()
-                                                .depth(depth)
-                                                .widen_factor(width)
-                                                .in_channels(spec.in_channels)
-                                                .num_classes(spec.num_classes));
-  }
-  if (spec.arch == "preact-resnet18" || spec.arch == "resnet18") {
-    return std::make_shared<ResNet18Impl>(ResNetOptions()
-                                              .in_channels(spec.in_channels)
-                                              .num_classes(spec.num_classes)
-                                              .preactivation(spec.arch == "preact-resnet18"));
-  }
-  if (spec.arch == "mnist-cnn") {
-    if (spec.height % 4 != 0 || spec.width % 4 != 0) {
-      throw UserError("--arch mnist-cnn needs image sides divisible by 4");
-    }
-    return std::make_shared<MnistCnnImpl>(MnistCnnOptions()
-                                              .in_channels(spec.in_channels)
-                                              .num_classes(spec.num_classes)
-                                              .height(spec.height)
-                                              .width(spec.width));
-  }
-  throw UserError("unknown --arch '" + spec.arch +
-                  "' (choose wrn-16-1 or wrn-D-K, preact-resnet18, resnet18, mnist-cnn)");
+  if (const ArchFamily* family = find_family(spec.arch)) return family->build(spec);
+  std::string names;
+  for (const std::string& name : arch_names()) names += (names.empty() ? "" : ", ") + name;
+  throw UserError("unknown --arch '" + spec.arch + "' (choose " + names + ")");
 }
 }  // namespace
 
 Classifier create_model(const ModelSpec& spec) {
   Classifier model = build_model(spec);
+  model->set_input_norm(spec.input_norm, spec.in_channels);
   // Weights are later filled with copy_, which keeps this layout.
   to_memory_format(*model);
   return model;
@@ -75,6 +74,7 @@ Classifier clone_model(const Classifier& model, const ModelSpec& spec) {
   const auto device = model->parameters().front().device();
   copy->to(device);
   copy_weights(model, copy);
+  copy->set_input_norm(model->input_norm(), spec.in_channels);
   copy->train(model->is_training());
   return copy;
 }

@@ -3,7 +3,10 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "nad/models/input_norm.h"
 
 namespace nad::models {
 
@@ -16,18 +19,35 @@ struct ModelOutput {
 
 // The shape facts a model is built from; they come from the dataset or a checkpoint.
 struct ModelSpec {
-  std::string arch;  // wrn-D-K | preact-resnet18 | resnet18 | mnist-cnn
+  ModelSpec() = default;
+  ModelSpec(std::string arch, int64_t in_channels, int64_t num_classes, int64_t height,
+            int64_t width, InputNorm input_norm = {})
+      : arch(std::move(arch)),
+        in_channels(in_channels),
+        num_classes(num_classes),
+        height(height),
+        width(width),
+        input_norm(std::move(input_norm)) {}
+
+  std::string arch;  // a name of the architecture registry (registry.h)
   int64_t in_channels = 3;
   int64_t num_classes = 10;
   int64_t height = 32;
   int64_t width = 32;
+  InputNorm input_norm;  // applied to the [0, 1] inputs before the first layer
 };
 
 // Base of every classifier: a torch module whose forward maps N x C x H x W float inputs in
-// [0, 1] to group features and logits.
+// [0, 1] to group features and logits. Triggers, augmentation, attacks and scans all work on
+// [0, 1] images; the model's own input normalisation happens inside forward.
 class ClassifierImpl : public torch::nn::Module {
  public:
-  virtual ModelOutput forward(const torch::Tensor& inputs) = 0;
+  ModelOutput forward(const torch::Tensor& inputs);
+  // The network itself, on normalised inputs.
+  virtual ModelOutput forward_normalised(const torch::Tensor& inputs) = 0;
+  const InputNorm& input_norm() const { return input_norm_; }
+  // Throws UserError when the normalisation's channel count is not the model's input's.
+  void set_input_norm(const InputNorm& norm, int64_t in_channels);
   // Names of the group outputs, in the order of ModelOutput::features.
   virtual std::vector<std::string> group_names() const = 0;
   // NAD's per-group attention weights from the paper's setting for this family.
@@ -38,10 +58,16 @@ class ClassifierImpl : public torch::nn::Module {
   // runs over that group's channels, flattened positions after them for a linear layer).
   // TrojanNN ranks a group's neurons by their summed outgoing weights.
   virtual std::vector<std::string> group_consumers(size_t group) const = 0;
+
+ private:
+  InputNorm input_norm_;
+  // mean and std as N x C x 1 x 1 tensors on the last input's device and dtype; made once, so
+  // that a captured CUDA graph replays no host-to-device copy.
+  torch::Tensor norm_mean_, norm_std_;
 };
 using Classifier = std::shared_ptr<ClassifierImpl>;
 
-// Names accepted by create_model (wrn-D-K stands for any depth and width).
+// Names accepted by create_model (wrn-D-K stands for any depth and width), from the registry.
 std::vector<std::string> arch_names();
 
 // Builds a freshly initialised model; throws UserError on an unknown or malformed arch.

@@ -15,7 +15,7 @@ struct MnistCnnOptions {
 class MnistCnnImpl : public ClassifierImpl {
  public:
   explicit MnistCnnImpl(const MnistCnnOptions& options);
-  ModelOutput forward(const torch::Tensor& inputs) override;
+  ModelOutput forward_normalised(const torch::Tensor& inputs) override;
   std::vector<std::string> group_names() const override { return {"conv1", "conv2"}; }
   std::vector<double> default_betas() const override { return {500, 1000}; }
   std::string last_conv_name() const override { return "conv2"; }

@@ -1,6 +1,7 @@
 #include "nad/models/resnet.h"
 
 #include "nad/models/inference.h"
+#include "nad/models/registry.h"
 
 namespace nad::models {
 namespace nn = torch::nn;
@@ -80,7 +81,7 @@ ResNet18Impl::ResNet18Impl(const ResNetOptions& options) : options_(options) {
   linear_ = register_module("linear", nn::Linear(512, options.num_classes()));
 }
 
-ModelOutput ResNet18Impl::forward(const torch::Tensor& inputs) {
+ModelOutput ResNet18Impl::forward_normalised(const torch::Tensor& inputs) {
   ModelOutput out;
   torch::Tensor x;
   if (bn1_ && takes_inference_path(*this)) {
@@ -97,6 +98,31 @@ ModelOutput ResNet18Impl::forward(const torch::Tensor& inputs) {
   // Global average pooling: the 4x4 pool of the originals on 32x32 inputs.
   out.logits = linear_->forward(x.mean({2, 3}));
   return out;
+}
+
+ArchFamily cifar_resnet_family() {
+  ArchFamily family;
+  family.names = {"preact-resnet18", "resnet18"};
+  family.build = [](const ModelSpec& spec) -> Classifier {
+    return std::make_shared<ResNet18Impl>(ResNetOptions()
+                                              .in_channels(spec.in_channels)
+                                              .num_classes(spec.num_classes)
+                                              .preactivation(spec.arch == "preact-resnet18"));
+  };
+  // A 3 x 3 stem (torchvision's ResNets have the same block names and a 7 x 7 one); the
+  // post-activation form has a stem BatchNorm.
+  family.recognise = [](const StateDict& state) -> std::string {
+    const torch::Tensor* stem = find_tensor(state, "conv1.weight");
+    if (!has_tensor(state, "layer4.1.conv2.weight") || !stem || stem->dim() != 4 ||
+        stem->size(3) != 3) {
+      return "";
+    }
+    return has_tensor(state, "bn1.weight") ? "resnet18" : "preact-resnet18";
+  };
+  family.foreign_names = {{"preactresnet18", "preact-resnet18"}};
+  family.classifier_weight = [](const std::string&) { return std::string("linear.weight"); };
+  family.input_weight = [](const std::string&) { return std::string("conv1.weight"); };
+  return family;
 }
 
 }  // namespace nad::models

@@ -41,7 +41,7 @@ TORCH_MODULE(BasicBlock);
 class ResNet18Impl : public ClassifierImpl {
  public:
   explicit ResNet18Impl(const ResNetOptions& options);
-  ModelOutput forward(const torch::Tensor& inputs) override;
+  ModelOutput forward_normalised(const torch::Tensor& inputs) override;
   std::vector<std::string> group_names() const override { return {"layer2", "layer3", "layer4"}; }
   std::vector<double> default_betas() const override { return {500, 1000, 1000}; }
   std::string last_conv_name() const override { return "layer4.1.conv2"; }

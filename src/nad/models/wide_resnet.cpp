@@ -1,5 +1,10 @@
 #include "nad/models/wide_resnet.h"
 
+#include <regex>
+
+#include "nad/models/registry.h"
+#include "nad/util/error.h"
+
 #include <cmath>
 
 #include "nad/models/inference.h"
@@ -72,7 +77,7 @@ WideResNetImpl::WideResNetImpl(const WideResNetOptions& options) : options_(opti
   fc_->bias.zero_();
 }
 
-ModelOutput WideResNetImpl::forward(const torch::Tensor& inputs) {
+ModelOutput WideResNetImpl::forward_normalised(const torch::Tensor& inputs) {
   ModelOutput out;
   torch::Tensor x = conv1_->forward(inputs);
   x = block1_->forward(x);
@@ -91,6 +96,41 @@ ModelOutput WideResNetImpl::forward(const torch::Tensor& inputs) {
 std::string WideResNetImpl::last_conv_name() const {
   const int64_t blocks = (options_.depth() - 4) / 6;
   return "block3.layer." + std::to_string(blocks - 1) + ".conv2";
+}
+
+ArchFamily wide_resnet_family() {
+  ArchFamily family;
+  family.names = {"wrn-16-1", "wrn-D-K"};
+  static const std::regex pattern("wrn-(\\d+)-(\\d+)");
+  family.accepts = [](const std::string& arch) { return std::regex_match(arch, pattern); };
+  family.build = [](const ModelSpec& spec) -> Classifier {
+    std::smatch match;
+    std::regex_match(spec.arch, match, pattern);
+    const int64_t depth = std::stoll(match[1]);
+    const int64_t width = std::stoll(match[2]);
+    if (depth < 10 || (depth - 4) % 6 != 0 || width < 1) {
+      throw UserError("--arch " + spec.arch +
+                      ": WRN depth must be 6n+4 (10, 16, 22, 28, 40, ...) and width >= 1");
+    }
+    return std::make_shared<WideResNetImpl>(WideResNetOptions()
+                                                .depth(depth)
+                                                .widen_factor(width)
+                                                .in_channels(spec.in_channels)
+                                                .num_classes(spec.num_classes));
+  };
+  // The NAD reference's names: block1.layer.0.conv2 and a width in its channels.
+  family.recognise = [](const StateDict& state) -> std::string {
+    const torch::Tensor* conv = find_tensor(state, "block1.layer.0.conv2.weight");
+    if (!conv) return "";
+    int64_t blocks = 0;
+    while (has_tensor(state, "block1.layer." + std::to_string(blocks) + ".conv1.weight")) ++blocks;
+    const int64_t width = conv->dim() == 4 ? conv->size(0) / 16 : 0;
+    if (width < 1) return "";
+    return "wrn-" + std::to_string(6 * blocks + 4) + "-" + std::to_string(width);
+  };
+  family.classifier_weight = [](const std::string&) { return std::string("fc.weight"); };
+  family.input_weight = [](const std::string&) { return std::string("conv1.weight"); };
+  return family;
 }
 
 }  // namespace nad::models

@@ -39,7 +39,7 @@ TORCH_MODULE(WideGroup);
 class WideResNetImpl : public ClassifierImpl {
  public:
   explicit WideResNetImpl(const WideResNetOptions& options);
-  ModelOutput forward(const torch::Tensor& inputs) override;
+  ModelOutput forward_normalised(const torch::Tensor& inputs) override;
   std::vector<std::string> group_names() const override { return {"block1", "block2", "block3"}; }
   std::vector<double> default_betas() const override { return {500, 1000, 1000}; }
   std::string last_conv_name() const override;

@@ -71,6 +71,9 @@ struct ModelFileOptions {
   std::string arch;         // empty: the file's, else guessed from the weight names
   int64_t num_classes = 0;  // 0: the file's, else the classifier's rows
   bool allow_partial = false;
+  // --input-norm: preset or M1,M2,M3/S1,S2,S3 for every checkpoint the run loads; empty: each
+  // file's own (nad's model.pt, a BackdoorBench record's dataset), else none.
+  std::string input_norm;
 
   nlohmann::json to_json() const;
 };
@@ -93,6 +96,7 @@ struct TrainConfig {
   CommonConfig common;
   AttackPrepConfig prep;
   std::string arch = "wrn-16-1";
+  std::string input_norm = "none";  // the trained model's input normalisation (--input-norm)
   int epochs = 30;
   int64_t batch_size = 128;
   double lr = 0.05;

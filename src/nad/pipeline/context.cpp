@@ -18,24 +18,29 @@ namespace nad::pipeline {
 namespace fs = std::filesystem;
 
 nlohmann::json CommonConfig::to_json() const {
-  return {{"dataset", dataset.name},
-          {"data_dir", dataset.data_dir},
-          {"clean_dir", clean_dir},
-          {"clean_dir_test_fraction",
-           clean_dir.empty() ? nlohmann::json(nullptr) : nlohmann::json(clean_dir_test_fraction)},
-          {"image_size", dataset.image_size},
-          {"attack", attack.to_json()},
-          {"seed", seed},
-          {"threads", threads},
-          {"device", device},
-          {"out", out},
-          {"eval_batch_size", eval_batch_size},
-          {"precision", precision},
-          {"channels_last", channels_last},
-          {"cuda_graphs", cuda_graphs},
-          {"dist_timeout", dist_timeout},
-          {"sync_bn", sync_bn},
-          {"world_size", dist::world_size()}};
+  nlohmann::json json = {
+      {"dataset", dataset.name},
+      {"data_dir", dataset.data_dir},
+      {"clean_dir", clean_dir},
+      {"clean_dir_test_fraction",
+       clean_dir.empty() ? nlohmann::json(nullptr) : nlohmann::json(clean_dir_test_fraction)},
+      {"image_size", dataset.image_size},
+      {"attack", attack.to_json()},
+      {"seed", seed},
+      {"threads", threads},
+      {"device", device},
+      {"out", out},
+      {"eval_batch_size", eval_batch_size},
+      {"precision", precision},
+      {"channels_last", channels_last},
+      {"cuda_graphs", cuda_graphs},
+      {"dist_timeout", dist_timeout},
+      {"sync_bn", sync_bn},
+      {"world_size", dist::world_size()}};
+  // Only where it applies, so that runs of other datasets interrupted before the option
+  // existed still resume (--resume compares config.json key by key).
+  if (dataset.name == "cifar100") json["cifar100_labels"] = dataset.cifar100_labels;
+  return json;
 }
 
 double RunContext::seconds() const {
@@ -252,7 +257,10 @@ void set_attack(RunContext& context, std::unique_ptr<attacks::Attack> attack) {
 }
 
 nlohmann::json ModelFileOptions::to_json() const {
-  return {{"arch", arch}, {"num_classes", num_classes}, {"allow_partial", allow_partial}};
+  return {{"arch", arch},
+          {"num_classes", num_classes},
+          {"allow_partial", allow_partial},
+          {"input_norm", input_norm}};
 }
 
 void print_warnings(const std::vector<std::string>& warnings) {
@@ -271,7 +279,13 @@ io::LoadedModel load_model_for(const std::string& file, const RunContext& contex
   load.allow_partial = options.allow_partial;
   load.input_shape = {test.channels(), test.height(), test.width()};
   load.device = context.device;
+  if (!options.input_norm.empty()) load.input_norm = models::parse_input_norm(options.input_norm);
   io::LoadedModel loaded = io::load_checkpoint(file, load);
+  context.models_loaded.push_back({{"option", option},
+                                   {"file", file},
+                                   {"arch", loaded.spec.arch},
+                                   {"input_norm", loaded.spec.input_norm.to_json()},
+                                   {"input_norm_source", loaded.input_norm_source}});
   context.log(std::string(option) + " " + file + ": " + loaded.description);
   print_warnings(loaded.warnings);
   const auto& spec = loaded.spec;
@@ -304,6 +318,7 @@ void write_or_check_config(const RunContext& context, const nlohmann::json& give
   const fs::path file = context.out / "config.json";
   nlohmann::json config = given;
   if (!context.precision_choice.is_null()) config["precision_auto"] = context.precision_choice;
+  if (!context.models_loaded.empty()) config["models_loaded"] = context.models_loaded;
   // A fresh run, or one whose first process stopped before writing it.
   if (!context.resuming || !fs::exists(file)) {
     io::write_json(file, config);
@@ -347,6 +362,7 @@ void write_run_files(const RunContext& context, const nlohmann::json& config,
   io::write_metrics_csv(context.out / "metrics.csv", records);
   write_text_atomic(context.out / "report.md", report);
   nlohmann::json complete = summary;
+  if (!context.models_loaded.empty()) complete["models_loaded"] = context.models_loaded;
   complete["complete"] = true;
   // summary.json last: its presence marks the run finished.
   io::write_json(context.out / "summary.json", complete);

@@ -32,6 +32,9 @@ struct RunContext {
   int64_t eval_batch_size = train::kEvalBatchSize;  // --eval-batch-size, or the device's default
   // --precision auto: what was chosen and why (config.json's "precision_auto"); null otherwise.
   nlohmann::json precision_choice;
+  // Each checkpoint the run loaded: option, file, architecture and the input normalisation with
+  // where it came from (config.json's and summary.json's "models_loaded").
+  mutable nlohmann::json models_loaded = nlohmann::json::array();
 
   double seconds() const;
   void log(const std::string& line) const;

@@ -18,6 +18,9 @@ nlohmann::json run_export(const ExportConfig& config) {
   options.num_classes = config.model_options.num_classes;
   options.allow_partial = config.model_options.allow_partial;
   options.input_shape = config.input_shape;
+  if (!config.model_options.input_norm.empty()) {
+    options.input_norm = models::parse_input_norm(config.model_options.input_norm);
+  }
   io::LoadedModel loaded = io::load_checkpoint(config.model, options);
   print_warnings(loaded.warnings);
 
@@ -37,7 +40,20 @@ nlohmann::json run_export(const ExportConfig& config) {
                static_cast<long long>(spec.in_channels), static_cast<long long>(spec.height),
                static_cast<long long>(spec.width), state.size(), bytes / 1e6, config.format.c_str(),
                config.out.c_str());
+  // A state_dict holds weights only: whoever loads it must normalise inputs as the model expects.
+  if (!spec.input_norm.identity()) {
+    std::fprintf(stderr,
+                 "nad: note: the model expects inputs normalised with %s; a state_dict does not "
+                 "record that: apply torchvision.transforms.Normalize(%s) after ToTensor()\n",
+                 spec.input_norm.describe().c_str(),
+                 spec.input_norm.to_json()["mean"]
+                     .dump()
+                     .append(", ")
+                     .append(spec.input_norm.to_json()["std"].dump())
+                     .c_str());
+  }
   return {{"arch", spec.arch},
+          {"input_norm", spec.input_norm.to_json()},
           {"num_classes", spec.num_classes},
           {"input_shape", {spec.in_channels, spec.height, spec.width}},
           {"tensors", state.size()},

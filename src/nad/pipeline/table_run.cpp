@@ -31,6 +31,7 @@ struct DatasetSpec {
   std::string name, data_dir;
   int64_t target = 0;
   int image_size = 0;
+  std::string cifar100_labels = "fine";
   std::vector<std::string> options, train;  // to every run of the dataset; to training only
 };
 
@@ -149,6 +150,11 @@ TableSpec parse_spec(const json& j, const std::string& file, const std::string& 
       ds.data_dir = string_of(d, "data_dir", where);
       if (d.contains("target")) ds.target = d["target"].get<int64_t>();
       if (d.contains("image_size")) ds.image_size = d["image_size"].get<int>();
+      ds.cifar100_labels = string_of(d, "cifar100_labels", where, ds.cifar100_labels);
+      if (ds.cifar100_labels != "fine" && ds.cifar100_labels != "coarse") {
+        throw UserError(where + ".cifar100_labels must be fine or coarse, not '" +
+                        ds.cifar100_labels + "'");
+      }
       ds.options = option_list(d.value("options", json()), where + ".options");
       ds.train = option_list(d.value("train", json()), where + ".train");
     } else {
@@ -693,6 +699,8 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
     if (!ds.data_dir.empty()) common.insert(common.end(), {"--data-dir", ds.data_dir});
     if (ds.image_size > 0)
       common.insert(common.end(), {"--image-size", std::to_string(ds.image_size)});
+    if (ds.name == "cifar100")
+      common.insert(common.end(), {"--cifar100-labels", ds.cifar100_labels});
     common.insert(common.end(), {"--seed", std::to_string(spec.seed), "--threads",
                                  std::to_string(config.threads), "--device", config.device});
     if (config.quiet) common.push_back("--quiet");
@@ -706,6 +714,7 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
       options.name = ds.name;
       options.data_dir = ds.data_dir;
       options.image_size = ds.image_size;
+      options.cifar100_labels = ds.cifar100_labels;
       const data::DatasetPair data = data::load_dataset(options);
       const defenses::CleanData clean =
           defenses::make_clean_data(data.train, spec.clean_ratio, spec.seed, 0.0);

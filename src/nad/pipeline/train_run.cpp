@@ -13,6 +13,7 @@ namespace nad::pipeline {
 nlohmann::json run_train(const TrainConfig& config) {
   check_common_options(config.common);
   models::check_arch(config.arch);
+  const models::InputNorm input_norm = models::parse_input_norm(config.input_norm);
   train::check_loop_options(config.epochs, config.batch_size, config.lr);
   if (!config.prep.clean_model.empty()) check_model_file(config.prep.clean_model, "--clean-model");
   RunContext context = open_run(config.common, /*prepares_attack=*/true, /*resumable=*/true);
@@ -45,8 +46,8 @@ nlohmann::json run_train(const TrainConfig& config) {
                 std::to_string(train_set.size()) + " training images (" + common.attack.name + ")");
   }
 
-  models::ModelSpec spec{config.arch, data.train.channels(), data.num_classes(),
-                         data.train.height(), data.train.width()};
+  models::ModelSpec spec{config.arch,         data.train.channels(), data.num_classes(),
+                         data.train.height(), data.train.width(),    input_norm};
   torch::manual_seed(common.seed);
   models::Classifier model = models::create_model(spec);
 
@@ -71,6 +72,7 @@ nlohmann::json run_train(const TrainConfig& config) {
   nlohmann::json config_json = {{"command", "train"},
                                 {"common", common.to_json()},
                                 {"arch", config.arch},
+                                {"input_norm", input_norm.to_json()},
                                 {"train", options.to_json()}};
   if (!prep_record.is_null()) config_json["attack_prep"] = prep_record;
   write_or_check_config(context, config_json);
@@ -85,6 +87,7 @@ nlohmann::json run_train(const TrainConfig& config) {
   summary["seconds"] = context.seconds();
   summary["epochs"] = config.epochs;
   summary["arch"] = config.arch;
+  summary["input_norm"] = input_norm.to_json();
   summary["dataset"] = data.name;
   summary["attack"] = common.attack.to_json();
   summary["poisoned"] = poison_info;
