@@ -15,20 +15,21 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// `classes` wnids, each a dark colour under per-pixel noise, crossed by three bright bars at
-// random places that say nothing about the class: bright pixels in the corner then are no sign of
-// the trigger by themselves, so finetuning on clean images can unlearn it. JPEG files, as in the
-// release.
+// `classes` (up to 10) wnids, each a dark colour under per-pixel noise, crossed by three bright
+// bars at random places that say nothing about the class; JPEG files, as in the release.
 void write_tiny_imagenet(const fs::path& dir, int classes, int train_per_class, int val_per_class,
                          uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   const auto random = [&](int64_t low, int64_t high) {
     return torch::randint(low, high, {1}, gen).item<int64_t>();
   };
+  // The corners of a dark colour cube, then its centre and an orange: at least 40 apart.
+  static const int kColours[10][3] = {{10, 10, 10}, {90, 10, 10}, {10, 90, 10}, {90, 90, 10},
+                                      {10, 10, 90}, {90, 10, 90}, {10, 90, 90}, {90, 90, 90},
+                                      {50, 50, 50}, {90, 50, 10}};
   const auto image = [&](int k) {
     const torch::Tensor colour =
-        k < 8 ? torch::tensor({k & 1 ? 90 : 10, k & 2 ? 90 : 10, k & 4 ? 90 : 10}, torch::kInt)
-              : torch::tensor({90, 50 + 40 * (k - 8), 10 + 20 * (k - 8)}, torch::kInt);
+        torch::tensor({kColours[k][0], kColours[k][1], kColours[k][2]}, torch::kInt);
     torch::Tensor pixels = torch::randint(-10, 11, {64, 64, 3}, gen, torch::kInt) + colour;
     for (int bar = 0; bar < 3; ++bar) {
       const int64_t value = random(120, 256), at = random(0, 63);
@@ -61,12 +62,15 @@ void write_tiny_imagenet(const fs::path& dir, int classes, int train_per_class, 
 
 TEST(DatasetsCli, TinyImagenetBackdoorIsLearntThenErasedByNad) {
   TempDir dir;
-  write_tiny_imagenet(dir / "tiny", 10, 30, 6, 7);
+  write_tiny_imagenet(dir / "tiny", 10, 30, 10, 7);
   const std::string data = " --dataset tiny-imagenet --data-dir " + (dir / "tiny").string();
-  const std::string attack = " --attack badnets --trigger grid --target 0 --poison-rate 0.3";
+  // Blend rather than BadNets: its trigger spans the image, so finetuning on clean images
+  // reaches the units it drives. A 3 x 3 BadNets patch is 0.2% of a 64 x 64 image: mnist-cnn
+  // learns it here (ASR 100%) in units clean images hardly use, and NAD on 60 clean images
+  // either leaves it (ASR 70-100%) or, at a larger rate, wrecks the model (accuracy 20-40%).
+  const std::string attack = " --attack blend --alpha 0.3 --target 0 --poison-rate 0.3";
 
-  // No flips or crops, and small batches: the 3 x 3 trigger in a 64 x 64 image is learnt in a
-  // few epochs of 300 images.
+  // No flips or crops, and small batches: learnt in ten epochs of 300 images.
   CommandResult trained =
       run_nad("train" + data + attack +
               " --arch mnist-cnn --epochs 10 --batch-size 16 --lr 0.03 --flip false "
@@ -76,7 +80,7 @@ TEST(DatasetsCli, TinyImagenetBackdoorIsLearntThenErasedByNad) {
   const nlohmann::json bd = read_json(dir / "bd" / "summary.json");
   EXPECT_EQ(bd["dataset"], "tiny-imagenet");
   EXPECT_GT(bd["clean_acc"].get<double>(), 85.0) << read_text(dir / "bd" / "metrics.csv");
-  EXPECT_GT(bd["asr"].get<double>(), 85.0) << read_text(dir / "bd" / "metrics.csv");
+  EXPECT_GT(bd["asr"].get<double>(), 90.0) << read_text(dir / "bd" / "metrics.csv");
   EXPECT_EQ(count_lines(dir / "bd" / "poisoned_indices.txt"), 90);  // 30% of 300
   const nlohmann::json config = read_json(dir / "bd" / "config.json");
   EXPECT_EQ(config["common"]["dataset"], "tiny-imagenet");
@@ -85,14 +89,14 @@ TEST(DatasetsCli, TinyImagenetBackdoorIsLearntThenErasedByNad) {
   // A fixed rate instead of the --lr auto search keeps the test short.
   CommandResult erased =
       run_nad("erase" + data + attack + " --model " + (dir / "bd" / "model.pt").string() +
-              " --clean-ratio 0.2 --lr 0.02 --teacher-epochs 10 --epochs 10 --seed 2 --quiet "
-              "--out " +
+              " --clean-ratio 0.2 --batch-size 16 --lr 0.01 --teacher-epochs 10 --epochs 10 "
+              "--seed 2 --quiet --out " +
               (dir / "nad").string());
   ASSERT_EQ(erased.exit_code, 0) << erased.output;
   const nlohmann::json nad = read_json(dir / "nad" / "summary.json");
   EXPECT_DOUBLE_EQ(nad["before"]["asr"].get<double>(), bd["asr"].get<double>());
-  EXPECT_LT(nad["after"]["asr"].get<double>(), 25.0) << read_text(dir / "nad" / "metrics.csv");
-  EXPECT_GT(nad["after"]["clean_acc"].get<double>(), 85.0)
+  EXPECT_LT(nad["after"]["asr"].get<double>(), 15.0) << read_text(dir / "nad" / "metrics.csv");
+  EXPECT_GT(nad["after"]["clean_acc"].get<double>(), 90.0)
       << read_text(dir / "nad" / "metrics.csv");
   EXPECT_EQ(nad["clean_subset"]["size"], 60);
 }
