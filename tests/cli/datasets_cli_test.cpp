@@ -60,9 +60,7 @@ void write_tiny_imagenet(const fs::path& dir, int classes, int train_per_class, 
   write_bytes(dir / "val" / "val_annotations.txt", annotations);
 }
 
-// Disabled until it passes: on this data NAD did not erase BadNets (mnist-cnn, 60 clean images);
-// being reworked with Blend (see the closing note of 2026-12-06).
-TEST(DatasetsCli, DISABLED_TinyImagenetBackdoorIsLearntThenErasedByNad) {
+TEST(DatasetsCli, TinyImagenetBackdoorIsLearntThenErasedByNad) {
   TempDir dir;
   write_tiny_imagenet(dir / "tiny", 10, 30, 10, 7);
   const std::string data = " --dataset tiny-imagenet --data-dir " + (dir / "tiny").string();
