@@ -192,7 +192,7 @@ TEST_F(ResumeCli, OptionMistakesFailBeforeAnyWork) {
       {train + " --arch mnist-cnn" + " --attack badnets --poison-rate 1.5",
        "--poison-rate must be in (0, 1]"},
       {train + " --arch wrn-15-1", "--arch wrn-15-1"},
-      {train + " --arch vgg16", "unknown --arch 'vgg16'"},
+      {train + " --arch alexnet", "unknown --arch 'alexnet'"},
       {train + " --arch mnist-cnn" + " --attack badnets --target 12",
        "--target 12 is not a class (0.."},
       {train + " --arch mnist-cnn" + " --attack badnets --target -1",
