@@ -91,13 +91,9 @@ ModelOutput DenseNetImpl::forward_normalised(const torch::Tensor& inputs) {
   torch::Tensor x = inference ? conv_then_batch_norm(*conv0_, *norm0_, inputs, 3).relu_()
                               : torch::relu(norm0_->forward(conv0_->forward(inputs)));
   x = torch::max_pool2d(x, 3, 2, 1);
-  size_t next_group = 0;
   for (size_t i = 0; i < 4; ++i) {
     x = blocks_[i]->forward(x);
-    if (next_group < groups_.size() && groups_[next_group] == i) {
-      out.features.push_back(x);
-      ++next_group;
-    }
+    collect_group(groups_, i, x, out.features);
     if (i < 3) {
       x = transition_norms_[i]->forward(x);
       x = transition_convs_[i]->forward(inference ? x.relu_() : torch::relu(x));

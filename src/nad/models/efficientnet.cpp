@@ -112,13 +112,10 @@ EfficientNetImpl::EfficientNetImpl(const EfficientNetOptions& options) {
 ModelOutput EfficientNetImpl::forward_normalised(const torch::Tensor& inputs) {
   ModelOutput out;
   torch::Tensor x = inputs;
-  size_t index = 0, next_group = 0;
+  size_t index = 0;
   for (auto& module : *features_) {
     x = module.forward(x);
-    if (next_group < groups_.size() && groups_[next_group] == index) {
-      out.features.push_back(x);
-      ++next_group;
-    }
+    collect_group(groups_, index, x, out.features);
     ++index;
   }
   out.logits = fc_->forward(torch::dropout(x.mean({2, 3}), 0.2, is_training()));

@@ -170,13 +170,10 @@ MobileNetImpl::MobileNetImpl(const MobileNetOptions& options)
 ModelOutput MobileNetImpl::forward_normalised(const torch::Tensor& inputs) {
   ModelOutput out;
   torch::Tensor x = inputs;
-  size_t index = 0, next_group = 0;
+  size_t index = 0;
   for (auto& module : *features_) {
     x = module.forward(x);
-    if (next_group < groups_.size() && groups_[next_group] == index) {
-      out.features.push_back(x);
-      ++next_group;
-    }
+    collect_group(groups_, index, x, out.features);
     ++index;
   }
   x = x.mean({2, 3});

@@ -1,6 +1,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -78,5 +79,11 @@ std::vector<size_t> choose_attention_stages(const std::vector<StageOutput>& stag
 
 // The paper's per-group weights {500, 1000, 1000}, the last `groups` of them.
 std::vector<double> torchvision_default_betas(size_t groups);
+
+// Appends `output` to `features` when `stage` is one of the attention groups (`groups`, sorted).
+inline void collect_group(const std::vector<size_t>& groups, size_t stage,
+                          const torch::Tensor& output, std::vector<torch::Tensor>& features) {
+  if (std::binary_search(groups.begin(), groups.end(), stage)) features.push_back(output);
+}
 
 }  // namespace nad::models

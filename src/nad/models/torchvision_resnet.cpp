@@ -133,13 +133,9 @@ ModelOutput TorchvisionResNetImpl::forward_normalised(const torch::Tensor& input
                         ? conv_then_batch_norm(*conv1_, *bn1_, inputs, 3).relu_()
                         : torch::relu(bn1_->forward(conv1_->forward(inputs)));
   x = torch::max_pool2d(x, 3, 2, 1);
-  size_t next_group = 0;
   for (size_t i = 0; i < 4; ++i) {
     x = layers_[i]->forward(x);
-    if (next_group < groups_.size() && groups_[next_group] == i) {
-      out.features.push_back(x);
-      ++next_group;
-    }
+    collect_group(groups_, i, x, out.features);
   }
   out.logits = fc_->forward(x.mean({2, 3}));
   return out;
