@@ -269,17 +269,22 @@ void print_warnings(const std::vector<std::string>& warnings) {
   std::fflush(stderr);
 }
 
-io::LoadedModel load_model_for(const std::string& file, const RunContext& context,
-                               const char* option, const ModelFileOptions& options) {
-  if (file.empty()) throw UserError(std::string(option) + " is required");
-  const auto& test = context.data.test;
+io::LoadOptions load_options(const ModelFileOptions& options) {
   io::LoadOptions load;
   load.arch = options.arch;
   load.num_classes = options.num_classes;
   load.allow_partial = options.allow_partial;
+  if (!options.input_norm.empty()) load.input_norm = models::parse_input_norm(options.input_norm);
+  return load;
+}
+
+io::LoadedModel load_model_for(const std::string& file, const RunContext& context,
+                               const char* option, const ModelFileOptions& options) {
+  if (file.empty()) throw UserError(std::string(option) + " is required");
+  const auto& test = context.data.test;
+  io::LoadOptions load = load_options(options);
   load.input_shape = {test.channels(), test.height(), test.width()};
   load.device = context.device;
-  if (!options.input_norm.empty()) load.input_norm = models::parse_input_norm(options.input_norm);
   io::LoadedModel loaded = io::load_checkpoint(file, load);
   context.models_loaded.push_back({{"option", option},
                                    {"file", file},

@@ -74,6 +74,9 @@ nlohmann::json prepare_attack(RunContext& context, attacks::AttackOptions& attac
                               const AttackPrepConfig& prep, const std::string& run_arch,
                               const CommonConfig& common);
 
+// What --arch, --num-classes, --allow-partial and --input-norm say about a checkpoint to load.
+io::LoadOptions load_options(const ModelFileOptions& options);
+
 // Loads --model (or --teacher), nad's or a PyTorch checkpoint (the dataset gives the input
 // shape a PyTorch file does not say), prints what was skipped, and checks that it fits the
 // dataset.

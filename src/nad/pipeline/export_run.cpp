@@ -13,14 +13,8 @@ nlohmann::json run_export(const ExportConfig& config) {
     throw UserError("--format must be zip or legacy, not '" + config.format + "'");
   }
   if (config.out.empty()) throw UserError("--out is required");
-  io::LoadOptions options;
-  options.arch = config.model_options.arch;
-  options.num_classes = config.model_options.num_classes;
-  options.allow_partial = config.model_options.allow_partial;
+  io::LoadOptions options = load_options(config.model_options);
   options.input_shape = config.input_shape;
-  if (!config.model_options.input_norm.empty()) {
-    options.input_norm = models::parse_input_norm(config.model_options.input_norm);
-  }
   io::LoadedModel loaded = io::load_checkpoint(config.model, options);
   print_warnings(loaded.warnings);
 

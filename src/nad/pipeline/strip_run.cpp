@@ -482,10 +482,7 @@ nlohmann::json flag_images(const StripConfig& config) {
                                 : train::default_eval_batch_size(context.device);
   configure_compute(config.common, context);
 
-  io::LoadOptions load;
-  load.arch = config.model_options.arch;
-  load.num_classes = config.model_options.num_classes;
-  load.allow_partial = config.model_options.allow_partial;
+  io::LoadOptions load = load_options(config.model_options);
   load.input_shape = shape;
   load.device = context.device;
   io::LoadedModel loaded = io::load_checkpoint(config.model, load);
