@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "nad/attacks/attack.h"
@@ -203,12 +204,17 @@ double test_images(const Shared& s) {
 }
 
 // One timed repetition of a workload; returns its record.
+// The evaluator of `nad eval`: the clean test set and, with an attack, its triggered version.
+std::unique_ptr<nad::train::Evaluator> make_evaluator(const Shared& s) {
+  std::optional<nad::data::TriggeredSet> triggered;
+  if (s.attack) triggered = s.attack->triggered_test_set(s.data.test);
+  return std::make_unique<nad::train::Evaluator>(s.data.test, triggered ? &*triggered : nullptr,
+                                                 s.device, s.config.eval_batch_size);
+}
+
 json run_eval(const Shared& s) {
   Timer poison, evaluate;
-  auto evaluator = poison([&] {
-    return std::make_unique<nad::train::Evaluator>(s.data.test, s.attack.get(), s.device,
-                                                   s.config.eval_batch_size);
-  });
+  auto evaluator = poison([&] { return make_evaluator(s); });
   nad::models::Classifier model = load(s.config.model, s.device);
   const nad::train::Metrics metrics = evaluate([&] { return (*evaluator)(model); });
   const double images = test_images(s);
@@ -225,10 +231,7 @@ json run_train_epoch(const Shared& s) {
   Timer poison, train, evaluate;
   nad::attacks::PoisonedSet poisoned =
       poison([&] { return s.attack->poison(s.data.train, s.config.seed); });
-  auto evaluator = poison([&] {
-    return std::make_unique<nad::train::Evaluator>(s.data.test, s.attack.get(), s.device,
-                                                   s.config.eval_batch_size);
-  });
+  auto evaluator = poison([&] { return make_evaluator(s); });
   // Seeded as `nad train` does, so that every repeat trains the same model to the same numbers.
   torch::manual_seed(s.config.seed);
   nad::models::Classifier model = nad::models::create_model({"wrn-16-1", 3, 10, 32, 32});
@@ -255,10 +258,7 @@ json run_train_epoch(const Shared& s) {
 
 json run_nad_protocol(const Shared& s) {
   Timer poison, first_evaluation, training, epoch_evaluations;
-  auto evaluator = poison([&] {
-    return std::make_unique<nad::train::Evaluator>(s.data.test, s.attack.get(), s.device,
-                                                   s.config.eval_batch_size);
-  });
+  auto evaluator = poison([&] { return make_evaluator(s); });
   nad::defenses::CleanData clean =
       nad::defenses::make_clean_data(s.data.train, 0.05, s.config.seed, 0);
   nad::models::Classifier student = load(s.config.model, s.device);

@@ -249,11 +249,19 @@ void add_model_file_options(CLI::App& app, pipeline::ModelFileOptions& options) 
       "implies it; else none)");
 }
 
+void add_triggered_test_option(CLI::App& app, pipeline::CommonConfig& config) {
+  app.add_option("--triggered-test", config.triggered_test,
+                 "measure ASR and robust accuracy on images someone else triggered, "
+                 "DIR/<true label>/*.png|jpg (nad poison's test_triggered/, BackdoorBench's "
+                 "bd_test_dataset/), with --target (and --label-mode), instead of --attack");
+}
+
 void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::string& label_mode) {
   add_common_options(app, config.common);
   add_clean_dir_options(app, config.common);
   add_resume_option(app, config.common);
   add_attack_options(app, config.common.attack, label_mode);
+  add_triggered_test_option(app, config.common);
   app.add_option("--model", config.model,
                  "checkpoint of the (possibly backdoored) model: nad's model.pt or a torch.save "
                  "file")

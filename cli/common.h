@@ -19,6 +19,8 @@ bool is_resumable_command(const std::string& name);
 
 // Attack options (how to poison, or only how to measure ASR).
 void add_attack_options(CLI::App& app, attacks::AttackOptions& attack, std::string& label_mode);
+// --triggered-test DIR: ASR from images someone else triggered (eval and the defenses).
+void add_triggered_test_option(CLI::App& app, pipeline::CommonConfig& config);
 // --arch, --num-classes, --allow-partial: how to read a checkpoint that does not say them.
 void add_model_file_options(CLI::App& app, pipeline::ModelFileOptions& options);
 // Options of the finetuning baseline and NAD.
@@ -44,6 +46,7 @@ void finish_defense_options(const CLI::App& app, pipeline::DefenseConfig& config
 
 void setup_train(CLI::App& app);
 void setup_eval(CLI::App& app);
+void setup_predict(CLI::App& app);
 void setup_finetune(CLI::App& app);
 void setup_erase(CLI::App& app);
 void setup_demo(CLI::App& app);

@@ -11,6 +11,7 @@ void setup_eval(CLI::App& parent) {
   auto label_mode = std::make_shared<std::string>("all2one");
   add_common_options(*app, config->common);
   add_attack_options(*app, config->common.attack, *label_mode);
+  add_triggered_test_option(*app, config->common);
   app->add_option("--model", config->model,
                   "checkpoint to evaluate: nad's model.pt or a torch.save file")
       ->required();

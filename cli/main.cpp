@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   nad::cli::setup_train(app);
   nad::cli::setup_eval(app);
+  nad::cli::setup_predict(app);
   nad::cli::setup_finetune(app);
   nad::cli::setup_erase(app);
   nad::cli::setup_prune(app);

@@ -73,6 +73,10 @@ void setup_table(CLI::App& parent) {
   app->add_option("--model", config->models,
                   "DATASET/ATTACK=FILE: use this backdoored model instead of training one (its "
                   "row's Before column is measured with nad eval); repeatable");
+  app->add_option("--triggered-test", config->triggered_tests,
+                  "DATASET/ATTACK=DIR: measure that row's ASR on these triggered test images "
+                  "(DIR/<true label>/*.png, as nad eval --triggered-test) instead of nad's "
+                  "trigger; with --model, rows of attacks nad does not implement; repeatable");
   app->add_option("--threads", config->threads, "CPU threads of each cell (0: all cores)")
       ->capture_default_str();
   app->add_option("--device", config->device, "cpu or cuda[:N]")->capture_default_str();

@@ -3,6 +3,7 @@ trained in PyTorch on inputs normalised with BackdoorBench's CIFAR-10 values, Ba
 3x3 white square in the bottom-right corner. Writes, into FOLDER:
   data/train/<class>/<i>.png, data/test/<class>/<i>.png   the images (PNG: decoded exactly)
   attack_result.pt                                         BackdoorBench's record layout
+  bd_test_dataset/<label>/<i>.png                          BackdoorBench's triggered test folder
   expected.json                                            ACC and ASR as PyTorch measures them
 `rename IN OUT NAME` writes IN's record with model_name NAME.
 Used by nad's tests only; run with /usr/bin/python3 (Debian's python3-torch)."""
@@ -61,7 +62,7 @@ def inputs(images):
 
 
 def logits(model, images):
-    # reference_models' forward returns (group features, logits), as nad's models do.
+#reference_models ' forward returns (group features, logits), as nad' s models do.
     return model(inputs(images))[-1]
 
 
@@ -100,7 +101,15 @@ def main(folder, steps):
         hits = logits(model, trigger(test_x[others])).argmax(1) == TARGET
         asr = hits.float().mean().item() * 100
 
-    # BackdoorBench's save_attack_result: bd_train holds the poisoned rows only, N x C x H x W.
+#BackdoorBench's saved bd_test folder: bd_test_dataset/<true label>/<test index>.png, the
+#triggered non - target test images(utils / bd_dataset_v2.py, poisonedCLSDataContainer).
+    triggered_test = trigger(test_x)
+    for i in torch.nonzero(others).flatten().tolist():
+        directory = os.path.join(folder, "bd_test_dataset", str(int(test_y[i])))
+        os.makedirs(directory, exist_ok=True)
+        write_png(os.path.join(directory, f"{i}.png"), triggered_test[i].numpy())
+
+#BackdoorBench's save_attack_result: bd_train holds the poisoned rows only, N x C x H x W.
     torch.save(
         {
             "model_name": "preactresnet18",

@@ -69,6 +69,22 @@ TEST_F(BackdoorBenchRecord, EvalNeedsNoArchOrNormAndMatchesPyTorch) {
             1.0);
 }
 
+// BackdoorBench's saved bd_test folder, read as it is, gives the ASR PyTorch measured.
+TEST_F(BackdoorBenchRecord, TriggeredTestReadsBackdoorBenchsBdTestFolder) {
+  const nlohmann::json expected = test::read_json(*dir_ / "expected.json");
+  const auto out = *dir_ / "eval-bd-test";
+  const test::CommandResult run = test::run_nad(
+      "eval --model " + (*dir_ / "attack_result.pt").string() + " --dataset folder --data-dir " +
+      (*dir_ / "data").string() + " --triggered-test " + (*dir_ / "bd_test_dataset").string() +
+      " --target 0 --threads 2 --out " + out.string());
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const nlohmann::json summary = test::read_json(out / "summary.json");
+  EXPECT_NEAR(summary["asr"].get<double>(), expected["asr"].get<double>(), 0.1);
+  EXPECT_NEAR(summary["clean_acc"].get<double>(), expected["clean_acc"].get<double>(), 0.1);
+  EXPECT_NE(summary["asr_source"].get<std::string>().find("90 images"), std::string::npos)
+      << summary["asr_source"];
+}
+
 TEST_F(BackdoorBenchRecord, UnknownModelNameListsTheKnownOnes) {
   std::string output;
   ASSERT_EQ(test::run_python_script("make_backdoorbench_record.py",

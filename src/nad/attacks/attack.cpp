@@ -94,9 +94,14 @@ void check_poison_rate(double rate) {
   }
 }
 
+torch::Tensor target_labels(const torch::Tensor& labels, const AttackOptions& options,
+                            int64_t num_classes) {
+  if (options.label_mode == LabelMode::kAllToAll) return (labels + 1).remainder(num_classes);
+  return torch::full_like(labels, options.target);
+}
+
 torch::Tensor Attack::target_labels(const torch::Tensor& labels) const {
-  if (options_.label_mode == LabelMode::kAllToAll) return (labels + 1).remainder(num_classes_);
-  return torch::full_like(labels, options_.target);
+  return attacks::target_labels(labels, options_, num_classes_);
 }
 
 PoisonedSet Attack::poison(const data::Dataset& train, uint64_t seed) const {

@@ -58,11 +58,7 @@ struct PoisonedSet {
   torch::Tensor noise_indices = torch::empty({0}, torch::kLong);
 };
 
-// The triggered test images used for ASR and robust accuracy.
-struct TriggeredSet {
-  data::Dataset data;            // triggered images with their true labels
-  torch::Tensor attack_targets;  // the label the attacker wants for each row
-};
+using TriggeredSet = data::TriggeredSet;
 
 // A backdoor attack: a trigger stamped on uint8 N x H x W x C images plus a labelling rule.
 class Attack {
@@ -98,6 +94,11 @@ class Attack {
   AttackOptions options_;
   int64_t num_classes_;
 };
+
+// The label the attacker wants for images of true class `labels` (int64): options.target, or
+// the next class for all-to-all.
+torch::Tensor target_labels(const torch::Tensor& labels, const AttackOptions& options,
+                            int64_t num_classes);
 
 // Every --attack name, "none" first.
 std::vector<std::string> attack_names();

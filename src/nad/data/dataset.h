@@ -23,6 +23,13 @@ struct Dataset {
   }
 };
 
+// Triggered test images for ASR and robust accuracy: the images with their true labels, and
+// the label the attacker wants for each row.
+struct TriggeredSet {
+  Dataset data;
+  torch::Tensor attack_targets;  // int64, one per row
+};
+
 // The train and test splits of one dataset plus what the rest of the tool needs to know.
 struct DatasetPair {
   std::string name;

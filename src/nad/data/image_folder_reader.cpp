@@ -227,6 +227,42 @@ LabelledFolder read_labelled_folder(const fs::path& root, int64_t num_classes, i
   if (image_size > 0) geometry.height = geometry.width = image_size;
   out.data.images = decode_all(split.files, geometry, image_size > 0, split.files[0]);
   out.data.labels = torch::tensor(labels, torch::kInt64);
+  out.files = split.files;
+  return out;
+}
+
+namespace {
+std::vector<std::string> image_file_names(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const fs::directory_entry& entry : fs::directory_iterator(dir)) {
+    if (entry.is_regular_file() && is_image_file(entry.path())) {
+      names.push_back(entry.path().filename().string());
+    }
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+}  // namespace
+
+bool has_image_files(const fs::path& dir) {
+  return fs::is_directory(dir) && !image_file_names(dir).empty();
+}
+
+ImageFiles read_image_files(const fs::path& dir, int image_size, int channels) {
+  if (!fs::is_directory(dir)) throw UserError("'" + dir.string() + "' is not a directory");
+  if (image_size < 0 || image_size > kMaxImageSide) {
+    throw UserError("--image-size must be 1 to " + std::to_string(kMaxImageSide) +
+                    " (or 0: keep), got " + std::to_string(image_size));
+  }
+  ImageFiles out;
+  for (const std::string& name : image_file_names(dir)) out.files.push_back(dir / name);
+  if (out.files.empty()) {
+    throw UserError("'" + dir.string() + "' has no images (.png, .jpg, .jpeg, .ppm or .bmp)");
+  }
+  Geometry geometry = probe(out.files[0]);
+  if (channels > 0) geometry.channels = channels;
+  if (image_size > 0) geometry.height = geometry.width = image_size;
+  out.images = decode_all(out.files, geometry, image_size > 0, out.files[0]);
   return out;
 }
 

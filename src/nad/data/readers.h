@@ -101,9 +101,21 @@ struct LabelledFolder {
   Dataset data;
   std::vector<std::string> class_names;  // from classes.txt, or the folder names, or numbers
   std::string mapping;                   // "classes.txt" | "numbered folders" | "sorted folders"
+  std::vector<std::filesystem::path> files;  // the image of each row
 };
 LabelledFolder read_labelled_folder(const std::filesystem::path& root, int64_t num_classes,
                                     int image_size);
+
+// The image files directly in `dir` (.png, .jpg, .jpeg, .ppm, .bmp; sorted by name), decoded into
+// one N x H x W x C uint8 tensor. `channels` 1 or 3 converts each image; 0 takes the first image's.
+// The images must share one size unless image_size > 0 resizes them.
+struct ImageFiles {
+  torch::Tensor images;
+  std::vector<std::filesystem::path> files;
+};
+ImageFiles read_image_files(const std::filesystem::path& dir, int image_size, int channels = 0);
+// Whether `dir` holds image files directly (not only in subfolders).
+bool has_image_files(const std::filesystem::path& dir);
 
 // A PPM (P6, 8-bit, comments allowed) as H x W x 3 uint8.
 torch::Tensor read_ppm(const std::filesystem::path& file);

@@ -13,8 +13,10 @@ void write_npy(const std::filesystem::path& file, const torch::Tensor& tensor) {
     descr = "|u1";
   } else if (tensor.scalar_type() == torch::kLong) {
     descr = "<i8";  // nad runs on little-endian machines only (x86-64, aarch64)
+  } else if (tensor.scalar_type() == torch::kFloat) {
+    descr = "<f4";
   } else {
-    throw std::invalid_argument("write_npy: only uint8 and int64 tensors");
+    throw std::invalid_argument("write_npy: only uint8, int64 and float32 tensors");
   }
   // "(N,)" for one dimension, "(A, B, C)" for more, as Python writes tuples.
   std::string shape = "(";

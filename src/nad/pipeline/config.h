@@ -22,6 +22,9 @@ struct CommonConfig {
   std::string clean_dir;
   double clean_dir_test_fraction = 0.2;
   attacks::AttackOptions attack;
+  // --triggered-test DIR: ASR and robust accuracy on images someone else triggered,
+  // DIR/<true label>/*, instead of nad's trigger (attack.target and label mode still apply).
+  std::string triggered_test;
   uint64_t seed = 0;
   int threads = 0;  // 0: all cores
   std::string device = "cpu";
@@ -105,6 +108,16 @@ struct TrainConfig {
   std::string schedule = "cosine";
   std::vector<int> milestones;
   AugmentConfig augment;
+};
+
+// `nad predict`: a model's predictions on a folder of images or a dataset split.
+struct PredictConfig {
+  CommonConfig common;  // --dataset only without --images; --image-size resizes either
+  std::string model;
+  ModelFileOptions model_options;
+  std::string images;          // --images DIR: DIR/* (no labels) or DIR/<class>/* (labelled)
+  std::string split = "test";  // --dataset: test | train
+  bool logits = false;         // also write logits.npy
 };
 
 struct EvalConfig {
@@ -192,6 +205,8 @@ struct TableConfig {
   std::string data_dir;  // overrides every dataset's data_dir (configs with one dataset)
   std::vector<std::string> attacks;  // only these rows of the experiment; empty: all
   std::vector<std::string> models;   // "DATASET/ATTACK=FILE": backdoored models to use as given
+  // "DATASET/ATTACK=DIR": measure that row's ASR on these triggered images (--triggered-test)
+  std::vector<std::string> triggered_tests;
   // --shard I/N: run only rows (dataset x attack) r with r % N == I, so that N machines can split
   // a grid over a shared folder; each writes table-shard-I-of-N.* from its own rows.
   int shard_index = 0;

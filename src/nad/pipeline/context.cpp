@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <set>
 
+#include "nad/attacks/triggered_folder.h"
 #include "nad/dist/process_group.h"
 #include "nad/io/report.h"
 #include "nad/util/compute.h"
@@ -40,6 +41,7 @@ nlohmann::json CommonConfig::to_json() const {
   // Only where it applies, so that runs of other datasets interrupted before the option
   // existed still resume (--resume compares config.json key by key).
   if (dataset.name == "cifar100") json["cifar100_labels"] = dataset.cifar100_labels;
+  if (!triggered_test.empty()) json["triggered_test"] = triggered_test;
   return json;
 }
 
@@ -158,12 +160,7 @@ void check_resume_folder(const std::string& out, const std::string& resume) {
 void set_command_line(std::vector<std::string> args) { process_command_line = std::move(args); }
 const std::vector<std::string>& command_line() { return process_command_line; }
 
-RunContext open_run(const CommonConfig& config, bool prepares_attack, bool resumable) {
-  if (config.attack.name == "refool" && config.attack.reflection_select > 0 && !prepares_attack) {
-    throw UserError(
-        "--reflection-select picks reflections while training (train, poison); here give the "
-        "chosen ones with --reflections TRAIN_OUT/reflections");
-  }
+RunContext open_run_folder(const CommonConfig& config, bool resumable) {
   RunContext context;
   context.quiet = config.quiet;
   if (!config.resume.empty() && !resumable) {
@@ -212,7 +209,16 @@ RunContext open_run(const CommonConfig& config, bool prepares_attack, bool resum
                                 ? config.eval_batch_size
                                 : train::default_eval_batch_size(context.device);
   configure_compute(config, context);
+  return context;
+}
 
+RunContext open_run(const CommonConfig& config, bool prepares_attack, bool resumable) {
+  if (config.attack.name == "refool" && config.attack.reflection_select > 0 && !prepares_attack) {
+    throw UserError(
+        "--reflection-select picks reflections while training (train, poison); here give the "
+        "chosen ones with --reflections TRAIN_OUT/reflections");
+  }
+  RunContext context = open_run_folder(config, resumable);
   if (config.clean_dir.empty()) {
     if (config.dataset.name.empty()) throw UserError("--dataset is required");
     context.log("loading " + config.dataset.name + " ...");
@@ -245,14 +251,43 @@ RunContext open_run(const CommonConfig& config, bool prepares_attack, bool resum
     attack = attacks::create_attack(config.attack, test.height(), test.width(), test.channels(),
                                     context.data.num_classes());
   }
+  if (!config.triggered_test.empty()) {
+    if (attack) {
+      throw UserError("--triggered-test measures ASR on its own images and --attack " +
+                      config.attack.name + " on nad's trigger: give one of them");
+    }
+    attacks::TriggeredFolder folder = attacks::read_triggered_folder(
+        config.triggered_test, config.attack, context.data.num_classes(), test.height(),
+        test.width(), test.channels());
+    const bool all_to_one = config.attack.label_mode == attacks::LabelMode::kAllToOne;
+    context.asr_source = "--triggered-test " + config.triggered_test + " (" +
+                         std::to_string(folder.set.data.size()) + " images, classes by " +
+                         folder.mapping + ", " +
+                         (all_to_one ? "target " + std::to_string(config.attack.target)
+                                     : std::string("all-to-all")) +
+                         ")";
+    context.log("  ASR from " + context.asr_source +
+                (folder.dropped_target_rows > 0
+                     ? "; " + std::to_string(folder.dropped_target_rows) +
+                           " images of the target class left out"
+                     : ""));
+    context.given_triggered = std::make_shared<data::TriggeredSet>(std::move(folder.set));
+  }
   set_attack(context, std::move(attack));
   return context;
 }
 
 void set_attack(RunContext& context, std::unique_ptr<attacks::Attack> attack) {
   context.attack = std::move(attack);
-  if (context.attack) context.attack->prepare(context.data.train);
-  context.evaluator = std::make_unique<train::Evaluator>(context.data.test, context.attack.get(),
+  std::optional<data::TriggeredSet> from_attack;
+  if (context.attack) {
+    context.attack->prepare(context.data.train);
+    from_attack = context.attack->triggered_test_set(context.data.test);
+    context.asr_source =
+        "nad's " + context.attack->options().name + " trigger on the " + context.test_source;
+  }
+  const data::TriggeredSet* triggered = from_attack ? &*from_attack : context.given_triggered.get();
+  context.evaluator = std::make_unique<train::Evaluator>(context.data.test, triggered,
                                                          context.device, context.eval_batch_size);
 }
 
@@ -368,6 +403,9 @@ void write_run_files(const RunContext& context, const nlohmann::json& config,
   write_text_atomic(context.out / "report.md", report);
   nlohmann::json complete = summary;
   if (!context.models_loaded.empty()) complete["models_loaded"] = context.models_loaded;
+  if (context.evaluator && context.evaluator->has_attack()) {
+    complete["asr_source"] = context.asr_source;
+  }
   complete["complete"] = true;
   // summary.json last: its presence marks the run finished.
   io::write_json(context.out / "summary.json", complete);

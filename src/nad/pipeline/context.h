@@ -29,6 +29,11 @@ struct RunContext {
   bool resuming = false;                 // --resume: config.json must match, states are continued
   bool from_clean_dir = false;           // --clean-dir: data.train is the defender's folder
   std::string test_source = "test set";  // where the test metrics come from, for reports
+  // --triggered-test: the triggered images it gave (the evaluator holds a device copy).
+  std::shared_ptr<const data::TriggeredSet> given_triggered;
+  // Where ASR and robust accuracy come from (summary.json's "asr_source"): nad's trigger on the
+  // test set, or --triggered-test's folder.
+  std::string asr_source;
   int64_t eval_batch_size = train::kEvalBatchSize;  // --eval-batch-size, or the device's default
   // --precision auto: what was chosen and why (config.json's "precision_auto"); null otherwise.
   nlohmann::json precision_choice;
@@ -49,6 +54,9 @@ torch::Device parse_device(const std::string& text);
 // accept --resume; a fresh run refuses a folder that holds an interrupted one.
 RunContext open_run(const CommonConfig& config, bool prepares_attack = false,
                     bool resumable = false);
+// The part of open_run before the data: the output folder (--out, or --resume's), threads,
+// device and precision. For runs that read their images another way (predict --images).
+RunContext open_run_folder(const CommonConfig& config, bool resumable = false);
 
 // Option checks that need no data, run before anything is loaded: a mistake costs nothing.
 void check_common_options(const CommonConfig& config);

@@ -83,12 +83,19 @@ nlohmann::json run_poison(const PoisonConfig& config) {
   const std::vector<std::string> folders = class_folder_names(data.num_classes());
   std::string layout;
   if (config.format == "png") {
-    context.log("writing " + std::to_string(data.train.size() + data.test.size()) + " PNG files");
+    const attacks::TriggeredSet triggered = attack.triggered_test_set(data.test);
+    context.log("writing " +
+                std::to_string(data.train.size() + data.test.size() + triggered.data.size()) +
+                " PNG files");
     write_split(context.out / "train", poisoned.data, folders);
     write_split(context.out / "test", data.test, folders);
+    // What --triggered-test reads: the test images nad measures ASR on, under their true label.
+    write_split(context.out / "test_triggered", triggered.data, folders);
     layout =
         "train/<class folder>/<row>.png (poisoned), test/<class folder>/<row>.png "
-        "(clean); <row> is the index in the original split";
+        "(clean); <row> is the index in the original split; test_triggered/<true label "
+        "folder>/<n>.png: the triggered test images nad measures ASR on (--triggered-test reads "
+        "it)";
   } else {
     // Everything another toolkit needs to score a model as nad does, the ASR set included.
     const attacks::TriggeredSet triggered = attack.triggered_test_set(data.test);

@@ -12,6 +12,8 @@ namespace nad::pipeline {
 
 nlohmann::json run_train(const TrainConfig& config);
 nlohmann::json run_eval(const EvalConfig& config);
+// predictions.csv (and logits.npy) for --images or a dataset split.
+nlohmann::json run_predict(const PredictConfig& config);
 nlohmann::json run_finetune(const DefenseConfig& config);
 nlohmann::json run_erase(const EraseConfig& config);
 // Fine-pruning and MCR, the paper's other baselines.

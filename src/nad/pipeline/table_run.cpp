@@ -55,6 +55,7 @@ struct TableSpec {
   std::vector<AttackSpec> attacks;
   std::vector<DefenseSpec> defenses;
   std::map<std::string, std::string> models;  // "dataset/attack" -> a backdoored checkpoint
+  std::map<std::string, std::string> triggered_tests;  // "dataset/attack" -> --triggered-test
   // One learning rate per backdoored model: the finetune defense's --lr auto choice, passed as
   // --lr to the row's other defenses that do not set one, so that the table compares defenses
   // rather than the rates their own searches chose.
@@ -496,15 +497,40 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
     }
     spec.attacks = chosen;
   }
-  for (const auto& given : config.models) {
-    const size_t eq = given.find('=');
-    if (eq == std::string::npos || eq == 0 || eq + 1 == given.size() || given.find('/') > eq) {
-      throw UserError("--model must be DATASET/ATTACK=FILE, got '" + given + "'");
+  // DATASET/ATTACK=PATH options, keyed by "DATASET/ATTACK".
+  auto parse_cells = [](const std::vector<std::string>& values, const std::string& option,
+                        const std::string& what) {
+    std::map<std::string, std::string> out;
+    for (const auto& given : values) {
+      const size_t eq = given.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == given.size() || given.find('/') > eq) {
+        throw UserError(option + " must be DATASET/ATTACK=" + what + ", got '" + given + "'");
+      }
+      if (!fs::exists(given.substr(eq + 1))) {
+        throw UserError(option + ": " + given.substr(eq + 1) + " does not exist");
+      }
+      out[given.substr(0, eq)] = given.substr(eq + 1);
     }
-    if (!fs::exists(given.substr(eq + 1))) {
-      throw UserError("--model: " + given.substr(eq + 1) + " does not exist");
+    return out;
+  };
+  // The command line's add to (and override) the experiment's "models".
+  for (const auto& [cell, file] : parse_cells(config.models, "--model", "FILE")) {
+    spec.models[cell] = file;
+  }
+  spec.triggered_tests = parse_cells(config.triggered_tests, "--triggered-test", "DIR");
+  const std::vector<std::string> known_attacks = attacks::attack_names();
+  for (const auto& ds : spec.datasets) {
+    for (const auto& attack : spec.attacks) {
+      const std::string cell = ds.name + "/" + attack.name;
+      const bool known =
+          std::find(known_attacks.begin(), known_attacks.end(), attack.name) != known_attacks.end();
+      if (!known && (!spec.models.count(cell) || !spec.triggered_tests.count(cell))) {
+        throw UserError(config.config_file + ": attack '" + attack.name +
+                        "' is not one of nad's; its row needs the backdoored model (--model " +
+                        cell + "=FILE) and its triggered test images (--triggered-test " + cell +
+                        "=DIR)");
+      }
     }
-    spec.models[given.substr(0, eq)] = given.substr(eq + 1);
   }
   if (config.out.empty()) throw UserError("--out is required");
   if (config.shard_count < 1 || config.shard_index < 0 || config.shard_index >= config.shard_count)
@@ -681,6 +707,7 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
         {"experiment", raw},
         {"attacks_chosen", config.attacks},
         {"models_given", spec.models},
+        {"triggered_tests_given", spec.triggered_tests},
         {"rows", rows},
         {"averages", averages},
         {"cells_run", ran},
@@ -734,6 +761,14 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
                                            std::to_string(ds.target)};
       attack_args.insert(attack_args.end(), attack.options.begin(), attack.options.end());
 
+      // Images someone else triggered replace nad's trigger wherever ASR is measured.
+      const auto triggered_test = spec.triggered_tests.find(ds.name + "/" + attack.name);
+      std::vector<std::string> triggered_args;
+      if (triggered_test != spec.triggered_tests.end()) {
+        triggered_args = {"--triggered-test", triggered_test->second, "--target",
+                          std::to_string(ds.target)};
+      }
+
       const fs::path bd_dir = attack_dir / "backdoored";
       std::vector<std::string> bd_args;
       const auto given = spec.models.find(ds.name + "/" + attack.name);
@@ -743,7 +778,11 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
         bd_args = {"train"};
       }
       bd_args.insert(bd_args.end(), common.begin(), common.end());
-      bd_args.insert(bd_args.end(), attack_args.begin(), attack_args.end());
+      if (given != spec.models.end() && triggered_test != spec.triggered_tests.end()) {
+        bd_args.insert(bd_args.end(), triggered_args.begin(), triggered_args.end());
+      } else {
+        bd_args.insert(bd_args.end(), attack_args.begin(), attack_args.end());
+      }
       if (given == spec.models.end()) {
         bd_args.insert(bd_args.end(), spec.train.begin(), spec.train.end());
         bd_args.insert(bd_args.end(), ds.train.begin(), ds.train.end());
@@ -774,6 +813,7 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
       if (fs::exists(bd_dir / "trigger.png")) {
         measure.insert(measure.end(), {"--trigger-file", (bd_dir / "trigger.png").string()});
       }
+      if (triggered_test != spec.triggered_tests.end()) measure = triggered_args;
       // With shared_lr the rate's source runs first.
       const DefenseSpec* lr_source = spec.lr_source ? &spec.defenses[*spec.lr_source] : nullptr;
       std::vector<const DefenseSpec*> order;

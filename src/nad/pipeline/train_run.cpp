@@ -118,7 +118,8 @@ nlohmann::json run_eval(const EvalConfig& config) {
                                 {"model_options", config.model_options.to_json()}};
   std::ostringstream report;
   report << "# nad eval\n\n`" << config.model << "` (" << loaded.spec.arch << ") on "
-         << context.data.name << ", attack " << config.common.attack.name << ".\n\n"
+         << context.data.name << ", ASR from "
+         << (context.evaluator->has_attack() ? context.asr_source : "no attack") << ".\n\n"
          << io::metrics_table({{"model", metrics}});
   write_run_files(context, config_json, summary, {}, report.str());
   context.log(metrics.summary());

@@ -31,33 +31,33 @@ std::string Metrics::summary() const {
 
 namespace {
 
-// Predicted labels of images[begin, end) in batches, in the calling thread.
+// The logits (float32) or, with `argmax`, the predicted labels of images[begin, end), in batches,
+// in the calling thread.
 torch::Tensor predict_range(const models::Classifier& model, const torch::Tensor& images,
-                            int64_t begin, int64_t end, int64_t batch_size) {
+                            int64_t begin, int64_t end, int64_t batch_size, bool argmax) {
   torch::InferenceMode guard;
   AutocastScope autocast(images.device());
-  std::vector<torch::Tensor> predictions;
+  std::vector<torch::Tensor> outputs;
   for (int64_t start = begin; start < end; start += batch_size) {
     torch::Tensor batch = data::to_input(images.slice(0, start, std::min(end, start + batch_size)));
-    predictions.push_back(model->forward(batch).logits.argmax(1));
+    torch::Tensor logits = model->forward(batch).logits;
+    outputs.push_back(argmax ? logits.argmax(1) : logits.to(torch::kFloat));
   }
-  if (predictions.empty()) return torch::empty({0}, torch::kLong);
-  return torch::cat(predictions);
+  if (outputs.empty()) return argmax ? torch::empty({0}, torch::kLong) : torch::Tensor();
+  return torch::cat(outputs);
 }
 
-}  // namespace
-
-torch::Tensor predict(const models::Classifier& model, const torch::Tensor& images,
-                      int64_t batch_size) {
+torch::Tensor predict_all(const models::Classifier& model, const torch::Tensor& images,
+                          int64_t batch_size, bool argmax) {
   const bool was_training = model->is_training();
   model->eval();
   const int64_t count = images.size(0);
   const int64_t batches = (count + batch_size - 1) / batch_size;
   const int64_t workers =
       images.device().is_cpu() ? std::min<int64_t>(single_thread_workers(), batches) : 1;
-  torch::Tensor predicted;
+  torch::Tensor out;
   if (workers <= 1) {
-    predicted = predict_range(model, images, 0, count, batch_size);
+    out = predict_range(model, images, 0, count, batch_size, argmax);
   } else {
     // Small convolutions split poorly over cores; whole batches split perfectly, so on the
     // CPU each core runs its share of the batches single-threaded (the model is only read in
@@ -66,12 +66,29 @@ torch::Tensor predict(const models::Classifier& model, const torch::Tensor& imag
     run_single_threaded(workers, [&](int64_t w) {
       const int64_t begin = std::min(count, batches * w / workers * batch_size);
       const int64_t end = std::min(count, batches * (w + 1) / workers * batch_size);
-      parts[static_cast<size_t>(w)] = predict_range(model, images, begin, end, batch_size);
+      parts[static_cast<size_t>(w)] = predict_range(model, images, begin, end, batch_size, argmax);
     });
-    predicted = torch::cat(parts);
+    std::vector<torch::Tensor> filled;
+    for (auto& part : parts) {
+      if (part.defined()) filled.push_back(part);
+    }
+    out = torch::cat(filled);
   }
   model->train(was_training);
-  return predicted;
+  return out;
+}
+
+}  // namespace
+
+torch::Tensor predict(const models::Classifier& model, const torch::Tensor& images,
+                      int64_t batch_size) {
+  return predict_all(model, images, batch_size, /*argmax=*/true);
+}
+
+torch::Tensor predict_logits(const models::Classifier& model, const torch::Tensor& images,
+                             int64_t batch_size) {
+  if (images.size(0) == 0) throw std::invalid_argument("predict_logits: no images");
+  return predict_all(model, images, batch_size, /*argmax=*/false);
 }
 
 namespace {
@@ -85,17 +102,16 @@ double accuracy(const models::Classifier& model, const data::Dataset& set, int64
   return percent_equal(predict(model, set.images, batch_size), set.labels.to(set.images.device()));
 }
 
-Evaluator::Evaluator(const data::Dataset& test, const attacks::Attack* attack, torch::Device device,
-                     int64_t batch_size)
+Evaluator::Evaluator(const data::Dataset& test, const data::TriggeredSet* triggered,
+                     torch::Device device, int64_t batch_size)
     : batch_size_(batch_size) {
   clean_.images = test.images.to(device);
   clean_.labels = test.labels.to(device);
-  if (attack) {
-    attacks::TriggeredSet triggered = attack->triggered_test_set(test);
+  if (triggered) {
     has_attack_ = true;
-    triggered_.images = triggered.data.images.to(device);
-    triggered_.labels = triggered.data.labels.to(device);
-    attack_targets_ = triggered.attack_targets.to(device);
+    triggered_.images = triggered->data.images.to(device);
+    triggered_.labels = triggered->data.labels.to(device);
+    attack_targets_ = triggered->attack_targets.to(device);
   }
 }
 

@@ -5,7 +5,6 @@
 #include <optional>
 #include <string>
 
-#include "nad/attacks/attack.h"
 #include "nad/data/dataset.h"
 #include "nad/models/classifier.h"
 
@@ -37,14 +36,19 @@ struct Metrics {
 torch::Tensor predict(const models::Classifier& model, const torch::Tensor& images,
                       int64_t batch_size);
 
+// The logits (float32, N x classes) of uint8 N x H x W x C images (N > 0), in eval mode and
+// batches; predict() is their argmax.
+torch::Tensor predict_logits(const models::Classifier& model, const torch::Tensor& images,
+                             int64_t batch_size);
+
 // Percent of `images` predicted as `labels`.
 double accuracy(const models::Classifier& model, const data::Dataset& set, int64_t batch_size);
 
-// Holds the clean test set and, with an attack, its triggered version, prepared once on the
-// target device, and measures a model on both.
+// Holds the clean test set and, when given, a triggered test set (an attack's, or images someone
+// else triggered), both copied once to the target device, and measures a model on them.
 class Evaluator {
  public:
-  Evaluator(const data::Dataset& test, const attacks::Attack* attack, torch::Device device,
+  Evaluator(const data::Dataset& test, const data::TriggeredSet* triggered, torch::Device device,
             int64_t batch_size = kEvalBatchSize);
   Metrics operator()(const models::Classifier& model) const;
   const data::Dataset& clean() const { return clean_; }
