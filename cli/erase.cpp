@@ -23,7 +23,9 @@ void setup_erase(CLI::App& parent) {
          "attention-loss weight per group (default: 500,1000,1000; 500,1000 for mnist-cnn)")
       ->delimiter(',');
   app->add_option("--groups", config->groups,
-                  "groups whose attention is distilled, by number or name (default: all)")
+                  "groups whose attention is distilled, by number (from 1) or name (default: all); "
+                  "torchvision architectures also take other stages by name, e.g. "
+                  "layer1,layer2,layer3")
       ->delimiter(',');
   add_attention_map_options(*app, config->power, config->attention);
   app->callback([app, config, label_mode] {

@@ -289,6 +289,45 @@ TEST(TorchvisionModels, AttentionGroupsFollowTheInputSize) {
   EXPECT_THROW(create_model({"vgg11", 3, 10, 16, 16}), UserError);
 }
 
+// --groups: stages other than the default three, by name, in stage order; the forward returns
+// their maps and the logits do not change. A 1x1 or unknown stage lists the candidates.
+TEST(TorchvisionModels, GroupsCanNameOtherStages) {
+  using Names = std::vector<std::string>;
+  ModelSpec spec("tv-resnet18", 3, 10, 64, 64);
+  torch::manual_seed(0);
+  Classifier model = create_model(spec);
+  spec.groups = {"layer3", "layer1"};
+  Classifier chosen = clone_model(model, spec);
+  EXPECT_EQ(chosen->group_names(), (Names{"layer1", "layer3"}));
+  EXPECT_EQ(chosen->default_betas(), (std::vector<double>{1000, 1000}));
+  model->eval();
+  chosen->eval();
+  const torch::Tensor x = torch::rand({2, 3, 64, 64});
+  const ModelOutput a = model->forward(x);
+  const ModelOutput b = chosen->forward(x);
+  EXPECT_TRUE(torch::equal(a.logits, b.logits));
+  ASSERT_EQ(b.features.size(), 2u);
+  EXPECT_EQ(b.features[0].sizes(), (std::vector<int64_t>{2, 64, 16, 16}));
+  EXPECT_TRUE(torch::equal(b.features[1], a.features[1]));  // layer3, default group 2 of 3
+  spec.groups = {"layer1", "layer2", "layer3", "layer4"};
+  EXPECT_EQ(create_model(spec)->default_betas(), (std::vector<double>{500, 500, 1000, 1000}));
+  for (const Names& bad : {Names{"layer5"}, Names{"layer4"}}) {
+    ModelSpec small("tv-resnet18", 3, 10, 32, 32);  // layer4 is 1x1 at 32x32
+    small.groups = bad;
+    try {
+      create_model(small);
+      ADD_FAILURE() << bad[0] << " was accepted";
+    } catch (const UserError& e) {
+      EXPECT_NE(std::string(e.what()).find("candidates: layer1 (8x8), layer2 (4x4), layer3 (2x2)"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  ModelSpec vgg("vgg11", 3, 10, 32, 32);
+  vgg.groups = {"features.2"};
+  EXPECT_EQ(create_model(vgg)->group_names(), (Names{"features.2"}));
+}
+
 // FLOPs counted from the operators at 224x224 with 1000 classes are torchvision's published
 // multiply-adds (its documentation's "GFLOPS") twice, and the parameter counts are its own.
 TEST(TorchvisionModels, FlopsAndParametersAreTorchvisions) {

@@ -6,6 +6,9 @@
 #include <set>
 #include <sstream>
 
+#include "nad/io/torchscript_archive.h"
+#include "nad/io/zip_archive.h"
+#include "nad/models/torchscript.h"
 #include "nad/util/error.h"
 #include "nad/util/files.h"
 #include "nad/util/sha256.h"
@@ -34,6 +37,11 @@ void save_checkpoint(const std::filesystem::path& file, const models::Classifier
   top.insert("state_dict", state);
   const std::vector<char> bytes = torch::pickle_save(c10::IValue(top));
   write_file_atomic(file, bytes.data(), bytes.size());
+  // A TorchScript model's own format beside it: the user's module with these weights.
+  if (models::is_torchscript_arch(spec.arch)) {
+    std::filesystem::path script = file;
+    models::save_torchscript(model, spec.arch, script.replace_extension(".ts"));
+  }
 }
 
 namespace {
@@ -148,8 +156,87 @@ NamedTensors map_names(const NamedTensors& state, const models::Classifier& mode
 
 std::string guess_arch(const NamedTensors& state) { return models::recognise_arch(state); }
 
+namespace {
+
+// The first line of a LibTorch error, without its C++ backtrace.
+std::string first_line(const c10::Error& e) {
+  const std::string text = e.what_without_backtrace();
+  return text.substr(0, text.find('\n'));
+}
+
+// A TorchScript archive: checked (operators, __setstate__) before LibTorch compiles it, then
+// loaded, its groups proposed and its class count read from one forward pass on the data's
+// input shape.
+LoadedModel load_torchscript(const std::filesystem::path& file,
+                             const std::vector<unsigned char>& bytes, const LoadOptions& options) {
+  const std::string where = file.string();
+  const TorchScriptCheck check =
+      check_torchscript_archive(bytes.data(), bytes.size(), where, default_operator_policy());
+  if (options.input_shape.size() != 3) {
+    throw UserError("'" + where + "' is a TorchScript model, which does not say its input shape");
+  }
+  LoadedModel out;
+  models::ModelSpec& spec = out.spec;
+  spec.arch = models::register_torchscript(std::string(bytes.begin(), bytes.end()), where);
+  spec.in_channels = options.input_shape[0];
+  spec.height = options.input_shape[1];
+  spec.width = options.input_shape[2];
+  if (options.input_norm) {
+    spec.input_norm = *options.input_norm;
+    out.input_norm_source = "--input-norm";
+  } else {
+    out.input_norm_source = "none given";
+  }
+  if (!options.arch.empty()) {
+    out.warnings.push_back("--arch " + options.arch + " ignored: '" + where +
+                           "' is a TorchScript model, which brings its own architecture");
+  }
+  const std::string shape = "1x" + std::to_string(spec.in_channels) + "x" +
+                            std::to_string(spec.height) + "x" + std::to_string(spec.width);
+  try {
+    out.model = models::create_model(spec);
+    out.model->eval();
+    torch::NoGradGuard no_grad;
+    const torch::Tensor logits =
+        out.model->forward(torch::zeros({1, spec.in_channels, spec.height, spec.width})).logits;
+    if (logits.dim() != 2) {
+      throw UserError("'" + where + "': its forward returns a " + std::to_string(logits.dim()) +
+                      "-D tensor on " + shape + " inputs, not N x classes logits");
+    }
+    spec.num_classes = logits.size(1);
+  } catch (const c10::Error& e) {
+    throw UserError("'" + where + "': the TorchScript model does not run on " + shape +
+                    " inputs (the data's shape): " + first_line(e));
+  }
+  if (options.num_classes > 0 && options.num_classes != spec.num_classes) {
+    throw UserError("'" + where + "' gives " + std::to_string(spec.num_classes) +
+                    " logits, not --num-classes " + std::to_string(options.num_classes));
+  }
+  out.model->train();
+  out.model->to(options.device);
+  std::string groups;
+  for (const auto& name : out.model->group_names()) groups += (groups.empty() ? "" : ", ") + name;
+  out.description = "TorchScript model (" + std::to_string(check.operators.size()) +
+                    " operators in " + std::to_string(check.code_files.size()) +
+                    " code files, all allowed), " + std::to_string(spec.num_classes) +
+                    " classes; attention groups " + (groups.empty() ? "none" : groups) +
+                    " (--groups names others); input normalisation " + spec.input_norm.describe() +
+                    " (" + out.input_norm_source + ")";
+  return out;
+}
+
+}  // namespace
+
 LoadedModel load_checkpoint(const std::filesystem::path& file, const LoadOptions& options) {
   const std::string where = file.string();
+  {
+    // A TorchScript archive is recognised by its contents, not its name.
+    const std::vector<unsigned char> bytes = read_file_bytes(file);
+    if (zip::looks_like_zip(bytes.data(), bytes.size()) &&
+        is_torchscript_archive(zip::Reader(bytes.data(), bytes.size(), where, true))) {
+      return load_torchscript(file, bytes, options);
+    }
+  }
   TorchStateDict file_state = read_torch_state_dict(file);
   LoadedModel out;
   if (!file_state.skipped_globals.empty()) {

@@ -48,7 +48,7 @@ bool looks_like_zip(const unsigned char* data, size_t size) {
   return size >= 4 && le32(data) == kLocalHeader;
 }
 
-Reader::Reader(const unsigned char* data, size_t size, std::string where)
+Reader::Reader(const unsigned char* data, size_t size, std::string where, bool allow_deflate)
     : data_(data), size_(size), where_(std::move(where)) {
   auto fail = [&](const std::string& why) -> void {
     throw UserError("'" + where_ + "' is not a readable zip archive: " + why);
@@ -129,17 +129,21 @@ Reader::Reader(const unsigned char* data, size_t size, std::string where)
       x += 4 + length;
     }
     if (flags & 0x1) fail("entry '" + entry.name + "' is encrypted");
-    if (method != 0) {
+    entry.deflated = method == 8 && allow_deflate;
+    if (method != 0 && !entry.deflated) {
       fail("entry '" + entry.name + "' is compressed (method " + std::to_string(method) +
            "); torch.save stores entries uncompressed");
     }
-    if (compressed != entry.size) fail("entry '" + entry.name + "' has inconsistent sizes");
+    if (!entry.deflated && compressed != entry.size) {
+      fail("entry '" + entry.name + "' has inconsistent sizes");
+    }
+    entry.stored_size = compressed;
     if (!inside(local, kLocalHeaderSize) || le32(data_ + local) != kLocalHeader) {
       fail("entry '" + entry.name + "' has no local header (truncated?)");
     }
     const uint64_t local_name = le16(data_ + local + 26), local_extra = le16(data_ + local + 28);
     entry.offset = local + kLocalHeaderSize + local_name + local_extra;
-    if (!inside(entry.offset, entry.size)) {
+    if (!inside(entry.offset, entry.stored_size)) {
       fail("entry '" + entry.name + "' runs past the end of the file (truncated?)");
     }
     if (!by_name_.emplace(entry.name, entries_.size()).second) {
@@ -155,7 +159,45 @@ const Entry* Reader::find(const std::string& name) const {
   return it == by_name_.end() ? nullptr : &entries_[it->second];
 }
 
+std::string Reader::read(const Entry& entry) const {
+  if (!entry.deflated) {
+    const unsigned char* bytes = data(entry);
+    return std::string(reinterpret_cast<const char*>(bytes), entry.size);
+  }
+  auto fail = [&](const std::string& why) {
+    throw UserError("'" + where_ + "': entry '" + entry.name + "' " + why);
+  };
+  if (entry.size > kMaxInflatedEntry) {
+    fail("inflates to " + std::to_string(entry.size) + " bytes, over the limit of " +
+         std::to_string(kMaxInflatedEntry));
+  }
+  std::string out(static_cast<size_t>(entry.size), '\0');
+  z_stream stream{};
+  if (inflateInit2(&stream, -MAX_WBITS) != Z_OK) fail("cannot be inflated (zlib)");
+  stream.next_in = const_cast<unsigned char*>(data_ + entry.offset);
+  stream.avail_in = static_cast<uInt>(std::min<uint64_t>(entry.stored_size, UINT32_MAX));
+  stream.next_out = reinterpret_cast<unsigned char*>(out.data());
+  stream.avail_out = static_cast<uInt>(out.size());
+  // One call: the output buffer holds exactly the declared size, so a stream that would expand
+  // further stops with Z_OK / Z_BUF_ERROR instead of Z_STREAM_END.
+  const int result = inflate(&stream, Z_FINISH);
+  const uint64_t produced = stream.total_out;
+  inflateEnd(&stream);
+  if (result != Z_STREAM_END || produced != entry.size) {
+    fail("is not a valid deflate stream of " + std::to_string(entry.size) + " bytes");
+  }
+#ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+  if (crc_of(reinterpret_cast<const unsigned char*>(out.data()), out.size()) != entry.crc32) {
+    fail("is corrupt (CRC mismatch)");
+  }
+#endif
+  return out;
+}
+
 const unsigned char* Reader::data(const Entry& entry) const {
+  if (entry.deflated) {
+    throw UserError("'" + where_ + "': entry '" + entry.name + "' is compressed");
+  }
   const unsigned char* bytes = data_ + entry.offset;
 #ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
   // (Skipped when fuzzing so that mutated inputs reach the parsers behind the archive.)

@@ -19,20 +19,30 @@ struct Entry {
   uint64_t offset = 0;  // of the entry's data in the archive buffer
   uint64_t size = 0;
   uint32_t crc32 = 0;
+  uint64_t stored_size = 0;  // bytes in the archive: size, or less when deflated
+  bool deflated = false;
 };
+
+// Largest entry `inflate` expands (TorchScript code files are a few KiB to a few MiB).
+constexpr uint64_t kMaxInflatedEntry = uint64_t{256} << 20;
 
 // A read-only view of an archive held in memory. Every entry is checked when the directory is
 // read: stored (not compressed), inside the buffer, local header consistent. Throws UserError
 // naming `where` on anything malformed or truncated.
 class Reader {
  public:
-  Reader(const unsigned char* data, size_t size, std::string where);
+  // `allow_deflate`: also accept deflated entries (torch.jit.save compresses its code files),
+  // read with inflate(); otherwise they are refused as torch.save never writes them.
+  Reader(const unsigned char* data, size_t size, std::string where, bool allow_deflate = false);
 
   const std::vector<Entry>& entries() const { return entries_; }
   // The entry with this exact name, or nullptr.
   const Entry* find(const std::string& name) const;
-  // Pointer to an entry's bytes (valid while the buffer lives). Checks the CRC-32 once.
+  // Pointer to a stored entry's bytes (valid while the buffer lives). Checks the CRC-32 once.
   const unsigned char* data(const Entry& entry) const;
+  // A stored or deflated entry's bytes, checked against its size (at most kMaxInflatedEntry)
+  // and CRC-32.
+  std::string read(const Entry& entry) const;
 
  private:
   const unsigned char* data_;

@@ -35,6 +35,9 @@ struct ModelSpec {
   int64_t height = 32;
   int64_t width = 32;
   InputNorm input_norm;  // applied to the [0, 1] inputs before the first layer
+  // Attention groups by stage name, for the families that can choose them (torchvision's);
+  // empty: the family's default. Other families keep their fixed groups.
+  std::vector<std::string> groups;
 };
 
 // Base of every classifier: a torch module whose forward maps N x C x H x W float inputs in

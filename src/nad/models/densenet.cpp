@@ -81,7 +81,8 @@ DenseNetImpl::DenseNetImpl(const DenseNetOptions& options) {
   }
   norm5_ = features->register_module("norm5", BatchNorm2d(width));
   classifier_ = register_module("classifier", nn::Linear(width, options.num_classes()));
-  groups_ = choose_attention_stages(stages, "densenet121", options.height(), options.width());
+  groups_ = choose_attention_stages(stages, "densenet121", options.height(), options.width(),
+                                    options.groups());
   init_torchvision_weights(*this, ConvInit::kFanIn, LinearInit::kDefaultZeroBias);
 }
 
@@ -134,7 +135,8 @@ ArchFamily densenet_family() {
                                               .in_channels(spec.in_channels)
                                               .num_classes(spec.num_classes)
                                               .height(spec.height)
-                                              .width(spec.width));
+                                              .width(spec.width)
+                                              .groups(spec.groups));
   };
   // torchvision's names (not the legacy `norm.1` ones of its old pretrained files), 121's block
   // depths and growth 32.

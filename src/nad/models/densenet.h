@@ -1,4 +1,7 @@
 #pragma once
+#include <string>
+#include <vector>
+
 #include "nad/models/batch_norm.h"
 #include "nad/models/classifier.h"
 
@@ -34,6 +37,8 @@ struct DenseNetOptions {
   TORCH_ARG(int64_t, num_classes) = 10;
   TORCH_ARG(int64_t, height) = 32;
   TORCH_ARG(int64_t, width) = 32;
+  // Attention groups by stage name (--groups); empty: the default choice.
+  TORCH_ARG(std::vector<std::string>, groups) = {};
 };
 
 // torchvision.models.densenet121: `features.conv0/norm0` (7x7 stride 2), a 3x3 stride-2

@@ -97,8 +97,8 @@ EfficientNetImpl::EfficientNetImpl(const EfficientNetOptions& options) {
   last_convs_.push_back("features." + std::to_string(last) + ".0");
   stages.push_back({"features." + std::to_string(last), h, w});
   stage_index.push_back(last);
-  for (size_t s :
-       choose_attention_stages(stages, "efficientnet_b0", options.height(), options.width())) {
+  for (size_t s : choose_attention_stages(stages, "efficientnet_b0", options.height(),
+                                          options.width(), options.groups())) {
     groups_.push_back(stage_index[s]);
   }
 
@@ -151,7 +151,8 @@ ArchFamily efficientnet_family() {
                                                   .in_channels(spec.in_channels)
                                                   .num_classes(spec.num_classes)
                                                   .height(spec.height)
-                                                  .width(spec.width));
+                                                  .width(spec.width)
+                                                  .groups(spec.groups));
   };
   // B0's widths: a 32-wide stem, 320 channels into the 1280-wide features.8.
   family.recognise = [](const StateDict& state) -> std::string {

@@ -1,4 +1,7 @@
 #pragma once
+#include <string>
+#include <vector>
+
 #include "nad/models/batch_norm.h"
 #include "nad/models/classifier.h"
 #include "nad/models/torchvision_layers.h"
@@ -44,6 +47,8 @@ struct EfficientNetOptions {
   TORCH_ARG(int64_t, num_classes) = 10;
   TORCH_ARG(int64_t, height) = 32;
   TORCH_ARG(int64_t, width) = 32;
+  // Attention groups by stage name (--groups); empty: the default choice.
+  TORCH_ARG(std::vector<std::string>, groups) = {};
 };
 
 // torchvision.models.efficientnet_b0: `features.0` stem, `features.1..7` stages of MBConvs

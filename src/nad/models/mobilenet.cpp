@@ -146,8 +146,8 @@ MobileNetImpl::MobileNetImpl(const MobileNetOptions& options)
       stage_index.push_back(i);
     }
   }
-  for (size_t s :
-       choose_attention_stages(stages, options.arch(), options.height(), options.width())) {
+  for (size_t s : choose_attention_stages(stages, options.arch(), options.height(), options.width(),
+                                          options.groups())) {
     groups_.push_back(stage_index[s]);
   }
 
@@ -209,7 +209,8 @@ ArchFamily mobilenet_family() {
                                                .in_channels(spec.in_channels)
                                                .num_classes(spec.num_classes)
                                                .height(spec.height)
-                                               .width(spec.width));
+                                               .width(spec.width)
+                                               .groups(spec.groups));
   };
   // V2's blocks hold `conv`, V3's `block`; the stems' widths (32, 16) and the last features
   // entries (18, 16) confirm.

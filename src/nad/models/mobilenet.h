@@ -1,4 +1,7 @@
 #pragma once
+#include <string>
+#include <vector>
+
 #include "nad/models/batch_norm.h"
 #include "nad/models/classifier.h"
 #include "nad/models/torchvision_layers.h"
@@ -42,6 +45,8 @@ struct MobileNetOptions {
   TORCH_ARG(int64_t, num_classes) = 10;
   TORCH_ARG(int64_t, height) = 32;
   TORCH_ARG(int64_t, width) = 32;
+  // Attention groups by stage name (--groups); empty: the default choice.
+  TORCH_ARG(std::vector<std::string>, groups) = {};
 };
 
 // torchvision.models.mobilenet_v2 and mobilenet_v3_large: `features.N` (stem, inverted

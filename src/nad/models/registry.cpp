@@ -6,7 +6,7 @@ const std::vector<ArchFamily>& arch_families() {
   static const std::vector<ArchFamily> families = {
       wide_resnet_family(),        cifar_resnet_family(), mnist_cnn_family(),
       torchvision_resnet_family(), vgg_family(),          mobilenet_family(),
-      efficientnet_family(),       densenet_family(),
+      efficientnet_family(),       densenet_family(),     torchscript_family(),
   };
   return families;
 }

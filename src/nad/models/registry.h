@@ -63,5 +63,7 @@ ArchFamily vgg_family();
 ArchFamily mobilenet_family();
 ArchFamily efficientnet_family();
 ArchFamily densenet_family();
+// Any TorchScript archive, "torchscript:<key>" (torchscript.h).
+ArchFamily torchscript_family();
 
 }  // namespace nad::models

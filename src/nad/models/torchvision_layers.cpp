@@ -110,8 +110,8 @@ void init_torchvision_weights(nn::Module& model, ConvInit conv, LinearInit linea
 }
 
 std::vector<size_t> choose_attention_stages(const std::vector<StageOutput>& stages,
-                                            const std::string& arch, int64_t height,
-                                            int64_t width) {
+                                            const std::string& arch, int64_t height, int64_t width,
+                                            const std::vector<std::string>& requested) {
   const std::string size = std::to_string(height) + "x" + std::to_string(width);
   std::vector<size_t> chosen;
   for (size_t i = 0; i < stages.size(); ++i) {
@@ -125,14 +125,38 @@ std::vector<size_t> choose_attention_stages(const std::vector<StageOutput>& stag
     throw UserError("--arch " + arch + " on " + size +
                     " inputs has no stage with a map larger than 1x1 for attention");
   }
+  if (!requested.empty()) {
+    std::string candidates;
+    for (size_t i : chosen) {
+      candidates += (candidates.empty() ? "" : ", ") + stages[i].name + " (" +
+                    std::to_string(stages[i].height) + "x" + std::to_string(stages[i].width) + ")";
+    }
+    std::vector<size_t> named;
+    for (const std::string& name : requested) {
+      const auto it = std::find_if(stages.begin(), stages.end(),
+                                   [&](const StageOutput& stage) { return stage.name == name; });
+      if (it == stages.end() ||
+          std::find(chosen.begin(), chosen.end(), static_cast<size_t>(it - stages.begin())) ==
+              chosen.end()) {
+        throw UserError("--groups: '" + name + "' is not a stage of " + arch +
+                        " with a map larger than 1x1 at " + size +
+                        "; the candidates: " + candidates);
+      }
+      named.push_back(static_cast<size_t>(it - stages.begin()));
+    }
+    std::sort(named.begin(), named.end());
+    named.erase(std::unique(named.begin(), named.end()), named.end());
+    return named;
+  }
   if (chosen.size() > 3) chosen.erase(chosen.begin(), chosen.end() - 3);
   return chosen;
 }
 
 std::vector<double> torchvision_default_betas(size_t groups) {
-  const std::vector<double> betas = {500, 1000, 1000};
-  return std::vector<double>(betas.end() - static_cast<std::ptrdiff_t>(std::min<size_t>(groups, 3)),
-                             betas.end());
+  // The paper's {500, 1000, 1000}: 1000 for the two deepest groups, 500 for shallower ones.
+  std::vector<double> betas(groups, 500);
+  for (size_t i = groups >= 2 ? groups - 2 : 0; i < groups; ++i) betas[i] = 1000;
+  return betas;
 }
 
 }  // namespace nad::models

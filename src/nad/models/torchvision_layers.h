@@ -73,11 +73,15 @@ struct StageOutput {
 
 // The (at most three) deepest stages whose maps are larger than 1x1, in order; UserError naming
 // `arch` when a stage's map vanishes (the input is smaller than the architecture takes) or when
-// every map is 1x1.
+// every map is 1x1. `requested` (--groups) names the stages instead: each must exist and have a
+// map larger than 1x1 (a 1x1 map's normalised attention is constant), else a UserError lists
+// the candidates.
 std::vector<size_t> choose_attention_stages(const std::vector<StageOutput>& stages,
-                                            const std::string& arch, int64_t height, int64_t width);
+                                            const std::string& arch, int64_t height, int64_t width,
+                                            const std::vector<std::string>& requested = {});
 
-// The paper's per-group weights {500, 1000, 1000}, the last `groups` of them.
+// The paper's per-group weights {500, 1000, 1000}: 1000 for the two deepest groups, 500 for
+// any shallower ones.
 std::vector<double> torchvision_default_betas(size_t groups);
 
 // Appends `output` to `features` when `stage` is one of the attention groups (`groups`, sorted).

@@ -104,7 +104,8 @@ TorchvisionResNetImpl::TorchvisionResNetImpl(const TorchvisionResNetOptions& opt
     }
     stages.push_back({"layer" + std::to_string(i + 1), h, w});
   }
-  groups_ = choose_attention_stages(stages, options.arch(), options.height(), options.width());
+  groups_ = choose_attention_stages(stages, options.arch(), options.height(), options.width(),
+                                    options.groups());
 
   conv1_ = register_module("conv1", conv(options.in_channels(), 64, 7, 2));
   bn1_ = register_module("bn1", BatchNorm2d(64));
@@ -173,7 +174,8 @@ ArchFamily torchvision_resnet_family() {
                                                        .in_channels(spec.in_channels)
                                                        .num_classes(spec.num_classes)
                                                        .height(spec.height)
-                                                       .width(spec.width));
+                                                       .width(spec.width)
+                                                       .groups(spec.groups));
   };
   // A 7x7 stem (the CIFAR ResNet's is 3x3, with the same block names); the block counts tell
   // 18 from 34, conv3 tells the bottleneck's 50.

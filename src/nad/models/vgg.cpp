@@ -71,8 +71,8 @@ VggImpl::VggImpl(const VggOptions& options) {
     layers_.push_back(layer);
   }
   after_last_ = static_cast<int64_t>(features->size());
-  for (size_t i :
-       choose_attention_stages(pools, options.arch(), options.height(), options.width())) {
+  for (size_t i : choose_attention_stages(pools, options.arch(), options.height(), options.width(),
+                                          options.groups())) {
     group_pools_.push_back(pool_indices[i]);
     last_convs_.push_back(convs_before[i]);
   }
@@ -151,7 +151,8 @@ ArchFamily vgg_family() {
                                          .in_channels(spec.in_channels)
                                          .num_classes(spec.num_classes)
                                          .height(spec.height)
-                                         .width(spec.width));
+                                         .width(spec.width)
+                                         .groups(spec.groups));
   };
   // features.N convolutions (4-D weights) and BatchNorms (with running statistics) in
   // torchvision's order, and classifier.6; the convolution count gives the depth.

@@ -1,4 +1,7 @@
 #pragma once
+#include <string>
+#include <vector>
+
 #include "nad/models/batch_norm.h"
 #include "nad/models/classifier.h"
 
@@ -10,6 +13,8 @@ struct VggOptions {
   TORCH_ARG(int64_t, num_classes) = 10;
   TORCH_ARG(int64_t, height) = 32;
   TORCH_ARG(int64_t, width) = 32;
+  // Attention groups by stage name (--groups); empty: the default choice.
+  TORCH_ARG(std::vector<std::string>, groups) = {};
 };
 
 // torchvision.models.vgg*: `features.N` (3x3 convolutions with bias, with the _bn variants a

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdlib>
 #include <sstream>
 
@@ -195,12 +196,41 @@ nlohmann::json run_finetune(const DefenseConfig& config) {
   return summary;
 }
 
+namespace {
+
+// --groups naming stages that are not the model's default attention groups (torchvision's
+// families choose among their stages): the model rebuilt with those stages as its groups. The
+// weights do not change; only which outputs the forward pass returns.
+void use_named_stages(io::LoadedModel& loaded, const std::vector<std::string>& groups,
+                      const RunContext& context) {
+  const std::vector<std::string> current = loaded.model->group_names();
+  bool other = false;
+  for (const std::string& group : groups) {
+    const bool number = !group.empty() && std::all_of(group.begin(), group.end(), ::isdigit);
+    other |= !number && std::find(current.begin(), current.end(), group) == current.end();
+  }
+  if (!other) return;
+  models::ModelSpec spec = loaded.spec;
+  spec.groups = groups;
+  models::Classifier rebuilt = models::clone_model(loaded.model, spec);
+  if (rebuilt->group_names() == current) return;  // fixed groups: select_groups names them
+  loaded.model = rebuilt;
+  loaded.spec = spec;
+  std::string names;
+  for (const auto& name : loaded.model->group_names()) names += (names.empty() ? "" : ", ") + name;
+  context.log("attention groups (--groups): " + names);
+}
+
+}  // namespace
+
 nlohmann::json run_erase(const EraseConfig& config) {
   const DefenseConfig& dc = config.defense;
   if (!config.teacher.empty()) check_model_file(config.teacher, "--teacher");
   if (config.teacher_epochs < 0) throw UserError("--teacher-epochs must be >= 0");
   if (!(config.power > 0)) throw UserError("--power must be positive");
   DefenseSetup s = prepare_defense(dc);
+
+  use_named_stages(s.model, config.groups, s.context);
 
   defenses::NadOptions options;
   options.student = s.finetune;
@@ -224,7 +254,10 @@ nlohmann::json run_erase(const EraseConfig& config) {
   if (!config.teacher.empty()) {
     ModelFileOptions teacher_options = config.defense.model_options;
     teacher_options.arch = config.teacher_arch;  // the teacher's architecture may differ
-    teacher = load_model_for(config.teacher, s.context, "--teacher", teacher_options).model;
+    io::LoadedModel loaded_teacher =
+        load_model_for(config.teacher, s.context, "--teacher", teacher_options);
+    use_named_stages(loaded_teacher, config.groups, s.context);
+    teacher = loaded_teacher.model;
     teacher_source = config.teacher;
     defenses::check_teacher_fits(
         teacher, s.model.model,
