@@ -8,6 +8,8 @@ forward hooks, layer1.bin, layer2.bin, layer3.bin (float32, C order).
 `backdoored DIR STEPS`: BadNets (a 3x3 white square, bottom right, target 0) planted by
 PyTorch training in the same model on generated PNG data (DIR/data/{train,test}/<class>/),
 saved scripted as DIR/bd.ts; DIR/expected.json holds PyTorch's ACC and ASR.
+`torchvision DIR`: torchvision's resnet18 (10 classes, BatchNorm statistics from a few random
+batches) as nad's model.pt (DIR/tv.pt, arch tv-resnet18) and scripted (DIR/tv.ts), same weights.
 `measure MODEL DATA`: a TorchScript model's ACC and ASR on DATA/test, as JSON on stdout.
 Used by nad's tests only; run with /usr/bin/python3."""
 import json
@@ -191,6 +193,18 @@ if __name__ == "__main__":
         parity(sys.argv[2])
     elif sys.argv[1] == "backdoored":
         backdoored(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1] == "torchvision":
+        import torchvision
+        torch.manual_seed(0)
+        model = torchvision.models.resnet18(num_classes=10)
+        with torch.no_grad():
+            for _ in range(3):
+                model(torch.rand(16, 3, 32, 32))
+        model.eval()
+        os.makedirs(sys.argv[2], exist_ok=True)
+        torch.save({"arch": "tv-resnet18", "num_classes": 10, "input_shape": [3, 32, 32],
+                    "state_dict": model.state_dict()}, os.path.join(sys.argv[2], "tv.pt"))
+        torch.jit.script(model).save(os.path.join(sys.argv[2], "tv.ts"))
     elif sys.argv[1] == "measure":
         model = torch.jit.load(sys.argv[2]).eval()
         images, labels = read_folder(os.path.join(sys.argv[3], "test"))

@@ -112,5 +112,52 @@ TEST_F(TorchScriptModel, TrainsTheModulesOwnParameters) {
   EXPECT_EQ(loaded.model->named_buffers()["layer1.1.num_batches_tracked"].item<int64_t>(), 1);
 }
 
+// The same torchvision ResNet-18 as nad's built-in tv-resnet18 and as a scripted archive: equal
+// logits and groups, and equal again after the same SGD steps in training mode (BatchNorm batch
+// statistics, running averages, weight decay).
+TEST_F(TorchScriptModel, TrainsLikeTheBuiltInArchitecture) {
+  std::string output;
+  ASSERT_EQ(test::run_python_script("make_torchscript_models.py",
+                                    "torchvision " + dir_->path().string(), &output),
+            0)
+      << output;
+  io::LoadOptions options;
+  options.input_shape = {3, 32, 32};
+  io::LoadedModel builtin = io::load_checkpoint(*dir_ / "tv.pt", options);
+  io::LoadedModel script = io::load_checkpoint(*dir_ / "tv.ts", options);
+  ASSERT_EQ(builtin.spec.arch, "tv-resnet18");
+  EXPECT_EQ(script.model->group_names(), builtin.model->group_names());
+  torch::manual_seed(5);
+  const torch::Tensor x = torch::rand({8, 3, 32, 32});
+  const torch::Tensor y = torch::randint(0, 10, {8});
+  std::vector<torch::optim::SGD> sgd;
+  for (auto* m : {&builtin, &script}) {
+    sgd.emplace_back(m->model->parameters(),
+                     torch::optim::SGDOptions(0.05).momentum(0.9).weight_decay(5e-4));
+  }
+  for (int step = 0; step < 3; ++step) {
+    std::vector<torch::Tensor> logits;
+    for (size_t i = 0; i < 2; ++i) {
+      io::LoadedModel& m = i == 0 ? builtin : script;
+      m.model->train();
+      const ModelOutput out = m.model->forward(x);
+      logits.push_back(out.logits.detach());
+      sgd[i].zero_grad();
+      torch::cross_entropy_loss(out.logits, y).backward();
+      sgd[i].step();
+    }
+    EXPECT_LT((logits[0] - logits[1]).abs().max().item<double>(), 1e-3) << "step " << step;
+  }
+  builtin.model->eval();
+  script.model->eval();
+  torch::NoGradGuard no_grad;
+  const ModelOutput a = builtin.model->forward(x);
+  const ModelOutput b = script.model->forward(x);
+  EXPECT_LT((a.logits - b.logits).abs().max().item<double>(), 1e-3);
+  for (size_t g = 0; g < a.features.size(); ++g) {
+    EXPECT_LT((a.features[g] - b.features[g]).abs().max().item<double>(), 1e-3) << g;
+  }
+}
+
 }  // namespace
 }  // namespace nad::models

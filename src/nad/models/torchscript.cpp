@@ -75,19 +75,37 @@ std::vector<std::pair<std::string, jit::Node*>> forward_calls(jit::Graph& graph)
   return calls;
 }
 
-// Inlines a submodule's forward call in place; returns the values that replace its outputs.
+// Inlines a method call in place; returns the values that replace its outputs.
 std::vector<jit::Value*> inline_call(jit::Node* call) {
   auto type = call->input(0)->type()->expect<c10::ClassType>();
-  jit::GraphFunction& callee = jit::toGraphFunction(type->getMethod("forward"));
+  jit::GraphFunction& callee = jit::toGraphFunction(type->getMethod(call->s(c10::attr::name)));
   // false: the function's own graph (its optimised graph has every call inlined already).
   return jit::inlineCallTo(call, &callee, /*use_graph=*/false);
+}
+
+// forward's graph, copied, with the module's calls of its own methods inlined (torchvision's
+// ResNet calls self._forward_impl, where the submodule calls are).
+std::shared_ptr<jit::Graph> forward_graph(jit::Module& module) {
+  std::shared_ptr<jit::Graph> graph =
+      jit::toGraphFunction(module.get_method("forward").function()).graph()->copy();
+  jit::Value* self = graph->inputs()[0];
+  for (bool inlined = true; inlined;) {
+    inlined = false;
+    for (jit::Node* node : graph->block()->nodes()) {
+      if (node->kind() == c10::prim::CallMethod && node->input(0) == self) {
+        inline_call(node);
+        inlined = true;
+        break;
+      }
+    }
+  }
+  return graph;
 }
 
 // A copy of forward's graph that also returns the outputs of the submodules at `paths`.
 std::shared_ptr<jit::Graph> graph_with_outputs(jit::Module& module,
                                                const std::vector<std::string>& paths) {
-  std::shared_ptr<jit::Graph> graph =
-      jit::toGraphFunction(module.get_method("forward").function()).graph()->copy();
+  std::shared_ptr<jit::Graph> graph = forward_graph(module);
   if (graph->outputs().size() != 1 || !graph->outputs()[0]->type()->cast<c10::TensorType>()) {
     throw UserError("the TorchScript model's forward must return one tensor of logits");
   }
@@ -174,8 +192,7 @@ std::vector<TorchScriptStage> torchscript_stages(const std::string& arch,
   // The direct children called once; when fewer than two give maps, their children too.
   std::vector<TorchScriptStage> stages;
   for (int depth = 1; depth <= 2; ++depth) {
-    std::shared_ptr<jit::Graph> graph =
-        jit::toGraphFunction(module.get_method("forward").function()).graph()->copy();
+    std::shared_ptr<jit::Graph> graph = forward_graph(module);
     if (depth == 2) {
       for (const auto& [path, node] : forward_calls(*graph)) inline_call(node);
     }

@@ -231,6 +231,11 @@ nlohmann::json run_erase(const EraseConfig& config) {
   DefenseSetup s = prepare_defense(dc);
 
   use_named_stages(s.model, config.groups, s.context);
+  if (s.model.model->group_names().empty()) {
+    throw UserError("--model " + dc.model +
+                    ": no attention groups (no submodule that forward calls once gives a 4-D map "
+                    "larger than 1x1); name them with --groups");
+  }
 
   defenses::NadOptions options;
   options.student = s.finetune;
