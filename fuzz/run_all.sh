@@ -16,7 +16,7 @@ seconds=${1:-600}
 shift || true
 build=${BUILD:-build-fuzz}
 all=(idx_fuzzer cifar10_fuzzer cifar100_fuzzer ppm_fuzzer image_fuzzer gtsrb_csv_fuzzer
-  tiny_imagenet_val_fuzzer torch_file_fuzzer)
+  tiny_imagenet_val_fuzzer torch_file_fuzzer torchscript_archive_fuzzer)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 
@@ -33,6 +33,7 @@ max_len() {
   case "$1" in
     cifar10_fuzzer | cifar100_fuzzer) echo 8192 ;;
     image_fuzzer | torch_file_fuzzer) echo 16384 ;;
+    torchscript_archive_fuzzer) echo 8192 ;;
     *) echo 4096 ;;
   esac
 }
