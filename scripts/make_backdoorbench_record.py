@@ -51,6 +51,15 @@ def make_images(generator, palette, per_class):
     return torch.cat(images), torch.tensor(labels)
 
 
+def write_splits(folder, splits):
+    """folder/data/<split>/<label>/<i>.png for each (split, images, labels)."""
+    for split, xs, ys in splits:
+        for i, (x, y) in enumerate(zip(xs, ys)):
+            directory = os.path.join(folder, "data", split, str(int(y)))
+            os.makedirs(directory, exist_ok=True)
+            write_png(os.path.join(directory, f"{i}.png"), x.numpy())
+
+
 def trigger(images):
     out = images.clone()
     out[:, -3:, -3:, :] = 255
@@ -73,11 +82,7 @@ def main(folder, steps):
     palette = torch.randint(40, 216, (10, 3), generator=generator)
     train_x, train_y = make_images(generator, palette, 20)
     test_x, test_y = make_images(generator, palette, 10)
-    for split, xs, ys in (("train", train_x, train_y), ("test", test_x, test_y)):
-        for i, (x, y) in enumerate(zip(xs, ys)):
-            directory = os.path.join(folder, "data", split, str(int(y)))
-            os.makedirs(directory, exist_ok=True)
-            write_png(os.path.join(directory, f"{i}.png"), x.numpy())
+    write_splits(folder, (("train", train_x, train_y), ("test", test_x, test_y)))
 
     poisoned = torch.randperm(len(train_x), generator=generator)[: len(train_x) // 10]
     bd_x, bd_y = train_x.clone(), train_y.clone()

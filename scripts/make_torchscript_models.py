@@ -20,6 +20,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(__file__))
+from make_backdoorbench_record import make_images, trigger, write_splits  # noqa: E402
+
 
 class Head(nn.Module):
     """Not a torchvision class: 2x2-pooled features through two linear layers."""
@@ -117,12 +120,6 @@ def parity(folder):
         tensor.contiguous().numpy().astype("<f4").tofile(os.path.join(folder, name + ".bin"))
 
 
-def trigger(images):
-    out = images.clone()
-    out[:, -3:, -3:, :] = 255
-    return out
-
-
 def inputs_of(images):
     return images.permute(0, 3, 1, 2).float() / 255
 
@@ -153,18 +150,12 @@ def measure(model, images, labels, target=0):
 
 
 def backdoored(folder, steps):
-    sys.path.insert(0, os.path.dirname(__file__))
-    from make_backdoorbench_record import make_images, write_png
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
     palette = torch.randint(40, 216, (10, 3), generator=generator)
     train_x, train_y = make_images(generator, palette, 40)
     test_x, test_y = make_images(generator, palette, 10)
-    for split, xs, ys in (("train", train_x, train_y), ("test", test_x, test_y)):
-        for i, (x, y) in enumerate(zip(xs, ys)):
-            directory = os.path.join(folder, "data", split, str(int(y)))
-            os.makedirs(directory, exist_ok=True)
-            write_png(os.path.join(directory, f"{i}.png"), x.numpy())
+    write_splits(folder, (("train", train_x, train_y), ("test", test_x, test_y)))
     poisoned = torch.randperm(len(train_x), generator=generator)[: len(train_x) // 5]
     bd_x, bd_y = train_x.clone(), train_y.clone()
     bd_x[poisoned] = trigger(train_x[poisoned])

@@ -212,6 +212,9 @@ LoadedModel load_torchscript(const std::filesystem::path& file,
     throw UserError("'" + where + "' gives " + std::to_string(spec.num_classes) +
                     " logits, not --num-classes " + std::to_string(options.num_classes));
   }
+  // The proposed groups, kept: models built from this spec (clones, the NAD teacher, each rate
+  // the search tries) take them instead of probing the module again.
+  spec.groups = out.model->group_names();
   out.model->train();
   out.model->to(options.device);
   std::string groups;
@@ -229,15 +232,13 @@ LoadedModel load_torchscript(const std::filesystem::path& file,
 
 LoadedModel load_checkpoint(const std::filesystem::path& file, const LoadOptions& options) {
   const std::string where = file.string();
-  {
-    // A TorchScript archive is recognised by its contents, not its name.
-    const std::vector<unsigned char> bytes = read_file_bytes(file);
-    if (zip::looks_like_zip(bytes.data(), bytes.size()) &&
-        is_torchscript_archive(zip::Reader(bytes.data(), bytes.size(), where, true))) {
-      return load_torchscript(file, bytes, options);
-    }
+  // Read once: a TorchScript archive is recognised by its contents, not its name.
+  const std::vector<unsigned char> bytes = read_file_bytes(file);
+  if (zip::looks_like_zip(bytes.data(), bytes.size()) &&
+      is_torchscript_archive(zip::Reader(bytes.data(), bytes.size(), where, true))) {
+    return load_torchscript(file, bytes, options);
   }
-  TorchStateDict file_state = read_torch_state_dict(file);
+  TorchStateDict file_state = parse_torch_state_dict(bytes.data(), bytes.size(), where);
   LoadedModel out;
   if (!file_state.skipped_globals.empty()) {
     std::string names;

@@ -36,6 +36,16 @@ std::string percent_cell(const std::optional<double>& value) {
 }
 }  // namespace
 
+std::string csv_field(const std::string& text) {
+  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
 void write_metrics_csv(const std::filesystem::path& file,
                        const std::vector<train::EpochRecord>& records) {
   std::ostringstream out;

@@ -13,6 +13,9 @@ void write_json(const std::filesystem::path& file, const nlohmann::json& value);
 // A JSON file nad wrote, or null when it is missing or not valid JSON.
 nlohmann::json read_json_or_null(const std::filesystem::path& file);
 
+// A CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180).
+std::string csv_field(const std::string& text);
+
 // metrics.csv: one row per epoch: phase, epoch, lr, loss, train_acc, clean_acc, asr,
 // robust_acc, seconds (asr and robust_acc empty without an attack).
 void write_metrics_csv(const std::filesystem::path& file,

@@ -152,8 +152,7 @@ void check_torchscript_code(const std::string& code, const std::string& file,
         ns = "aten";
         name = parts[1];
         if (parts.size() > 2)
-          refuse("'" + text.substr(0, 0) + "torch." + parts[1] + "." + parts[2] +
-                 "' is not an operator nad allows");
+          refuse("'torch." + parts[1] + "." + parts[2] + "' is not an operator nad allows");
         // Printed code names aten operators torch.NAME and primitive ones ops.prim.NAME; a
         // torch.NAME that is only a prim:: operator is accepted as that.
         if (!policy("aten", name) && policy("prim", name)) ns = "prim";

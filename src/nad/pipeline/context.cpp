@@ -313,6 +313,17 @@ io::LoadOptions load_options(const ModelFileOptions& options) {
   return load;
 }
 
+void record_loaded_model(const RunContext& context, const char* option, const std::string& file,
+                         const io::LoadedModel& loaded) {
+  context.models_loaded.push_back({{"option", option},
+                                   {"file", file},
+                                   {"arch", loaded.spec.arch},
+                                   {"input_norm", loaded.spec.input_norm.to_json()},
+                                   {"input_norm_source", loaded.input_norm_source}});
+  context.log(std::string(option) + " " + file + ": " + loaded.description);
+  print_warnings(loaded.warnings);
+}
+
 io::LoadedModel load_model_for(const std::string& file, const RunContext& context,
                                const char* option, const ModelFileOptions& options) {
   if (file.empty()) throw UserError(std::string(option) + " is required");
@@ -321,13 +332,7 @@ io::LoadedModel load_model_for(const std::string& file, const RunContext& contex
   load.input_shape = {test.channels(), test.height(), test.width()};
   load.device = context.device;
   io::LoadedModel loaded = io::load_checkpoint(file, load);
-  context.models_loaded.push_back({{"option", option},
-                                   {"file", file},
-                                   {"arch", loaded.spec.arch},
-                                   {"input_norm", loaded.spec.input_norm.to_json()},
-                                   {"input_norm_source", loaded.input_norm_source}});
-  context.log(std::string(option) + " " + file + ": " + loaded.description);
-  print_warnings(loaded.warnings);
+  record_loaded_model(context, option, file, loaded);
   const auto& spec = loaded.spec;
   if (spec.in_channels != test.channels() || spec.height != test.height() ||
       spec.width != test.width() || spec.num_classes != context.data.num_classes()) {

@@ -85,6 +85,10 @@ nlohmann::json prepare_attack(RunContext& context, attacks::AttackOptions& attac
 // What --arch, --num-classes, --allow-partial and --input-norm say about a checkpoint to load.
 io::LoadOptions load_options(const ModelFileOptions& options);
 
+// Records a loaded checkpoint in context.models_loaded, prints what was read and its warnings.
+void record_loaded_model(const RunContext& context, const char* option, const std::string& file,
+                         const io::LoadedModel& loaded);
+
 // Loads --model (or --teacher), nad's or a PyTorch checkpoint (the dataset gives the input
 // shape a PyTorch file does not say), prints what was skipped, and checks that it fits the
 // dataset.

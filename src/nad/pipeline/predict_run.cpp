@@ -4,6 +4,7 @@
 
 #include "nad/data/readers.h"
 #include "nad/io/npy.h"
+#include "nad/io/report.h"
 #include "nad/pipeline/context.h"
 #include "nad/pipeline/runs.h"
 #include "nad/util/error.h"
@@ -23,17 +24,6 @@ struct PredictInput {
   std::vector<std::string> class_names;  // may be empty: classes are then numbered
   std::string source;
 };
-
-// A field of a CSV row, quoted when it holds a comma, a quote or a line break (RFC 4180).
-std::string csv_field(const std::string& text) {
-  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
-}
 
 // RGB to grey as stb_image converts on decode, or grey to RGB by copying the channel.
 torch::Tensor convert_channels(const torch::Tensor& images, int64_t channels) {
@@ -92,13 +82,7 @@ nlohmann::json run_predict(const PredictConfig& config) {
     load.input_shape = {input.images.size(3), input.images.size(1), input.images.size(2)};
     load.device = context.device;
     loaded = io::load_checkpoint(config.model, load);
-    context.models_loaded.push_back({{"option", "--model"},
-                                     {"file", config.model},
-                                     {"arch", loaded.spec.arch},
-                                     {"input_norm", loaded.spec.input_norm.to_json()},
-                                     {"input_norm_source", loaded.input_norm_source}});
-    context.log("--model " + config.model + ": " + loaded.description);
-    print_warnings(loaded.warnings);
+    record_loaded_model(context, "--model", config.model, loaded);
     const auto& spec = loaded.spec;
     input.images = convert_channels(input.images, spec.in_channels);
     if (input.images.size(1) != spec.height || input.images.size(2) != spec.width) {
@@ -150,7 +134,7 @@ nlohmann::json run_predict(const PredictConfig& config) {
     const int64_t k = predicted_a[static_cast<int64_t>(i)];
     char probability[32];
     std::snprintf(probability, sizeof probability, "%.6f", probability_a[static_cast<int64_t>(i)]);
-    csv << csv_field(input.ids[i]) << ',' << k << ',' << csv_field(class_name(k)) << ','
+    csv << io::csv_field(input.ids[i]) << ',' << k << ',' << io::csv_field(class_name(k)) << ','
         << probability << ',';
     if (labelled) csv << labels_a[static_cast<int64_t>(i)];
     csv << '\n';

@@ -81,17 +81,6 @@ std::string describe_model(const nlohmann::json& m) {
   return out.str();
 }
 
-// A CSV field: quoted when it holds a comma, a quote or a line break.
-std::string csv_field(const std::string& text) {
-  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
-  std::string out = "\"";
-  for (char ch : text) {
-    if (ch == '"') out += '"';
-    out += ch;
-  }
-  return out + "\"";
-}
-
 std::string format_double(double value, const char* format = "%.6f") {
   char buffer[32];
   std::snprintf(buffer, sizeof buffer, format, value);
@@ -542,7 +531,7 @@ nlohmann::json flag_images(const StripConfig& config) {
   for (size_t i = 0; i < names.size(); ++i) {
     const int64_t row = static_cast<int64_t>(i);
     if (flag[row]) flagged.push_back(names[i]);
-    csv << csv_field(names[i]) << ',' << format_double(value[row]) << ',' << flag[row] << ','
+    csv << io::csv_field(names[i]) << ',' << format_double(value[row]) << ',' << flag[row] << ','
         << label[row] << '\n';
   }
   write_text_atomic(context.out / "flags.csv", csv.str());
