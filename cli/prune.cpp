@@ -18,6 +18,10 @@ void setup_prune(CLI::App& parent) {
       ->capture_default_str();
   app->add_option("--prune-ratio", config->prune_ratio, "largest fraction of channels pruned")
       ->capture_default_str();
+  app->add_option("--prune-layer", config->prune_layer,
+                  "prune this convolution or BatchNorm layer's output channels (a parameter path "
+                  "such as layer4.1.conv2; needed for TorchScript models; default: the last "
+                  "group's output)");
   app->add_option("--curve-points", config->curve_points,
                   "test-set measurements along the pruning path (prune_curve.csv)")
       ->capture_default_str();

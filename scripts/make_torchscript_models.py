@@ -7,10 +7,12 @@ custom_op.ts (an operator of a custom namespace, nad_test_ops).
 forward hooks, layer1.bin, layer2.bin, layer3.bin (float32, C order).
 `backdoored DIR STEPS`: BadNets (a 3x3 white square, bottom right, target 0) planted by
 PyTorch training in the same model on generated PNG data (DIR/data/{train,test}/<class>/),
-saved scripted as DIR/bd.ts; DIR/expected.json holds PyTorch's ACC and ASR.
+saved scripted as DIR/bd.ts (`backdoored DIR STEPS traced`: traced); DIR/expected.json holds
+PyTorch's ACC and ASR.
 `torchvision DIR`: torchvision's resnet18 (10 classes, BatchNorm statistics from a few random
 batches) as nad's model.pt (DIR/tv.pt, arch tv-resnet18) and scripted (DIR/tv.ts), same weights.
-`measure MODEL DATA`: a TorchScript model's ACC and ASR on DATA/test, as JSON on stdout.
+`measure MODEL DATA [LAYER]`: a TorchScript model's ACC and ASR on DATA/test, as JSON on stdout
+(with LAYER: also `zero_rows`, that layer's output channels whose weights are all zero).
 Used by nad's tests only; run with /usr/bin/python3."""
 import json
 import os
@@ -149,7 +151,7 @@ def measure(model, images, labels, target=0):
     return {"clean_acc": acc, "asr": asr}
 
 
-def backdoored(folder, steps):
+def backdoored(folder, steps, traced=False):
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
     palette = torch.randint(40, 216, (10, 3), generator=generator)
@@ -170,7 +172,11 @@ def backdoored(folder, steps):
         loss.backward()
         optimiser.step()
     model.eval()
-    torch.jit.script(model).save(os.path.join(folder, "bd.ts"))
+    if traced:
+        compiled = torch.jit.trace(model, inputs_of(test_x[:2]))
+    else:
+        compiled = torch.jit.script(model)
+    compiled.save(os.path.join(folder, "bd.ts"))
     expected = measure(model, test_x, test_y)
     with open(os.path.join(folder, "expected.json"), "w") as f:
         json.dump(expected, f)
@@ -183,7 +189,7 @@ if __name__ == "__main__":
     elif sys.argv[1] == "parity":
         parity(sys.argv[2])
     elif sys.argv[1] == "backdoored":
-        backdoored(sys.argv[2], int(sys.argv[3]))
+        backdoored(sys.argv[2], int(sys.argv[3]), len(sys.argv) > 4 and sys.argv[4] == "traced")
     elif sys.argv[1] == "torchvision":
         import torchvision
         torch.manual_seed(0)
@@ -199,6 +205,11 @@ if __name__ == "__main__":
     elif sys.argv[1] == "measure":
         model = torch.jit.load(sys.argv[2]).eval()
         images, labels = read_folder(os.path.join(sys.argv[3], "test"))
-        print(json.dumps(measure(model, images, labels)))
+        result = measure(model, images, labels)
+        if len(sys.argv) > 4:  # a layer: which of its output channels are all-zero rows
+            weights = dict(model.named_parameters())[sys.argv[4] + ".weight"]
+            rows = weights.detach().flatten(1).abs().sum(1)
+            result["zero_rows"] = [i for i, v in enumerate(rows.tolist()) if v == 0]
+        print(json.dumps(result))
     else:
         sys.exit("usage: make_torchscript_models.py archives|parity|backdoored|measure ...")

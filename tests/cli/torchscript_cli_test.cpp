@@ -2,6 +2,8 @@
 // TorchScript model that PyTorch loads and scores as nad does; unsafe archives are refused.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "support/cli.h"
 #include "support/python.h"
 #include "support/temp_dir.h"
@@ -56,6 +58,71 @@ TEST(TorchScriptCli, EraseCleansAPyTorchBackdooredModelAndHandsBackTorchScript) 
   const nlohmann::json pytorch = nlohmann::json::parse(output.substr(output.rfind('{')));
   EXPECT_NEAR(pytorch["asr"].get<double>(), after["asr"].get<double>(), 0.1);
   EXPECT_NEAR(pytorch["clean_acc"].get<double>(), after["clean_acc"].get<double>(), 0.1);
+}
+
+// A traced model (torch.jit.trace keeps the submodule calls): Fine-pruning by layer path, then
+// NAD with that pruned TorchScript model as the teacher.
+TEST(TorchScriptCli, PrunesATracedModelByLayerPathAndTeachesWithATorchScriptTeacher) {
+  if (!python_torch_available()) GTEST_SKIP() << "no /usr/bin/python3 with torch";
+  TempDir dir;
+  std::string output;
+  ASSERT_EQ(run_python_script("make_torchscript_models.py",
+                              "backdoored " + dir.path().string() + " 600 traced", &output),
+            0)
+      << output;
+  const nlohmann::json expected = read_json(dir / "expected.json");
+  ASSERT_GT(expected["asr"].get<double>(), 90.0) << "PyTorch did not plant the backdoor";
+  const std::string model = " --model " + (dir / "bd.ts").string();
+  const std::string data = " --dataset folder --data-dir " + (dir / "data").string() +
+                           " --attack badnets --trigger square --target 0 --threads 2" +
+                           " --clean-ratio 0.25";
+
+  // Without a layer, or with one that is not a convolution or BatchNorm: exit 2, naming them.
+  CommandResult no_layer = run_nad("prune" + data + model + " --out " + (dir / "p0").string());
+  EXPECT_EQ(no_layer.exit_code, 2) << no_layer.output;
+  EXPECT_NE(no_layer.output.find("--prune-layer"), std::string::npos) << no_layer.output;
+  EXPECT_NE(no_layer.output.find("layer3.0, layer3.1"), std::string::npos) << no_layer.output;
+  CommandResult head =
+      run_nad("prune" + data + model + " --prune-layer head.hidden --out " + (dir / "p1").string());
+  EXPECT_EQ(head.exit_code, 2) << head.output;
+  EXPECT_NE(head.output.find("--prune-layer head.hidden is not a convolution"), std::string::npos)
+      << head.output;
+
+  // layer3.0 is the last convolution (Sequential(conv, bn, relu)).
+  const auto pruned_dir = dir / "prune";
+  CommandResult prune =
+      run_nad("prune" + data + model + " --prune-layer layer3.0 --out " + pruned_dir.string());
+  ASSERT_EQ(prune.exit_code, 0) << prune.output;
+  const nlohmann::json summary = read_json(pruned_dir / "summary.json");
+  EXPECT_EQ(summary["layer"], "layer3.0");
+  EXPECT_EQ(summary["channels"], 64);
+  EXPECT_GT(summary["pruned_count"].get<int64_t>(), 0) << prune.output;
+  EXPECT_EQ(read_json(pruned_dir / "config.json")["prune_layer"], "layer3.0");
+  ASSERT_TRUE(fs::exists(pruned_dir / "model.ts"));
+  // PyTorch scores the pruned and finetuned model.ts as nad did, and its pruned channels are
+  // still zero after finetuning.
+  ASSERT_EQ(run_python_script("make_torchscript_models.py",
+                              "measure " + (pruned_dir / "model.ts").string() + " " +
+                                  (dir / "data").string() + " layer3.0",
+                              &output),
+            0)
+      << output;
+  const nlohmann::json pytorch = nlohmann::json::parse(output.substr(output.rfind('{')));
+  EXPECT_NEAR(pytorch["asr"].get<double>(), summary["after"]["asr"].get<double>(), 0.1);
+  EXPECT_NEAR(pytorch["clean_acc"].get<double>(), summary["after"]["clean_acc"].get<double>(), 0.1);
+  std::vector<int64_t> zero_rows = pytorch["zero_rows"].get<std::vector<int64_t>>();
+  std::vector<int64_t> pruned = summary["pruned_channels"].get<std::vector<int64_t>>();
+  std::sort(pruned.begin(), pruned.end());
+  EXPECT_EQ(zero_rows, pruned);
+
+  // NAD on the traced model with the pruned model.ts as its teacher (no teacher training).
+  CommandResult erase =
+      run_nad("erase" + data + model + " --teacher " + (pruned_dir / "model.ts").string() +
+              " --out " + (dir / "erase").string());
+  ASSERT_EQ(erase.exit_code, 0) << erase.output;
+  const nlohmann::json erased = read_json(dir / "erase" / "summary.json");
+  EXPECT_GT(erased["after"]["clean_acc"].get<double>(), 80.0) << erase.output;
+  EXPECT_TRUE(fs::exists(dir / "erase" / "model.ts"));
 }
 
 TEST(TorchScriptCli, UnsafeArchivesAreRefusedBeforeAnythingRuns) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "nad/data/augment.h"
+#include "nad/util/error.h"
 
 namespace nad::defenses {
 namespace {
@@ -45,6 +46,53 @@ TEST(Prune, MaskedModelMatchesZeroedChannels) {
   for (int64_t c = 0; c < 64; ++c) {
     const bool zero = w.select(1, c).eq(0).all().item<bool>();
     EXPECT_EQ(zero, !keep[c].item<bool>()) << c;
+  }
+}
+
+// --prune-layer's mask: zeroing a convolution's own rows and bias removes its output channels,
+// the same logits as zeroing them after the ReLU (relu(0) = 0).
+TEST(Prune, MaskOnALayersOwnRowsMatchesZeroedChannels) {
+  models::Classifier model = small_cnn();
+  model->eval();
+  torch::Tensor inputs = torch::rand({5, 1, 8, 8});
+  const std::vector<int64_t> dropped{1, 2, 40};
+  torch::NoGradGuard no_grad;
+  const torch::Tensor expected = logits_with_channels_zeroed(model, inputs, dropped);
+  torch::Tensor keep = torch::ones({64}, torch::kBool);
+  for (int64_t c : dropped) keep[c] = false;
+  apply_channel_mask(model, keep, {{"conv2.weight", 0}, {"conv2.bias", 0}});
+  EXPECT_TRUE(torch::allclose(model->forward(inputs).logits, expected, 1e-5, 1e-6));
+  auto p = model->named_parameters();
+  for (int64_t c = 0; c < 64; ++c) {
+    EXPECT_EQ(p["conv2.weight"][c].eq(0).all().item<bool>(), !keep[c].item<bool>()) << c;
+    EXPECT_EQ(p["conv2.bias"][c].item<float>() == 0, !keep[c].item<bool>()) << c;
+  }
+}
+
+// The default target is the last group; a named layer must be a convolution or BatchNorm, and
+// nad's own architectures cannot give a layer's output other than their groups'.
+TEST(Prune, TargetLayerIsCheckedAgainstTheModel) {
+  models::Classifier model = small_cnn();
+  const models::ModelSpec spec{"mnist-cnn", 1, 4, 8, 8};
+  const PruneTarget target = prune_target(model, spec, "");
+  EXPECT_EQ(target.layer, model->group_names().back());
+  ASSERT_EQ(target.weights.size(), 1u);
+  EXPECT_EQ(target.weights[0].name, "fc1.weight");
+  EXPECT_EQ(target.weights[0].axis, 1);
+  try {
+    prune_target(model, spec, "fc1");
+    FAIL() << "fc1 is not a convolution";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("--prune-layer fc1 is not a convolution"),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("conv1, conv2"), std::string::npos) << e.what();
+  }
+  try {
+    prune_target(model, spec, "conv1");
+    FAIL() << "mnist-cnn cannot expose conv1's output";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("prunes its last group"), std::string::npos) << e.what();
   }
 }
 

@@ -1,10 +1,12 @@
 #include "nad/defenses/prune.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <set>
 
 #include "nad/data/augment.h"
+#include "nad/models/torchscript.h"
 #include "nad/train/evaluate.h"
 #include "nad/util/compute.h"
 #include "nad/util/error.h"
@@ -28,18 +30,110 @@ torch::Tensor last_group_activation(const models::Classifier& model, const torch
   return sum / static_cast<double>(images.size(0));
 }
 
-void apply_channel_mask(const models::Classifier& model, const torch::Tensor& keep) {
+namespace {
+
+std::vector<ChannelWeight> last_group_consumers(const models::Classifier& model) {
+  std::vector<ChannelWeight> weights;
+  for (const std::string& name : model->group_consumers(model->group_names().size() - 1)) {
+    weights.push_back({name, 1});
+  }
+  return weights;
+}
+
+// Convolutions and BatchNorm layers of `model` by parameter path, in registration order.
+std::vector<std::string> prunable_layers(const models::Classifier& model) {
+  std::vector<std::string> layers;
+  const auto buffers = model->named_buffers();
+  for (const auto& p : model->named_parameters()) {
+    const std::string& name = p.key();
+    const std::string suffix = ".weight";
+    if (name.size() <= suffix.size() ||
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+      continue;
+    }
+    const std::string layer = name.substr(0, name.size() - suffix.size());
+    const bool conv = p.value().dim() == 4;
+    const bool batch_norm = p.value().dim() == 1 && buffers.find(layer + ".running_var");
+    if (conv || batch_norm) layers.push_back(layer);
+  }
+  return layers;
+}
+
+std::string list_tail(const std::vector<std::string>& names, size_t count) {
+  std::string out;
+  const size_t first = names.size() > count ? names.size() - count : 0;
+  if (first > 0) out = "..., ";
+  for (size_t i = first; i < names.size(); ++i) out += (i > first ? ", " : "") + names[i];
+  return out.empty() ? "(none)" : out;
+}
+
+}  // namespace
+
+PruneTarget prune_target(const models::Classifier& model, const models::ModelSpec& spec,
+                         const std::string& layer) {
+  PruneTarget target;
+  target.ranking_spec = spec;
+  const std::vector<std::string> layers = prunable_layers(model);
+  if (layer.empty()) {
+    if (models::is_torchscript_arch(spec.arch)) {
+      throw UserError(
+          "Fine-pruning a TorchScript model needs --prune-layer: the convolution or BatchNorm "
+          "layer whose output channels are pruned (the last ones: " +
+          list_tail(layers, 6) + ")");
+    }
+    target.layer = model->group_names().back();
+    target.weights = last_group_consumers(model);
+    return target;
+  }
+  if (std::find(layers.begin(), layers.end(), layer) == layers.end()) {
+    throw UserError("--prune-layer " + layer +
+                    " is not a convolution or BatchNorm layer of the model (the last ones: " +
+                    list_tail(layers, 6) + ")");
+  }
+  target.ranking_spec.groups = {layer};
+  std::vector<std::string> groups;
+  try {
+    groups = models::create_model(target.ranking_spec)->group_names();
+  } catch (const UserError&) {
+    groups.clear();  // a family whose groups are only its stages: answered below
+  }
+  if (groups.size() != 1 || groups[0] != layer) {
+    throw UserError(
+        "--prune-layer needs a model whose feature maps can be taken at any layer "
+        "(a TorchScript model); " +
+        spec.arch + " prunes its last group, " + model->group_names().back() +
+        " (leave --prune-layer out)");
+  }
+  target.layer = layer;
+  const auto parameters = model->named_parameters();
+  target.weights.push_back({layer + ".weight", 0});
+  if (parameters.find(layer + ".bias")) target.weights.push_back({layer + ".bias", 0});
+  return target;
+}
+
+void apply_channel_mask(const models::Classifier& model, const torch::Tensor& keep,
+                        const std::vector<ChannelWeight>& weights) {
   torch::NoGradGuard no_grad;
   const int64_t channels = keep.size(0);
   const auto parameters = model->named_parameters();
-  const size_t last = model->group_names().size() - 1;
-  for (const std::string& name : model->group_consumers(last)) {
-    const torch::Tensor* weight = parameters.find(name);
+  for (const ChannelWeight& item : weights) {
+    const torch::Tensor* weight = parameters.find(item.name);
     if (weight == nullptr) continue;
     torch::Tensor w = *weight;
-    torch::Tensor mask = keep.to(w.device(), w.scalar_type()).view({1, channels, 1});
-    w.view({w.size(0), channels, -1}).mul_(mask);
+    torch::Tensor mask = keep.to(w.device(), w.scalar_type());
+    if (item.axis == 0) {
+      // Broadcast over the other dimensions: a convolution's weight may be channels-last.
+      std::vector<int64_t> shape(w.dim(), 1);
+      shape[0] = channels;
+      w.mul_(mask.view(shape));
+    } else {
+      w.view({w.size(0), channels, -1}).mul_(mask.view({1, channels, 1}));
+    }
   }
+}
+
+void apply_channel_mask(const models::Classifier& model, const torch::Tensor& keep) {
+  apply_channel_mask(model, keep, last_group_consumers(model));
 }
 
 PruneResult prune_channels(const models::Classifier& model, const models::ModelSpec& spec,
@@ -52,11 +146,20 @@ PruneResult prune_channels(const models::Classifier& model, const models::ModelS
   }
   if (!(options.max_acc_drop >= 0)) throw UserError("--max-acc-drop must be >= 0");
   PruneResult result;
+  result.target = prune_target(model, spec, options.layer);
+  const std::vector<ChannelWeight>& weights = result.target.weights;
   result.model = models::clone_model(model, spec);
   result.model->to(device);
   const data::Dataset validation = clean.validation.to(device);
-  result.activation =
-      last_group_activation(result.model, clean.train.images, options.batch_size, device);
+  {
+    // The ranked feature map is the ranking model's last group (the model itself by default).
+    models::Classifier ranking = options.layer.empty()
+                                     ? result.model
+                                     : models::clone_model(model, result.target.ranking_spec);
+    ranking->to(device);
+    result.activation =
+        last_group_activation(ranking, clean.train.images, options.batch_size, device);
+  }
   const int64_t channels = result.activation.size(0);
   result.order = std::get<1>(result.activation.sort(/*stable=*/true, 0, false));
   result.keep = torch::ones({channels}, torch::kBool);
@@ -72,7 +175,7 @@ PruneResult prune_channels(const models::Classifier& model, const models::ModelS
   for (int64_t k = 1; k <= limit; ++k) {
     keep[result.order[k - 1].item<int64_t>()] = false;
     models::copy_weights(result.model, probe);
-    apply_channel_mask(probe, keep);
+    apply_channel_mask(probe, keep, weights);
     const double val_acc = train::accuracy(probe, validation, options.batch_size);
     if (result.baseline_val_acc - val_acc > options.max_acc_drop) break;
     result.path.push_back({k, static_cast<double>(k) / channels, val_acc, std::nullopt});
@@ -81,7 +184,7 @@ PruneResult prune_channels(const models::Classifier& model, const models::ModelS
   for (int64_t k = 0; k < result.pruned; ++k) {
     result.keep[result.order[k].item<int64_t>()] = false;
   }
-  apply_channel_mask(result.model, result.keep);
+  apply_channel_mask(result.model, result.keep, weights);
 
   // Test-set ACC / ASR at evenly spaced places along the accepted path.
   if (evaluate) {
@@ -96,7 +199,7 @@ PruneResult prune_channels(const models::Classifier& model, const models::ModelS
       if (point.pruned > 0) step_keep[result.order[point.pruned - 1].item<int64_t>()] = false;
       if (!places.count(point.pruned)) continue;
       models::copy_weights(model, probe);  // result.model is already fully pruned
-      apply_channel_mask(probe, step_keep);
+      apply_channel_mask(probe, step_keep, weights);
       point.test = evaluate(probe);
       if (log && point.test) {
         char line[160];

@@ -16,6 +16,10 @@ namespace nad::defenses {
 // A channel is pruned by zeroing every weight that reads it (the classifier's columns), so it
 // no longer reaches the logits; finetuning afterwards keeps those weights at zero.
 struct PruneOptions {
+  // A convolution or BatchNorm layer by parameter path ("layer4.1.conv2"): its output channels
+  // are ranked and pruned instead of the last group's, by zeroing the weights (and bias) that
+  // make them. Needs a model whose groups can be any submodule (TorchScript models).
+  std::string layer;
   double max_acc_drop = 10;  // points
   double prune_ratio = 0.9;  // largest fraction of channels pruned
   int curve_points = 11;     // test-set measurements along the pruning path
@@ -29,8 +33,30 @@ struct PrunePoint {
   std::optional<train::Metrics> test;  // measured at curve_points places
 };
 
+// The weights that carry one channel of the pruned feature map, each with the axis that runs
+// over those channels.
+struct ChannelWeight {
+  std::string name;
+  int64_t axis = 0;
+};
+
+// What is pruned: the last group's output (its consumers' columns are zeroed), or the output of
+// the convolution or BatchNorm layer `layer` (its own rows are zeroed).
+struct PruneTarget {
+  std::string layer;                   // the pruned feature map, for reports
+  std::vector<ChannelWeight> weights;  // zeroed per pruned channel
+  models::ModelSpec ranking_spec;      // builds a model whose last group is that feature map
+};
+
+// The target for `layer` (empty: the last group). A layer that is not a convolution or
+// BatchNorm of `model`, or a model that cannot expose its output, is a UserError listing the
+// convolutions and BatchNorm layers there are.
+PruneTarget prune_target(const models::Classifier& model, const models::ModelSpec& spec,
+                         const std::string& layer);
+
 struct PruneResult {
   models::Classifier model;  // the pruned copy, before finetuning
+  PruneTarget target;
   torch::Tensor activation;  // per channel, float64
   torch::Tensor order;       // channels from least to most active
   torch::Tensor keep;        // bool per channel: false = pruned
@@ -44,8 +70,11 @@ struct PruneResult {
 torch::Tensor last_group_activation(const models::Classifier& model, const torch::Tensor& images,
                                     int64_t batch_size, torch::Device device);
 
-// Zeroes the weights reading the last group's channels where `keep` (bool, one per channel) is
-// false. The logits then equal those of the model with those channels' outputs removed.
+// Zeroes the weights of `weights` along their channel axis where `keep` (bool, one per channel)
+// is false. The logits then equal those of the model with those channels' outputs removed.
+void apply_channel_mask(const models::Classifier& model, const torch::Tensor& keep,
+                        const std::vector<ChannelWeight>& weights);
+// The same for the last group's channels (the weights reading them).
 void apply_channel_mask(const models::Classifier& model, const torch::Tensor& keep);
 
 // Prunes a copy of `model` (never the original). `clean.validation` must not be empty.

@@ -240,6 +240,7 @@ struct TrojanTriggerConfig {
 // `nad prune`: Fine-pruning, then finetuning with the pruned channels held at zero.
 struct PruneConfig {
   DefenseConfig defense;
+  std::string prune_layer;  // empty: the last group's output
   double max_acc_drop = 10;
   double prune_ratio = 0.9;
   int curve_points = 11;

@@ -20,6 +20,7 @@ nlohmann::json run_prune(const PruneConfig& config) {
   config_json["max_acc_drop"] = config.max_acc_drop;
   config_json["prune_ratio"] = config.prune_ratio;
   config_json["curve_points"] = config.curve_points;
+  config_json["prune_layer"] = config.prune_layer;
   write_or_check_config(s.context, config_json);
 
   const auto& evaluator = *s.context.evaluator;
@@ -29,20 +30,22 @@ nlohmann::json run_prune(const PruneConfig& config) {
   options.max_acc_drop = config.max_acc_drop;
   options.prune_ratio = config.prune_ratio;
   options.curve_points = config.curve_points;
+  options.layer = config.prune_layer;
   options.batch_size = s.context.eval_batch_size;
   defenses::PruneResult pruned = defenses::prune_channels(s.model.model, s.model.spec, s.clean,
                                                           options, s.context.device, evaluate, log);
   const int64_t channels = pruned.keep.size(0);
   const train::Metrics after_pruning = evaluator(pruned.model);
+  const std::string& layer = pruned.target.layer;
   s.context.log("pruned " + std::to_string(pruned.pruned) + " of " + std::to_string(channels) +
-                " channels of " + s.model.model->group_names().back() + ": " +
-                after_pruning.summary());
+                " channels of " + layer + ": " + after_pruning.summary());
 
   // Finetune with the pruned channels' weights held at zero.
   const torch::Tensor keep = pruned.keep;
   s.finetune.train.label = "finetune";
-  s.finetune.train.after_step = [keep](const models::Classifier& m) {
-    defenses::apply_channel_mask(m, keep);
+  s.finetune.train.after_step = [keep,
+                                 weights = pruned.target.weights](const models::Classifier& m) {
+    defenses::apply_channel_mask(m, keep, weights);
   };
   defenses::FinetuneResult run =
       defenses::finetune(pruned.model, s.model.spec, s.clean, s.finetune, evaluate, {}, log);
@@ -77,7 +80,7 @@ nlohmann::json run_prune(const PruneConfig& config) {
   nlohmann::json summary = {{"before", s.before.to_json()},
                             {"pruned", after_pruning.to_json()},
                             {"after", after.to_json()},
-                            {"layer", s.model.model->group_names().back()},
+                            {"layer", layer},
                             {"channels", channels},
                             {"pruned_count", pruned.pruned},
                             {"pruned_channels", pruned_channels},
@@ -90,12 +93,11 @@ nlohmann::json run_prune(const PruneConfig& config) {
                             {"best_epoch", best_epoch_json(run)}};
   std::ostringstream report;
   report << "# nad prune (Fine-pruning)\n\nPruned " << pruned.pruned << " of " << channels
-         << " channels of `" << s.model.model->group_names().back() << "` of `"
-         << config.defense.model << "` (hold-out accuracy " << pruned.baseline_val_acc
-         << "% before, at most " << config.max_acc_drop << " points lost), then finetuned on "
-         << s.clean.indices.size(0) << " clean images for " << config.defense.epochs
-         << " epochs, lr " << lr_text(run) << ", in " << static_cast<int>(s.context.seconds())
-         << " s. The curve is in prune_curve.csv.\n\n"
+         << " channels of `" << layer << "` of `" << config.defense.model << "` (hold-out accuracy "
+         << pruned.baseline_val_acc << "% before, at most " << config.max_acc_drop
+         << " points lost), then finetuned on " << s.clean.indices.size(0) << " clean images for "
+         << config.defense.epochs << " epochs, lr " << lr_text(run) << ", in "
+         << static_cast<int>(s.context.seconds()) << " s. The curve is in prune_curve.csv.\n\n"
          << io::metrics_table(
                 {{"before", s.before}, {"pruned", after_pruning}, {"pruned + finetuned", after}});
   summary["verify"] = verify_cleaning(config.defense, s, run.model, report);
