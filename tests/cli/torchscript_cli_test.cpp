@@ -18,7 +18,7 @@ TEST(TorchScriptCli, EraseCleansAPyTorchBackdooredModelAndHandsBackTorchScript) 
   TempDir dir;
   std::string output;
   ASSERT_EQ(run_python_script("make_torchscript_models.py",
-                              "backdoored " + dir.path().string() + " 600", &output),
+                              "backdoored " + dir.path().string() + " 1000", &output),
             0)
       << output;
   const nlohmann::json expected = read_json(dir / "expected.json");
@@ -36,16 +36,14 @@ TEST(TorchScriptCli, EraseCleansAPyTorchBackdooredModelAndHandsBackTorchScript) 
   EXPECT_NEAR(before["asr"].get<double>(), expected["asr"].get<double>(), 0.1);
   EXPECT_NEAR(before["clean_acc"].get<double>(), expected["clean_acc"].get<double>(), 0.1);
 
-  // This fixture's backdoor survives finetuning (the teacher keeps ASR 100), so NAD needs strong
-  // attention weights here; at the defaults its ASR only fell to about 66 (issue 25's note).
+  // NAD at its defaults, with the groups named and a quarter of the training set as clean data.
   CommandResult erase = run_nad("erase" + data + " --model " + (dir / "bd.ts").string() +
-                                " --groups layer1,layer2,layer3 --clean-ratio 0.25 --lr 0.05 "
-                                "--beta 5000,5000,5000 --out " +
+                                " --groups layer1,layer2,layer3 --clean-ratio 0.25 --out " +
                                 (dir / "erase").string());
   ASSERT_EQ(erase.exit_code, 0) << erase.output;
   const nlohmann::json after = read_json(dir / "erase" / "summary.json")["after"];
-  EXPECT_LT(after["asr"].get<double>(), 50.0) << erase.output;
-  EXPECT_GT(after["clean_acc"].get<double>(), 80.0) << erase.output;
+  EXPECT_LT(after["asr"].get<double>(), 5.0) << erase.output;
+  EXPECT_GT(after["clean_acc"].get<double>(), 95.0) << erase.output;
   ASSERT_TRUE(fs::exists(dir / "erase" / "model.ts"));
 
   // PyTorch loads the cleaned model.ts and scores it as nad did.
@@ -67,7 +65,7 @@ TEST(TorchScriptCli, PrunesATracedModelByLayerPathAndTeachesWithATorchScriptTeac
   TempDir dir;
   std::string output;
   ASSERT_EQ(run_python_script("make_torchscript_models.py",
-                              "backdoored " + dir.path().string() + " 600 traced", &output),
+                              "backdoored " + dir.path().string() + " 1000 traced", &output),
             0)
       << output;
   const nlohmann::json expected = read_json(dir / "expected.json");
@@ -75,7 +73,7 @@ TEST(TorchScriptCli, PrunesATracedModelByLayerPathAndTeachesWithATorchScriptTeac
   const std::string model = " --model " + (dir / "bd.ts").string();
   const std::string data = " --dataset folder --data-dir " + (dir / "data").string() +
                            " --attack badnets --trigger square --target 0 --threads 2" +
-                           " --clean-ratio 0.25";
+                           " --clean-ratio 0.25 --epochs 5";
 
   // Without a layer, or with one that is not a convolution or BatchNorm: exit 2, naming them.
   CommandResult no_layer = run_nad("prune" + data + model + " --out " + (dir / "p0").string());
