@@ -5,6 +5,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "defense_registry.h"
 #include "nad/data/dataset.h"
 #include "nad/io/report.h"
 #include "nad/pipeline/context.h"
@@ -89,8 +90,11 @@ void add_resume_option(CLI::App& app, pipeline::CommonConfig& config) {
 }
 
 bool is_resumable_command(const std::string& name) {
-  return name == "train" || name == "finetune" || name == "erase" || name == "prune" ||
-         name == "mcr" || name == "table" || name == "scan";
+  if (name == "train" || name == "table" || name == "scan") return true;
+  for (const auto& defense : defense_registry()) {
+    if (defense.info.name == name) return defense.info.resumable;
+  }
+  return false;
 }
 
 std::vector<std::string> expand_resume(const std::vector<std::string>& args) {

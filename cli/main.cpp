@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "common.h"
+#include "defense_registry.h"
 #include "nad/dist/process_group.h"
 #include "nad/pipeline/context.h"
 #include "nad/util/error.h"
@@ -18,10 +19,7 @@ int main(int argc, char** argv) {
   nad::cli::setup_train(app);
   nad::cli::setup_eval(app);
   nad::cli::setup_predict(app);
-  nad::cli::setup_finetune(app);
-  nad::cli::setup_erase(app);
-  nad::cli::setup_prune(app);
-  nad::cli::setup_mcr(app);
+  for (const auto& defense : nad::cli::defense_registry()) defense.setup(app);
   nad::cli::setup_attention(app);
   nad::cli::setup_scan(app);
   nad::cli::setup_table(app);

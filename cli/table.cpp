@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "common.h"
+#include "defense_registry.h"
 #include "nad/pipeline/runs.h"
 #include "nad/util/error.h"
 #include "nad/util/stop.h"
@@ -58,6 +59,7 @@ void setup_table(CLI::App& parent) {
       "run a grid of datasets x attacks x defenses from an experiment file and write the paper's "
       "comparison table (resumable: finished cells are kept)");
   auto config = std::make_shared<pipeline::TableConfig>();
+  config->defenses = defense_infos();
   app->add_option("--config", config->config_file,
                   "experiment file, e.g. experiments/smoke.json (required unless --resume)");
   app->add_option("--out", config->out,

@@ -198,8 +198,18 @@ struct AttentionConfig {
 };
 
 // `nad table`: a grid of datasets x attacks x defenses from an experiment file.
+// A defense as the CLI's defense registry (cli/defense_registry.cpp) describes it to the table.
+struct DefenseInfo {
+  std::string name;   // the subcommand, e.g. "erase"
+  std::string title;  // the table's default column name, e.g. "NAD"
+  // Data-free defenses (clp) get no clean subset, no shared defense options and no --lr.
+  bool uses_clean_data = true;
+  bool resumable = true;
+};
+
 struct TableConfig {
-  std::string config_file;  // experiments/*.json
+  std::string config_file;            // experiments/*.json
+  std::vector<DefenseInfo> defenses;  // the defenses an experiment may name
   std::string out;
   std::string resume;    // --resume DIR: out = DIR, config from DIR/experiment.json unless given
   std::string data_dir;  // overrides every dataset's data_dir (configs with one dataset)

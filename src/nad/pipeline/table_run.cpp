@@ -42,8 +42,9 @@ struct AttackSpec {
 
 struct DefenseSpec {
   std::string name;     // the column, e.g. "NAD"
-  std::string command;  // finetune | prune | mcr | erase
+  std::string command;  // a registered defense: finetune, prune, mcr, erase, ...
   std::vector<std::string> options;
+  bool uses_clean_data = true;
 };
 
 struct TableSpec {
@@ -100,13 +101,8 @@ std::string string_of(const json& object, const char* key, const std::string& wh
   return object[key].get<std::string>();
 }
 
-const std::map<std::string, std::string>& default_defense_names() {
-  static const std::map<std::string, std::string> names = {
-      {"finetune", "Finetuning"}, {"prune", "Fine-pruning"}, {"mcr", "MCR"}, {"erase", "NAD"}};
-  return names;
-}
-
-TableSpec parse_spec(const json& j, const std::string& file, const std::string& data_dir) {
+TableSpec parse_spec(const json& j, const std::string& file, const std::string& data_dir,
+                     const std::vector<DefenseInfo>& known_defenses) {
   if (!j.is_object()) throw UserError(file + ": the experiment must be a JSON object");
   for (const auto& [key, value] : j.items()) {
     static const std::vector<std::string> known = {
@@ -201,12 +197,17 @@ TableSpec parse_spec(const json& j, const std::string& file, const std::string& 
       throw UserError(where + " must be a command or an object");
     }
     if (defense.command == "nad") defense.command = "erase";
-    const auto& names = default_defense_names();
-    if (names.count(defense.command) == 0) {
-      throw UserError(where + ": command '" + defense.command +
-                      "' is not a defense (finetune, prune, mcr, erase)");
+    const auto known =
+        std::find_if(known_defenses.begin(), known_defenses.end(),
+                     [&](const DefenseInfo& info) { return info.name == defense.command; });
+    if (known == known_defenses.end()) {
+      std::string names;
+      for (const auto& info : known_defenses) names += (names.empty() ? "" : ", ") + info.name;
+      throw UserError(where + ": command '" + defense.command + "' is not a defense (" + names +
+                      ")");
     }
-    if (defense.name.empty()) defense.name = names.at(defense.command);
+    if (defense.name.empty()) defense.name = known->title;
+    defense.uses_clean_data = known->uses_clean_data;
     for (const auto& other : spec.defenses) {
       if (other.name == defense.name) {
         throw UserError(where + ": two defenses are named '" + defense.name +
@@ -484,7 +485,7 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
   } catch (const json::exception& e) {
     throw UserError(config.config_file + ": not valid JSON (" + e.what() + ")");
   }
-  TableSpec spec = parse_spec(raw, config.config_file, config.data_dir);
+  TableSpec spec = parse_spec(raw, config.config_file, config.data_dir, config.defenses);
   if (!config.attacks.empty()) {
     std::vector<AttackSpec> chosen;
     for (const auto& name : config.attacks) {
@@ -825,8 +826,8 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
       for (const DefenseSpec* defense_ptr : order) {
         const DefenseSpec& defense = *defense_ptr;
         const fs::path dir = attack_dir / slug(defense.name);
-        const bool takes_shared_lr =
-            lr_source && &defense != lr_source && searches_lr(spec, defense);
+        const bool takes_shared_lr = lr_source && &defense != lr_source &&
+                                     defense.uses_clean_data && searches_lr(spec, defense);
         if (takes_shared_lr && !shared_lr) {
           ++index;
           row["defenses"][defense.name] = {{"folder", fs::relative(dir, out).string()},
@@ -838,8 +839,11 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
         std::vector<std::string> args{defense.command};
         args.insert(args.end(), common.begin(), common.end());
         args.insert(args.end(), measure.begin(), measure.end());
-        args.insert(args.end(), {"--model", model, "--clean-indices", indices.string()});
-        args.insert(args.end(), spec.defense_options.begin(), spec.defense_options.end());
+        args.insert(args.end(), {"--model", model});
+        if (defense.uses_clean_data) {
+          args.insert(args.end(), {"--clean-indices", indices.string()});
+          args.insert(args.end(), spec.defense_options.begin(), spec.defense_options.end());
+        }
         args.insert(args.end(), defense.options.begin(), defense.options.end());
         if (takes_shared_lr) {
           char lr[32];

@@ -1,0 +1,26 @@
+#include "defense_registry.h"
+
+#include "common.h"
+
+namespace nad::cli {
+
+const std::vector<DefenseEntry>& defense_registry() {
+  // name, table column, uses clean data, resumable; subcommand setup.
+  static const std::vector<DefenseEntry> registry = {
+      {{"finetune", "Finetuning", true, true}, setup_finetune},
+      {{"prune", "Fine-pruning", true, true}, setup_prune},
+      {{"mcr", "MCR", true, true}, setup_mcr},
+      {{"erase", "NAD", true, true}, setup_erase},
+      {{"clp", "CLP", false, false}, setup_clp},
+      {{"fst", "FST", true, true}, setup_fst},
+  };
+  return registry;
+}
+
+std::vector<pipeline::DefenseInfo> defense_infos() {
+  std::vector<pipeline::DefenseInfo> infos;
+  for (const auto& entry : defense_registry()) infos.push_back(entry.info);
+  return infos;
+}
+
+}  // namespace nad::cli
