@@ -11,6 +11,8 @@ saved scripted as DIR/bd.ts (`backdoored DIR STEPS traced`: traced); DIR/expecte
 PyTorch's ACC and ASR.
 `torchvision DIR`: torchvision's resnet18 (10 classes, BatchNorm statistics from a few random
 batches) as nad's model.pt (DIR/tv.pt, arch tv-resnet18) and scripted (DIR/tv.ts), same weights.
+`compare-logits MODEL IMAGES PREDICT_DIR`: the largest difference between PyTorch's logits of
+MODEL on the PNG files of IMAGES and those `nad predict --images IMAGES --logits` wrote.
 `measure MODEL DATA [LAYER]`: a TorchScript model's ACC and ASR on DATA/test, as JSON on stdout
 (with LAYER: also `zero_rows`, that layer's output channels whose weights are all zero).
 Used by nad's tests only; run with /usr/bin/python3."""
@@ -126,21 +128,40 @@ def inputs_of(images):
     return images.permute(0, 3, 1, 2).float() / 255
 
 
+def read_png(path):
+    """An RGB PNG written by write_png (one IDAT, filter 0) as H x W x 3 uint8."""
+    import zlib
+    with open(path, "rb") as f:
+        data = f.read()
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    idat = data[data.index(b"IDAT") + 4:]
+    raw = zlib.decompress(idat[:int.from_bytes(data[data.index(b"IDAT") - 4:data.index(b"IDAT")], "big")])
+    rows = [raw[r * (width * 3 + 1) + 1:(r + 1) * (width * 3 + 1)] for r in range(height)]
+    return torch.frombuffer(bytearray(b"".join(rows)), dtype=torch.uint8).view(height, width, 3)
+
+
 def read_folder(root):
     """DIR/<class>/*.png written by write_png: images N x H x W x 3 uint8 and labels."""
-    import zlib
     images, labels = [], []
     for label in sorted(os.listdir(root), key=int):
         for name in sorted(os.listdir(os.path.join(root, label))):
-            with open(os.path.join(root, label, name), "rb") as f:
-                data = f.read()
-            width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-            idat = data[data.index(b"IDAT") + 4:]
-            raw = zlib.decompress(idat[:int.from_bytes(data[data.index(b"IDAT") - 4:data.index(b"IDAT")], "big")])
-            rows = [raw[r * (width * 3 + 1) + 1:(r + 1) * (width * 3 + 1)] for r in range(height)]
-            images.append(torch.frombuffer(bytearray(b"".join(rows)), dtype=torch.uint8).view(height, width, 3))
+            images.append(read_png(os.path.join(root, label, name)))
             labels.append(int(label))
     return torch.stack(images), torch.tensor(labels)
+
+
+def compare_logits(model_file, images_dir, predict_dir):
+    """Largest |PyTorch logit - nad's| over the images of `nad predict --images DIR --logits`."""
+    import csv
+    import numpy
+    model = torch.jit.load(model_file).eval()
+    with open(os.path.join(predict_dir, "predictions.csv")) as f:
+        files = [row["file"] for row in csv.DictReader(f)]
+    nad_logits = torch.from_numpy(numpy.load(os.path.join(predict_dir, "logits.npy")))
+    images = torch.stack([read_png(os.path.join(images_dir, name)) for name in files])
+    with torch.no_grad():
+        logits = model(inputs_of(images))
+    return {"images": len(files), "max_abs_diff": (logits - nad_logits).abs().max().item()}
 
 
 def measure(model, images, labels, target=0):
@@ -204,6 +225,8 @@ if __name__ == "__main__":
         torch.save({"arch": "tv-resnet18", "num_classes": 10, "input_shape": [3, 32, 32],
                     "state_dict": model.state_dict()}, os.path.join(sys.argv[2], "tv.pt"))
         torch.jit.script(model).save(os.path.join(sys.argv[2], "tv.ts"))
+    elif sys.argv[1] == "compare-logits":
+        print(json.dumps(compare_logits(sys.argv[2], sys.argv[3], sys.argv[4])))
     elif sys.argv[1] == "measure":
         model = torch.jit.load(sys.argv[2]).eval()
         images, labels = read_folder(os.path.join(sys.argv[3], "test"))

@@ -56,6 +56,22 @@ TEST(TorchScriptCli, EraseCleansAPyTorchBackdooredModelAndHandsBackTorchScript) 
   const nlohmann::json pytorch = nlohmann::json::parse(output.substr(output.rfind('{')));
   EXPECT_NEAR(pytorch["asr"].get<double>(), after["asr"].get<double>(), 0.1);
   EXPECT_NEAR(pytorch["clean_acc"].get<double>(), after["clean_acc"].get<double>(), 0.1);
+
+  // ... and gives nad's logits, image by image (nad predict --logits, fp32).
+  const auto images = dir / "data" / "test" / "3";
+  CommandResult predict = run_nad(
+      "predict --model " + (dir / "erase" / "model.ts").string() + " --images " + images.string() +
+      " --logits --precision fp32 --quiet --out " + (dir / "predict").string());
+  ASSERT_EQ(predict.exit_code, 0) << predict.output;
+  ASSERT_EQ(run_python_script("make_torchscript_models.py",
+                              "compare-logits " + (dir / "erase" / "model.ts").string() + " " +
+                                  images.string() + " " + (dir / "predict").string(),
+                              &output),
+            0)
+      << output;
+  const nlohmann::json logits = nlohmann::json::parse(output.substr(output.rfind('{')));
+  EXPECT_EQ(logits["images"], 50);
+  EXPECT_LT(logits["max_abs_diff"].get<double>(), 1e-4) << output;
 }
 
 // A traced model (torch.jit.trace keeps the submodule calls): Fine-pruning by layer path, then
