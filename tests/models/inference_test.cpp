@@ -47,6 +47,39 @@ TEST(InferencePath, ConvThenBatchNormEqualsTheTwoLayers) {
   EXPECT_THROW(conv_then_batch_norm(*conv, *bn, x, 1), std::logic_error);
 }
 
+// The folded weights are kept between calls, and made again whenever a source changes: an
+// in-place write to the convolution or the BatchNorm, weights copied in, a move to another
+// memory format, or another module at the same place.
+TEST(InferencePath, FoldedWeightsFollowEveryChangeOfTheirSources) {
+  torch::manual_seed(5);
+  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(3, 4, 3).padding(1).bias(false));
+  BatchNorm2d bn(4);
+  randomise_batch_norms(*bn);
+  bn->eval();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor x = torch::randn({2, 3, 6, 6});
+  auto expect_two_layers = [&](const char* what) {
+    EXPECT_TRUE(torch::allclose(conv_then_batch_norm(*conv, *bn, x, 1),
+                                bn->forward(conv->forward(x)), 1e-5, 1e-5))
+        << what;
+  };
+  expect_two_layers("first call");
+  expect_two_layers("second call (kept)");
+  conv->weight.mul_(2);
+  expect_two_layers("conv weight written in place");
+  bn->running_var.add_(1);
+  expect_two_layers("running variance written in place");
+  bn->bias.sub_(0.25);
+  expect_two_layers("bias written in place");
+  torch::nn::Conv2d other(torch::nn::Conv2dOptions(3, 4, 3).padding(1).bias(false));
+  conv->weight.copy_(other->weight);
+  expect_two_layers("weights copied in");
+  conv->weight.set_data(conv->weight.data().contiguous(at::MemoryFormat::ChannelsLast));
+  expect_two_layers("channels-last");
+  conv->weight.unsafeGetTensorImpl()->bump_version();  // as after a distributed broadcast
+  expect_two_layers("version raised");
+}
+
 TEST(InferencePath, TakenOnlyInEvaluationWithoutGradients) {
   InferencePathSwitch restore;
   Classifier model = create_model({"wrn-16-1", 3, 10, 32, 32});

@@ -295,6 +295,11 @@ void broadcast_module(torch::nn::Module& module) {
   for (const auto& p : module.parameters()) tensors.push_back(p.data());
   for (const auto& b : module.buffers()) tensors.push_back(b);
   broadcast_from_main(tensors);
+  // The backend wrote the values without autograd's version counters seeing it; raise them, so
+  // that what is derived from the weights and keyed on their version (the inference path's
+  // folded convolutions) is made again.
+  for (const auto& p : module.parameters()) p.unsafeGetTensorImpl()->bump_version();
+  for (const auto& b : module.buffers()) b.unsafeGetTensorImpl()->bump_version();
 }
 
 namespace {
