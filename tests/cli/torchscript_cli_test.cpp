@@ -13,16 +13,29 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// PyTorch plants BadNets in the fixture model on generated data (`extra`: "" scripted,
+// " traced"), in dir/bd.ts with dir/data; fails the test unless the backdoor took.
+void make_backdoored_model(const TempDir& dir, const std::string& extra) {
+  std::string output;
+  ASSERT_EQ(run_python_script("make_torchscript_models.py",
+                              "backdoored " + dir.path().string() + " 1000" + extra, &output),
+            0)
+      << output;
+  ASSERT_GT(read_json(dir / "expected.json")["asr"].get<double>(), 90.0)
+      << "PyTorch did not plant the backdoor";
+}
+
+// The JSON object a fixture script printed last.
+nlohmann::json last_json(const std::string& output) {
+  return nlohmann::json::parse(output.substr(output.rfind('{')));
+}
+
 TEST(TorchScriptCli, EraseCleansAPyTorchBackdooredModelAndHandsBackTorchScript) {
   if (!python_torch_available()) GTEST_SKIP() << "no /usr/bin/python3 with torch";
   TempDir dir;
-  std::string output;
-  ASSERT_EQ(run_python_script("make_torchscript_models.py",
-                              "backdoored " + dir.path().string() + " 1000", &output),
-            0)
-      << output;
+  ASSERT_NO_FATAL_FAILURE(make_backdoored_model(dir, ""));
   const nlohmann::json expected = read_json(dir / "expected.json");
-  ASSERT_GT(expected["asr"].get<double>(), 90.0) << "PyTorch did not plant the backdoor";
+  std::string output;
   const std::string data = " --dataset folder --data-dir " + (dir / "data").string() +
                            " --attack badnets --trigger square --target 0 --threads 2";
 
@@ -53,7 +66,7 @@ TEST(TorchScriptCli, EraseCleansAPyTorchBackdooredModelAndHandsBackTorchScript) 
                 &output),
             0)
       << output;
-  const nlohmann::json pytorch = nlohmann::json::parse(output.substr(output.rfind('{')));
+  const nlohmann::json pytorch = last_json(output);
   EXPECT_NEAR(pytorch["asr"].get<double>(), after["asr"].get<double>(), 0.1);
   EXPECT_NEAR(pytorch["clean_acc"].get<double>(), after["clean_acc"].get<double>(), 0.1);
 
@@ -69,7 +82,7 @@ TEST(TorchScriptCli, EraseCleansAPyTorchBackdooredModelAndHandsBackTorchScript) 
                               &output),
             0)
       << output;
-  const nlohmann::json logits = nlohmann::json::parse(output.substr(output.rfind('{')));
+  const nlohmann::json logits = last_json(output);
   EXPECT_EQ(logits["images"], 50);
   EXPECT_LT(logits["max_abs_diff"].get<double>(), 1e-4) << output;
 }
@@ -79,13 +92,8 @@ TEST(TorchScriptCli, EraseCleansAPyTorchBackdooredModelAndHandsBackTorchScript) 
 TEST(TorchScriptCli, PrunesATracedModelByLayerPathAndTeachesWithATorchScriptTeacher) {
   if (!python_torch_available()) GTEST_SKIP() << "no /usr/bin/python3 with torch";
   TempDir dir;
+  ASSERT_NO_FATAL_FAILURE(make_backdoored_model(dir, " traced"));
   std::string output;
-  ASSERT_EQ(run_python_script("make_torchscript_models.py",
-                              "backdoored " + dir.path().string() + " 1000 traced", &output),
-            0)
-      << output;
-  const nlohmann::json expected = read_json(dir / "expected.json");
-  ASSERT_GT(expected["asr"].get<double>(), 90.0) << "PyTorch did not plant the backdoor";
   const std::string model = " --model " + (dir / "bd.ts").string();
   const std::string data = " --dataset folder --data-dir " + (dir / "data").string() +
                            " --attack badnets --trigger square --target 0 --threads 2" +
@@ -121,7 +129,7 @@ TEST(TorchScriptCli, PrunesATracedModelByLayerPathAndTeachesWithATorchScriptTeac
                               &output),
             0)
       << output;
-  const nlohmann::json pytorch = nlohmann::json::parse(output.substr(output.rfind('{')));
+  const nlohmann::json pytorch = last_json(output);
   EXPECT_NEAR(pytorch["asr"].get<double>(), summary["after"]["asr"].get<double>(), 0.1);
   EXPECT_NEAR(pytorch["clean_acc"].get<double>(), summary["after"]["clean_acc"].get<double>(), 0.1);
   std::vector<int64_t> zero_rows = pytorch["zero_rows"].get<std::vector<int64_t>>();

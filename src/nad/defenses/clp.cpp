@@ -1,5 +1,6 @@
 #include "nad/defenses/clp.h"
 
+#include "nad/models/layers.h"
 #include "nad/util/error.h"
 
 namespace nad::defenses {
@@ -28,23 +29,17 @@ ClpResult clp_prune(const models::Classifier& model, const models::ModelSpec& sp
   torch::NoGradGuard no_grad;
   const auto parameters = result.model->named_parameters();
   const auto buffers = result.model->named_buffers();
-  const std::string suffix = ".weight";
   std::string conv;  // the convolution registered last so far
-  for (const auto& item : parameters) {
-    const std::string& name = item.key();
-    if (name.size() <= suffix.size() ||
-        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
-      continue;
-    }
-    const std::string layer = name.substr(0, name.size() - suffix.size());
-    const torch::Tensor& weight = item.value();
-    if (weight.dim() == 4) {
+  for (const auto& item : models::weighted_layers(result.model)) {
+    const std::string& layer = item.path;
+    if (item.kind == models::LayerKind::kConvolution) {
       conv = layer;
       continue;
     }
-    const torch::Tensor* running_var = buffers.find(layer + ".running_var");
-    if (weight.dim() != 1 || running_var == nullptr) continue;
-    const torch::Tensor* conv_weight = conv.empty() ? nullptr : parameters.find(conv + suffix);
+    if (item.kind != models::LayerKind::kBatchNorm) continue;
+    const torch::Tensor& weight = parameters[layer + ".weight"];
+    const torch::Tensor& running_var = buffers[layer + ".running_var"];
+    const torch::Tensor* conv_weight = conv.empty() ? nullptr : parameters.find(conv + ".weight");
     if (conv_weight == nullptr || conv_weight->size(0) != weight.size(0)) {
       result.skipped.push_back(layer);
       continue;
@@ -52,7 +47,7 @@ ClpResult clp_prune(const models::Classifier& model, const models::ModelSpec& sp
     ClpLayer out;
     out.batch_norm = layer;
     out.conv = conv;
-    out.bounds = channel_lipschitz_bounds(*conv_weight, weight, *running_var);
+    out.bounds = channel_lipschitz_bounds(*conv_weight, weight, running_var);
     out.threshold =
         (out.bounds.mean() + options.u * out.bounds.std(/*unbiased=*/true)).item<double>();
     const torch::Tensor flagged = torch::nonzero(out.bounds > out.threshold).flatten();

@@ -2,19 +2,18 @@
 
 #include <cmath>
 
+#include "nad/models/layers.h"
 #include "nad/util/error.h"
 
 namespace nad::defenses {
 
 std::string classifier_layer(const models::Classifier& model, int64_t num_classes) {
   std::string layer;
-  const std::string suffix = ".weight";
-  for (const auto& item : model->named_parameters()) {
-    const std::string& name = item.key();
-    if (item.value().dim() == 2 && item.value().size(0) == num_classes &&
-        name.size() > suffix.size() &&
-        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
-      layer = name.substr(0, name.size() - suffix.size());
+  const auto parameters = model->named_parameters();
+  for (const auto& item : models::weighted_layers(model)) {
+    if (item.kind == models::LayerKind::kLinear &&
+        parameters[item.path + ".weight"].size(0) == num_classes) {
+      layer = item.path;
     }
   }
   if (layer.empty()) {

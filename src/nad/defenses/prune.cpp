@@ -6,6 +6,7 @@
 #include <set>
 
 #include "nad/data/augment.h"
+#include "nad/models/layers.h"
 #include "nad/models/torchscript.h"
 #include "nad/train/evaluate.h"
 #include "nad/util/compute.h"
@@ -43,18 +44,11 @@ std::vector<ChannelWeight> last_group_consumers(const models::Classifier& model)
 // Convolutions and BatchNorm layers of `model` by parameter path, in registration order.
 std::vector<std::string> prunable_layers(const models::Classifier& model) {
   std::vector<std::string> layers;
-  const auto buffers = model->named_buffers();
-  for (const auto& p : model->named_parameters()) {
-    const std::string& name = p.key();
-    const std::string suffix = ".weight";
-    if (name.size() <= suffix.size() ||
-        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
-      continue;
+  for (const auto& layer : models::weighted_layers(model)) {
+    if (layer.kind == models::LayerKind::kConvolution ||
+        layer.kind == models::LayerKind::kBatchNorm) {
+      layers.push_back(layer.path);
     }
-    const std::string layer = name.substr(0, name.size() - suffix.size());
-    const bool conv = p.value().dim() == 4;
-    const bool batch_norm = p.value().dim() == 1 && buffers.find(layer + ".running_var");
-    if (conv || batch_norm) layers.push_back(layer);
   }
   return layers;
 }
@@ -72,7 +66,6 @@ std::string list_tail(const std::vector<std::string>& names, size_t count) {
 PruneTarget prune_target(const models::Classifier& model, const models::ModelSpec& spec,
                          const std::string& layer) {
   PruneTarget target;
-  target.ranking_spec = spec;
   const std::vector<std::string> layers = prunable_layers(model);
   if (layer.empty()) {
     if (models::is_torchscript_arch(spec.arch)) {
@@ -90,10 +83,12 @@ PruneTarget prune_target(const models::Classifier& model, const models::ModelSpe
                     " is not a convolution or BatchNorm layer of the model (the last ones: " +
                     list_tail(layers, 6) + ")");
   }
-  target.ranking_spec.groups = {layer};
+  models::ModelSpec ranking_spec = spec;
+  ranking_spec.groups = {layer};
   std::vector<std::string> groups;
   try {
-    groups = models::create_model(target.ranking_spec)->group_names();
+    target.ranking = models::clone_model(model, ranking_spec);
+    groups = target.ranking->group_names();
   } catch (const UserError&) {
     groups.clear();  // a family whose groups are only its stages: answered below
   }
@@ -151,15 +146,11 @@ PruneResult prune_channels(const models::Classifier& model, const models::ModelS
   result.model = models::clone_model(model, spec);
   result.model->to(device);
   const data::Dataset validation = clean.validation.to(device);
-  {
-    // The ranked feature map is the ranking model's last group (the model itself by default).
-    models::Classifier ranking = options.layer.empty()
-                                     ? result.model
-                                     : models::clone_model(model, result.target.ranking_spec);
-    ranking->to(device);
-    result.activation =
-        last_group_activation(ranking, clean.train.images, options.batch_size, device);
-  }
+  // The ranked feature map is the ranking model's last group (the model itself by default).
+  result.activation =
+      last_group_activation(result.target.ranking ? result.target.ranking : result.model,
+                            clean.train.images, options.batch_size, device);
+  result.target.ranking = nullptr;  // done with it
   const int64_t channels = result.activation.size(0);
   result.order = std::get<1>(result.activation.sort(/*stable=*/true, 0, false));
   result.keep = torch::ones({channels}, torch::kBool);

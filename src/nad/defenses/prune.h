@@ -45,7 +45,8 @@ struct ChannelWeight {
 struct PruneTarget {
   std::string layer;                   // the pruned feature map, for reports
   std::vector<ChannelWeight> weights;  // zeroed per pruned channel
-  models::ModelSpec ranking_spec;      // builds a model whose last group is that feature map
+  // A copy of the model whose last group is that layer's output (null for the last group).
+  models::Classifier ranking;
 };
 
 // The target for `layer` (empty: the last group). A layer that is not a convolution or

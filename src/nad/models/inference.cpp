@@ -1,6 +1,7 @@
 #include "nad/models/inference.h"
 
 #include <atomic>
+#include <iterator>
 #include <stdexcept>
 #include <unordered_map>
 #include <vector>
@@ -60,36 +61,34 @@ std::vector<torch::Tensor> fold_sources(const torch::nn::Conv2dImpl& conv,
 
 torch::Tensor conv_then_batch_norm(const torch::nn::Conv2dImpl& conv, const BatchNorm2dImpl& bn,
                                    const torch::Tensor& input, int64_t padding) {
-  // Per thread: the split evaluation runs one model copy's batches on each thread.
+  // The condition under which bn.inference_affine() exists, checked before the cache is used.
   if (bn.is_training() || !bn.options.track_running_stats()) {
     throw std::logic_error("conv_then_batch_norm: BatchNorm not in evaluation mode");
   }
+  // Per thread: the split evaluation runs one model copy's batches on each thread.
   thread_local std::unordered_map<const void*, Fold> folds;
+  const void* key = conv.weight.unsafeGetTensorImpl();
   const std::vector<torch::Tensor> sources = fold_sources(conv, bn);
-  Fold& fold = folds[conv.weight.unsafeGetTensorImpl()];
-  bool fresh = fold.sources.size() == sources.size();
-  for (size_t i = 0; fresh && i < sources.size(); ++i) fresh = fold.sources[i].matches(sources[i]);
+  Fold* fold = &folds[key];
+  bool fresh = fold->sources.size() == sources.size();
+  for (size_t i = 0; fresh && i < sources.size(); ++i) fresh = fold->sources[i].matches(sources[i]);
   if (!fresh) {
-    // Models come and go (a search's clones, a teacher): drop the folds of freed ones.
+    // Models come and go (a search's clones, a teacher): drop the folds of freed ones (the
+    // entry under `key` may be one, left by a freed convolution at the same address).
     for (auto it = folds.begin(); it != folds.end();) {
       it = !it->second.sources.empty() && it->second.sources[0].tensor.expired() ? folds.erase(it)
                                                                                  : std::next(it);
     }
-    const auto affine = bn.inference_affine();
-    if (!affine) throw std::logic_error("conv_then_batch_norm: BatchNorm not in evaluation mode");
-    const auto& [scale, shift] = *affine;
-    Fold made;
-    made.weight = conv.weight * scale.view({-1, 1, 1, 1}).to(conv.weight.dtype());
+    fold = &folds[key];
+    const auto [scale, shift] = *bn.inference_affine();
+    fold->weight = conv.weight * scale.view({-1, 1, 1, 1}).to(conv.weight.dtype());
     torch::Tensor bias = shift;
     if (conv.bias.defined()) bias = bias + conv.bias.to(torch::kFloat) * scale;
-    made.bias = bias.to(conv.weight.dtype());
-    for (const auto& t : sources) made.sources.emplace_back(t);
-    Fold& slot = folds[conv.weight.unsafeGetTensorImpl()];
-    slot = std::move(made);
-    return torch::conv2d(input, slot.weight, slot.bias, conv.options.stride(), padding,
-                         conv.options.dilation(), conv.options.groups());
+    fold->bias = bias.to(conv.weight.dtype());
+    fold->sources.clear();
+    for (const auto& t : sources) fold->sources.emplace_back(t);
   }
-  return torch::conv2d(input, fold.weight, fold.bias, conv.options.stride(), padding,
+  return torch::conv2d(input, fold->weight, fold->bias, conv.options.stride(), padding,
                        conv.options.dilation(), conv.options.groups());
 }
 
