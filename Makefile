@@ -9,7 +9,7 @@ ifneq ($(TORCH_PREFIX),)
 CMAKE_ARGS += -DCMAKE_PREFIX_PATH=$(TORCH_PREFIX)
 endif
 
-.PHONY: all setup build test test-gpu demo format clean
+.PHONY: all setup build build-nad test test-gpu demo format clean
 
 all: build
 
@@ -22,11 +22,15 @@ $(BUILD_DIR)/CMakeCache.txt:
 build: setup $(BUILD_DIR)/CMakeCache.txt
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
+# The demo needs only the binary, not the test suite (most of a first build's time).
+build-nad: setup $(BUILD_DIR)/CMakeCache.txt
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target nad
+
 test: build
 	@scripts/setup.sh test
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 
-demo: build
+demo: build-nad
 	$(BUILD_DIR)/nad demo --out demo-out
 
 format:

@@ -63,6 +63,9 @@ void setup_scan(CLI::App& app);
 void setup_strip(CLI::App& app);
 void setup_clp(CLI::App& app);
 void setup_fst(CLI::App& app);
+void setup_anp(CLI::App& app);
+void setup_ibau(CLI::App& app);
+void setup_inspect_data(CLI::App& app);
 
 // The exit code of a command that finished without error: 0 unless it set another (strip: 1
 // when it flagged an image; scan --fail-if-flagged: 1 when a class is flagged).

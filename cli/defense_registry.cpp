@@ -5,14 +5,16 @@
 namespace nad::cli {
 
 const std::vector<DefenseEntry>& defense_registry() {
-  // name, table column, uses clean data, resumable; subcommand setup.
+  // name, table column, uses clean data, finetunes with SGD, resumable; subcommand setup.
   static const std::vector<DefenseEntry> registry = {
       {{"finetune", "Finetuning", true, true}, setup_finetune},
       {{"prune", "Fine-pruning", true, true}, setup_prune},
       {{"mcr", "MCR", true, true}, setup_mcr},
       {{"erase", "NAD", true, true}, setup_erase},
-      {{"clp", "CLP", false, false}, setup_clp},
+      {{"clp", "CLP", false, false, false}, setup_clp},
       {{"fst", "FST", true, true}, setup_fst},
+      {{"anp", "ANP", true, false, true}, setup_anp},
+      {{"ibau", "I-BAU", true, false, true}, setup_ibau},
   };
   return registry;
 }

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   nad::cli::setup_poison(app);
   nad::cli::setup_trojan_trigger(app);
   nad::cli::setup_strip(app);
+  nad::cli::setup_inspect_data(app);
   nad::cli::setup_launch(app);
   // Ctrl-C and SIGTERM: the running step finishes, the state is saved, then the run stops.
   nad::install_stop_handlers();

@@ -145,6 +145,28 @@ TEST(TorchScriptCli, PrunesATracedModelByLayerPathAndTeachesWithATorchScriptTeac
   const nlohmann::json erased = read_json(dir / "erase" / "summary.json");
   EXPECT_GT(erased["after"]["clean_acc"].get<double>(), 80.0) << erase.output;
   EXPECT_TRUE(fs::exists(dir / "erase" / "model.ts"));
+
+  // ANP masks the scripted BatchNorms through their attributes and hands back a model.ts that
+  // PyTorch scores as nad did; I-BAU trains the TorchScript model through second derivatives.
+  const std::string no_epochs = data.substr(0, data.rfind(" --epochs"));
+  CommandResult anp = run_nad("anp" + no_epochs + model +
+                              " --anp-iterations 30 --anp-rounds 1 --anp-prune-by fraction "
+                              "--anp-prune-fraction 0.05 --out " +
+                              (dir / "anp").string());
+  ASSERT_EQ(anp.exit_code, 0) << anp.output;
+  const nlohmann::json masked = read_json(dir / "anp" / "summary.json");
+  EXPECT_GT(masked["pruned_count"].get<int64_t>(), 0) << anp.output;
+  ASSERT_EQ(run_python_script(
+                "make_torchscript_models.py",
+                "measure " + (dir / "anp" / "model.ts").string() + " " + (dir / "data").string(),
+                &output),
+            0)
+      << output;
+  EXPECT_NEAR(last_json(output)["asr"].get<double>(), masked["after"]["asr"].get<double>(), 0.1);
+  CommandResult ibau =
+      run_nad("ibau" + no_epochs + model + " --ibau-rounds 1 --out " + (dir / "ibau").string());
+  ASSERT_EQ(ibau.exit_code, 0) << ibau.output;
+  EXPECT_TRUE(fs::exists(dir / "ibau" / "model.ts"));
 }
 
 TEST(TorchScriptCli, UnsafeArchivesAreRefusedBeforeAnythingRuns) {

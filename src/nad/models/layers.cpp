@@ -1,5 +1,11 @@
 #include "nad/models/layers.h"
 
+#include <sstream>
+
+#include "nad/models/batch_norm.h"
+#include "nad/models/torchscript.h"
+#include "nad/util/error.h"
+
 namespace nad::models {
 
 std::vector<WeightedLayer> weighted_layers(const Classifier& model) {
@@ -26,5 +32,55 @@ std::vector<WeightedLayer> weighted_layers(const Classifier& model) {
   }
   return layers;
 }
+
+}  // namespace nad::models
+
+namespace nad::models {
+
+BatchNormAffineOverride::BatchNormAffineOverride(const Classifier& model, const std::string& path)
+    : path_(path) {
+  if (auto* scripted = dynamic_cast<TorchScriptClassifierImpl*>(model.get())) {
+    torch::jit::Module module = scripted->module();
+    std::string part;
+    std::istringstream parts(path);
+    while (std::getline(parts, part, '.')) {
+      if (!module.hasattr(part) || !module.attr(part).isModule()) {
+        throw UserError("no BatchNorm layer " + path + " in the TorchScript model");
+      }
+      module = module.attr(part).toModule();
+    }
+    if (!module.hasattr("weight") || !module.attr("weight").isTensor() || !module.hasattr("bias") ||
+        !module.attr("bias").isTensor() || !module.hasattr("running_var")) {
+      throw UserError(path + " is not an affine BatchNorm layer");
+    }
+    weight_ = module.attr("weight").toTensor();
+    bias_ = module.attr("bias").toTensor();
+    assign_ = [module](const torch::Tensor& w, const torch::Tensor& b) mutable {
+      module.setattr("weight", w);
+      module.setattr("bias", b);
+    };
+  } else {
+    std::shared_ptr<BatchNorm2dImpl> bn;
+    for (const auto& item : model->named_modules()) {
+      if (item.key() == path) bn = std::dynamic_pointer_cast<BatchNorm2dImpl>(item.value());
+    }
+    if (!bn) throw UserError(path + " is not a BatchNorm layer of the model");
+    if (!bn->options.affine()) throw UserError(path + " is a BatchNorm layer without weights");
+    weight_ = bn->weight;
+    bias_ = bn->bias;
+    assign_ = [bn](const torch::Tensor& w, const torch::Tensor& b) {
+      bn->weight = w;
+      bn->bias = b;
+    };
+  }
+}
+
+BatchNormAffineOverride::~BatchNormAffineOverride() { restore(); }
+
+void BatchNormAffineOverride::set(const torch::Tensor& weight, const torch::Tensor& bias) {
+  assign_(weight, bias);
+}
+
+void BatchNormAffineOverride::restore() { assign_(weight_, bias_); }
 
 }  // namespace nad::models

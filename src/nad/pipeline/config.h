@@ -204,6 +204,9 @@ struct DefenseInfo {
   std::string title;  // the table's default column name, e.g. "NAD"
   // Data-free defenses (clp) get no clean subset, no shared defense options and no --lr.
   bool uses_clean_data = true;
+  // Whether the defense finetunes with SGD: only those take the table's shared finetuning options
+  // (defense_options) and its shared --lr; the others (anp) get the clean subset alone.
+  bool finetunes = true;
   bool resumable = true;
 };
 

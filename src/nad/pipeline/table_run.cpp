@@ -45,6 +45,7 @@ struct DefenseSpec {
   std::string command;  // a registered defense: finetune, prune, mcr, erase, ...
   std::vector<std::string> options;
   bool uses_clean_data = true;
+  bool finetunes = true;  // takes defense_options and the shared rate
 };
 
 struct TableSpec {
@@ -208,6 +209,7 @@ TableSpec parse_spec(const json& j, const std::string& file, const std::string& 
     }
     if (defense.name.empty()) defense.name = known->title;
     defense.uses_clean_data = known->uses_clean_data;
+    defense.finetunes = known->finetunes;
     for (const auto& other : spec.defenses) {
       if (other.name == defense.name) {
         throw UserError(where + ": two defenses are named '" + defense.name +
@@ -826,7 +828,7 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
       for (const DefenseSpec* defense_ptr : order) {
         const DefenseSpec& defense = *defense_ptr;
         const fs::path dir = attack_dir / slug(defense.name);
-        const bool takes_shared_lr = lr_source && &defense != lr_source &&
+        const bool takes_shared_lr = lr_source && &defense != lr_source && defense.finetunes &&
                                      defense.uses_clean_data && searches_lr(spec, defense);
         if (takes_shared_lr && !shared_lr) {
           ++index;
@@ -842,7 +844,9 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
         args.insert(args.end(), {"--model", model});
         if (defense.uses_clean_data) {
           args.insert(args.end(), {"--clean-indices", indices.string()});
-          args.insert(args.end(), spec.defense_options.begin(), spec.defense_options.end());
+          if (defense.finetunes) {
+            args.insert(args.end(), spec.defense_options.begin(), spec.defense_options.end());
+          }
         }
         args.insert(args.end(), defense.options.begin(), defense.options.end());
         if (takes_shared_lr) {

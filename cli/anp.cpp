@@ -1,0 +1,73 @@
+#include <memory>
+
+#include "common.h"
+#include "nad/pipeline/anp_run.h"
+
+namespace nad::cli {
+
+void setup_anp(CLI::App& parent) {
+  auto* app = parent.add_subcommand(
+      "anp",
+      "Adversarial Neuron Pruning (Wu & Wang 2021): learn a mask on every BatchNorm neuron on "
+      "the clean subset so that the model stays right under adversarial perturbations of its "
+      "neurons, then prune the neurons whose mask falls to --anp-threshold (no finetuning)");
+  auto config = std::make_shared<pipeline::AnpConfig>();
+  pipeline::DefenseConfig& d = config->defense;
+  // The authors' data: batches of 128 with random crop and flip, no Cutout. No rate is searched
+  // (the masks' SGD rate is --anp-mask-lr), so nothing of the clean subset is held out.
+  d.lr = "0.2";
+  d.batch_size = 128;
+  d.augment = pipeline::AugmentConfig{};
+  auto label_mode = std::make_shared<std::string>("all2one");
+  add_common_options(*app, d.common);
+  add_clean_dir_options(*app, d.common);
+  add_resume_option(*app, d.common);
+  add_attack_options(*app, d.common.attack, *label_mode);
+  add_triggered_test_option(*app, d.common);
+  app->add_option("--model", d.model,
+                  "checkpoint to clean: nad's model.pt, a torch.save file or a TorchScript model")
+      ->required();
+  add_model_file_options(*app, d.model_options);
+  app->add_option("--clean-ratio", d.clean_ratio,
+                  "fraction of the clean training set the defender has")
+      ->capture_default_str();
+  app->add_option("--clean-indices", d.clean_indices,
+                  "use the clean subset of an earlier run (its clean_indices.txt)");
+  app->add_option("--batch-size", d.batch_size, "batch size of the mask optimisation")
+      ->capture_default_str();
+  add_augment_options(*app, d.augment);
+  defenses::AnpOptions& a = config->anp;
+  app->add_option("--anp-eps", a.eps, "bound of the multiplicative neuron perturbations")
+      ->capture_default_str();
+  app->add_option("--anp-steps", a.steps, "signed-gradient steps of the perturbation per batch")
+      ->capture_default_str();
+  app->add_option("--anp-alpha", a.alpha,
+                  "weight of the unperturbed loss (1 - alpha: the perturbed one)")
+      ->capture_default_str();
+  app->add_option("--anp-iterations", a.iterations, "mask updates (batches)")
+      ->capture_default_str();
+  app->add_option("--anp-rounds", a.rounds,
+                  "measure the masked model (and save the state) after each of this many parts")
+      ->capture_default_str();
+  app->add_option("--anp-mask-lr", a.mask_lr, "SGD rate of the masks (momentum 0.9)")
+      ->capture_default_str();
+  app->add_option("--anp-prune-by", config->prune_by,
+                  "threshold: prune every neuron whose mask is at most --anp-threshold; "
+                  "fraction: the --anp-prune-fraction of all neurons with the lowest masks")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"threshold", "fraction"}));
+  app->add_option("--anp-threshold", a.threshold, "mask value at or below which a neuron goes")
+      ->capture_default_str();
+  app->add_option("--anp-prune-fraction", a.fraction, "share of all neurons pruned by fraction")
+      ->capture_default_str();
+  app->add_flag("--verify", d.verify,
+                "scan the model before and after with Neural Cleanse (no attack knowledge; "
+                "out/scan-before, out/scan-after)");
+  add_scan_options(*app, d.verify_scan, "--scan-");
+  app->callback([config, label_mode] {
+    finish_attack_options(config->defense.common.attack, *label_mode);
+    pipeline::run_anp(*config);
+  });
+}
+
+}  // namespace nad::cli

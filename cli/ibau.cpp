@@ -1,0 +1,63 @@
+#include <memory>
+
+#include "common.h"
+#include "nad/pipeline/ibau_run.h"
+
+namespace nad::cli {
+
+void setup_ibau(CLI::App& parent) {
+  auto* app = parent.add_subcommand(
+      "ibau",
+      "Implicit Backdoor Adversarial Unlearning (Zeng et al. 2022): alternately find a "
+      "universal perturbation that flips the model's predictions on the clean subset and train "
+      "the model to resist it, through the implicit hypergradient");
+  auto config = std::make_shared<pipeline::IbauConfig>();
+  pipeline::DefenseConfig& d = config->defense;
+  // The authors' defaults: batches of 100 of unaugmented clean images, Adam at 0.001.
+  d.lr = "0.001";
+  d.batch_size = 100;
+  auto label_mode = std::make_shared<std::string>("all2one");
+  add_common_options(*app, d.common);
+  add_clean_dir_options(*app, d.common);
+  add_resume_option(*app, d.common);
+  add_attack_options(*app, d.common.attack, *label_mode);
+  add_triggered_test_option(*app, d.common);
+  app->add_option("--model", d.model,
+                  "checkpoint to clean: nad's model.pt, a torch.save file or a TorchScript model")
+      ->required();
+  add_model_file_options(*app, d.model_options);
+  app->add_option("--clean-ratio", d.clean_ratio,
+                  "fraction of the clean training set the defender has")
+      ->capture_default_str();
+  app->add_option("--clean-indices", d.clean_indices,
+                  "use the clean subset of an earlier run (its clean_indices.txt)");
+  app->add_option("--batch-size", d.batch_size, "batch size")->capture_default_str();
+  app->add_option("--lr", d.lr, "Adam's learning rate for the model")->capture_default_str();
+  defenses::IbauOptions& o = config->ibau;
+  app->add_option("--ibau-rounds", o.rounds, "rounds of perturbation and unlearning")
+      ->capture_default_str();
+  app->add_option("--ibau-k", o.fixed_point_steps,
+                  "fixed-point steps of the implicit hypergradient")
+      ->capture_default_str();
+  app->add_option("--ibau-inner-lr", o.inner_lr, "gradient step of the inner fixed-point map")
+      ->capture_default_str();
+  app->add_option("--ibau-perturbation-lr", o.perturbation_lr,
+                  "SGD rate of the universal perturbation")
+      ->capture_default_str();
+  app->add_option("--ibau-radius", o.perturbation_radius,
+                  "L2 norm the perturbation is projected to at most")
+      ->capture_default_str();
+  app->add_option("--ibau-portion", o.portion,
+                  "share of each unlearning batch that carries the perturbation")
+      ->capture_default_str();
+  app->add_flag("--verify", d.verify,
+                "scan the model before and after with Neural Cleanse (no attack knowledge; "
+                "out/scan-before, out/scan-after)");
+  add_scan_options(*app, d.verify_scan, "--scan-");
+  app->callback([config, label_mode] {
+    finish_attack_options(config->defense.common.attack, *label_mode);
+    pipeline::run_ibau(*config);
+  });
+}
+
+}  // namespace nad::cli

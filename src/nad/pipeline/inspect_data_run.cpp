@@ -1,0 +1,145 @@
+#include "nad/pipeline/inspect_data_run.h"
+
+#include <sstream>
+
+#include "nad/defenses/data_inspection.h"
+#include "nad/io/report.h"
+#include "nad/pipeline/context.h"
+#include "nad/util/compute.h"
+#include "nad/util/error.h"
+#include "nad/util/files.h"
+
+namespace nad::pipeline {
+
+namespace {
+
+// The model's deep features of every image: its deepest attention group's output averaged over
+// space (the representation its classifier reads, before the last normalisation and pooling).
+torch::Tensor deep_features(const models::Classifier& model, const torch::Tensor& images,
+                            torch::Device device, int64_t batch_size) {
+  torch::NoGradGuard no_grad;
+  model->eval();
+  std::vector<torch::Tensor> parts;
+  for (int64_t begin = 0; begin < images.size(0); begin += batch_size) {
+    const torch::Tensor batch =
+        to_memory_format(data::to_input(images.slice(0, begin, begin + batch_size).to(device)));
+    AutocastScope autocast(device);
+    const models::ModelOutput out = model->forward(batch);
+    if (out.features.empty()) throw UserError("the model has no feature groups to inspect");
+    const torch::Tensor& deepest = out.features.back();
+    parts.push_back((deepest.dim() == 4 ? deepest.mean({2, 3}) : deepest.flatten(1))
+                        .to(torch::kCPU, torch::kFloat));
+  }
+  return torch::cat(parts);
+}
+
+}  // namespace
+
+nlohmann::json run_inspect_data(const InspectDataConfig& config) {
+  if (config.method != "spectral" && config.method != "clustering" && config.method != "both") {
+    throw UserError("--method must be spectral, clustering or both, not '" + config.method + "'");
+  }
+  if (!(config.expected_poison_rate > 0 && config.expected_poison_rate <= 1)) {
+    throw UserError("--expected-poison-rate must be in (0, 1]");
+  }
+  if (!(config.size_threshold > 0 && config.size_threshold < 1)) {
+    throw UserError("--size-threshold must be in (0, 1)");
+  }
+  if (config.components < 1) throw UserError("--components must be at least 1");
+  if (!config.poisoned_indices.empty())
+    check_model_file(config.poisoned_indices, "--poisoned-indices");
+  RunContext context = open_run(config.common);
+  if (!context.attack)
+    throw UserError("nad inspect-data needs --attack: the training set to inspect");
+  io::LoadedModel loaded = load_model_for(config.model, context, "--model", config.model_options);
+  const nlohmann::json config_json = {{"command", "inspect-data"},
+                                      {"common", config.common.to_json()},
+                                      {"model", config.model},
+                                      {"model_options", config.model_options.to_json()},
+                                      {"method", config.method},
+                                      {"expected_poison_rate", config.expected_poison_rate},
+                                      {"size_threshold", config.size_threshold},
+                                      {"components", config.components},
+                                      {"poisoned_indices", config.poisoned_indices}};
+  write_or_check_config(context, config_json);
+
+  const attacks::PoisonedSet poisoned =
+      context.attack->poison(context.data.train, config.common.seed);
+  const int64_t rows = poisoned.data.size();
+  const torch::Tensor known = config.poisoned_indices.empty()
+                                  ? poisoned.indices
+                                  : defenses::read_indices(config.poisoned_indices, rows);
+  context.log("training set: " + std::to_string(rows) + " images, " +
+              std::to_string(known.size(0)) + " of them poisoned (" +
+              (config.poisoned_indices.empty() ? "by this run's attack" : config.poisoned_indices) +
+              ")");
+  const torch::Tensor features =
+      deep_features(loaded.model, poisoned.data.images, context.device, context.eval_batch_size);
+  const torch::Tensor labels = poisoned.data.labels.cpu();
+  context.log("features: " + std::to_string(features.size(1)) + " per image");
+
+  std::vector<defenses::InspectionResult> results;
+  if (config.method != "clustering") {
+    results.push_back(defenses::spectral_signatures(features, labels, config.expected_poison_rate));
+  }
+  if (config.method != "spectral") {
+    results.push_back(defenses::activation_clustering(features, labels, config.common.seed,
+                                                      config.components, config.size_threshold));
+  }
+  nlohmann::json methods = nlohmann::json::object();
+  std::ostringstream report;
+  report << "# nad inspect-data\n\nThe training set of `" << config.common.attack.name << "` ("
+         << rows << " images, " << known.size(0) << " poisoned), inspected with the deep "
+         << "features of `" << config.model << "`.\n\n| method | suspects | TPR % | FPR % |\n"
+         << "|---|---:|---:|---:|\n";
+  for (const auto& r : results) {
+    const defenses::DetectionRates rates = defenses::detection_rates(r.suspects, known, rows);
+    std::ostringstream lines;
+    for (const int64_t row : r.suspects) lines << row << '\n';
+    write_text_atomic(context.out / ("suspects-" + r.method + ".txt"), lines.str());
+    // Per class, how many of its rows are known to be poisoned and how many of those were
+    // flagged: where a method finds the poison, and where it only removes clean images.
+    torch::Tensor is_poisoned = torch::zeros({rows}, torch::kBool);
+    is_poisoned.index_fill_(0, known.to(torch::kLong), true);
+    torch::Tensor is_suspect = torch::zeros({rows}, torch::kBool);
+    if (!r.suspects.empty()) is_suspect.index_fill_(0, torch::tensor(r.suspects), true);
+    nlohmann::json classes = nlohmann::json::array();
+    for (const auto& c : r.classes) {
+      const torch::Tensor in_class = labels == c.label;
+      nlohmann::json entry = {
+          {"label", c.label},
+          {"size", c.size},
+          {"poisoned", (in_class & is_poisoned).sum().item<int64_t>()},
+          {"suspects", c.suspects},
+          {"poisoned_suspects", (in_class & is_poisoned & is_suspect).sum().item<int64_t>()},
+          {r.method == "spectral" ? "top_singular_value" : "smaller_cluster_share", c.statistic}};
+      if (r.method == "clustering") {
+        // The smaller cluster whether or not it was under the size threshold.
+        entry["poisoned_in_smaller_cluster"] =
+            (in_class & is_poisoned & (r.scores > 0)).sum().item<int64_t>();
+      }
+      classes.push_back(entry);
+    }
+    methods[r.method] = {{"suspects", static_cast<int64_t>(r.suspects.size())},
+                         {"suspects_file", "suspects-" + r.method + ".txt"},
+                         {"true_positives", rates.true_positives},
+                         {"false_positives", rates.false_positives},
+                         {"tpr", rates.tpr},
+                         {"fpr", rates.fpr},
+                         {"classes", classes}};
+    report << "| " << r.method << " | " << r.suspects.size() << " | " << rates.tpr << " | "
+           << rates.fpr << " |\n";
+    context.log(r.method + ": " + std::to_string(r.suspects.size()) + " suspects, TPR " +
+                std::to_string(rates.tpr).substr(0, 5) + "%, FPR " +
+                std::to_string(rates.fpr).substr(0, 5) + "%");
+  }
+  const nlohmann::json summary = {{"images", rows},
+                                  {"poisoned", known.size(0)},
+                                  {"features", features.size(1)},
+                                  {"methods", methods},
+                                  {"seconds", context.seconds()}};
+  write_run_files(context, config_json, summary, {}, report.str());
+  return summary;
+}
+
+}  // namespace nad::pipeline
