@@ -49,10 +49,13 @@ TEST(TorchScriptCli, EraseCleansAPyTorchBackdooredModelAndHandsBackTorchScript) 
   EXPECT_NEAR(before["asr"].get<double>(), expected["asr"].get<double>(), 0.1);
   EXPECT_NEAR(before["clean_acc"].get<double>(), expected["clean_acc"].get<double>(), 0.1);
 
-  // NAD at its defaults, with the groups named and a quarter of the training set as clean data.
-  CommandResult erase = run_nad("erase" + data + " --model " + (dir / "bd.ts").string() +
-                                " --groups layer1,layer2,layer3 --clean-ratio 0.25 --out " +
-                                (dir / "erase").string());
+  // NAD at its defaults, with the groups named and half the training set as clean data. With a
+  // quarter (500 images) the outcome depended on the machine: on an Intel Xeon the teacher fell to
+  // 11% and NAD to 0; on an AMD EPYC (2026-12-06) the rate search took 0.02 and the teacher kept
+  // 88.89%, as did NAD. With 1,000 images both runs chose 0.1 / 0.05 and ended at ASR 0.
+  CommandResult erase =
+      run_nad("erase" + data + " --model " + (dir / "bd.ts").string() +
+              " --groups layer1,layer2,layer3 --clean-ratio 0.5 --out " + (dir / "erase").string());
   ASSERT_EQ(erase.exit_code, 0) << erase.output;
   const nlohmann::json after = read_json(dir / "erase" / "summary.json")["after"];
   EXPECT_LT(after["asr"].get<double>(), 5.0) << erase.output;
