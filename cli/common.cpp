@@ -260,15 +260,16 @@ void add_triggered_test_option(CLI::App& app, pipeline::CommonConfig& config) {
                  "bd_test_dataset/), with --target (and --label-mode), instead of --attack");
 }
 
-void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::string& label_mode) {
+void add_clean_subset_defense_options(CLI::App& app, pipeline::DefenseConfig& config,
+                                      std::string& label_mode) {
   add_common_options(app, config.common);
   add_clean_dir_options(app, config.common);
   add_resume_option(app, config.common);
   add_attack_options(app, config.common.attack, label_mode);
   add_triggered_test_option(app, config.common);
   app.add_option("--model", config.model,
-                 "checkpoint of the (possibly backdoored) model: nad's model.pt or a torch.save "
-                 "file")
+                 "checkpoint of the (possibly backdoored) model: nad's model.pt, a torch.save "
+                 "file or a TorchScript model")
       ->required();
   add_model_file_options(app, config.model_options);
   app.add_option("--clean-ratio", config.clean_ratio,
@@ -276,6 +277,19 @@ void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::st
       ->capture_default_str();
   app.add_option("--clean-indices", config.clean_indices,
                  "use the clean subset of an earlier run (its clean_indices.txt)");
+}
+
+void add_verify_options(CLI::App& app, pipeline::DefenseConfig& config) {
+  app.add_flag("--verify", config.verify,
+               "scan the model before and after with Neural Cleanse (no attack knowledge; "
+               "out/scan-before, out/scan-after, and the report's verification section); the "
+               "--scan-* options tune it (and --select-by scan's, where there is one) as nad "
+               "scan's do");
+  add_scan_options(app, config.verify_scan, "--scan-");
+}
+
+void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::string& label_mode) {
+  add_clean_subset_defense_options(app, config, label_mode);
   app.add_option("--epochs", config.epochs, "finetuning epochs")->capture_default_str();
   app.add_option("--patience", config.patience,
                  "stop after this many epochs without a better hold-out accuracy and keep the "
@@ -318,11 +332,7 @@ void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::st
   app.add_option("--momentum", config.momentum)->capture_default_str();
   app.add_option("--weight-decay", config.weight_decay)->capture_default_str();
   add_augment_options(app, config.augment);
-  app.add_flag("--verify", config.verify,
-               "scan the model before and after with Neural Cleanse (no attack knowledge; "
-               "out/scan-before, out/scan-after, and the report's verification section); the "
-               "--scan-* options tune it (and --select-by scan's) as nad scan's do");
-  add_scan_options(app, config.verify_scan, "--scan-");
+  add_verify_options(app, config);
 }
 
 void add_scan_options(CLI::App& app, pipeline::ScanOptions& options, const std::string& prefix) {

@@ -23,7 +23,14 @@ void add_attack_options(CLI::App& app, attacks::AttackOptions& attack, std::stri
 void add_triggered_test_option(CLI::App& app, pipeline::CommonConfig& config);
 // --arch, --num-classes, --allow-partial: how to read a checkpoint that does not say them.
 void add_model_file_options(CLI::App& app, pipeline::ModelFileOptions& options);
-// Options of the finetuning baseline and NAD.
+// What every defense that uses the clean subset takes: the common, clean-dir, resume, attack and
+// triggered-test options, --model with its file options, --clean-ratio and --clean-indices.
+void add_clean_subset_defense_options(CLI::App& app, pipeline::DefenseConfig& config,
+                                      std::string& label_mode);
+// --verify and its --scan-* options.
+void add_verify_options(CLI::App& app, pipeline::DefenseConfig& config);
+// Options of the finetuning defenses (finetune, erase, prune, mcr, fst): the above, the schedule,
+// --lr auto's search, augmentation and --verify.
 void add_defense_options(CLI::App& app, pipeline::DefenseConfig& config, std::string& label_mode);
 
 // Neural Cleanse's options, each named `prefix` + its name ("--" for nad scan, "--scan-" beside

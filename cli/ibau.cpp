@@ -17,20 +17,7 @@ void setup_ibau(CLI::App& parent) {
   d.lr = "0.001";
   d.batch_size = 100;
   auto label_mode = std::make_shared<std::string>("all2one");
-  add_common_options(*app, d.common);
-  add_clean_dir_options(*app, d.common);
-  add_resume_option(*app, d.common);
-  add_attack_options(*app, d.common.attack, *label_mode);
-  add_triggered_test_option(*app, d.common);
-  app->add_option("--model", d.model,
-                  "checkpoint to clean: nad's model.pt, a torch.save file or a TorchScript model")
-      ->required();
-  add_model_file_options(*app, d.model_options);
-  app->add_option("--clean-ratio", d.clean_ratio,
-                  "fraction of the clean training set the defender has")
-      ->capture_default_str();
-  app->add_option("--clean-indices", d.clean_indices,
-                  "use the clean subset of an earlier run (its clean_indices.txt)");
+  add_clean_subset_defense_options(*app, d, *label_mode);
   app->add_option("--batch-size", d.batch_size, "batch size")->capture_default_str();
   app->add_option("--lr", d.lr, "Adam's learning rate for the model")->capture_default_str();
   defenses::IbauOptions& o = config->ibau;
@@ -50,10 +37,7 @@ void setup_ibau(CLI::App& parent) {
   app->add_option("--ibau-portion", o.portion,
                   "share of each unlearning batch that carries the perturbation")
       ->capture_default_str();
-  app->add_flag("--verify", d.verify,
-                "scan the model before and after with Neural Cleanse (no attack knowledge; "
-                "out/scan-before, out/scan-after)");
-  add_scan_options(*app, d.verify_scan, "--scan-");
+  add_verify_options(*app, d);
   app->callback([config, label_mode] {
     finish_attack_options(config->defense.common.attack, *label_mode);
     pipeline::run_ibau(*config);

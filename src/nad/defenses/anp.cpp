@@ -289,6 +289,7 @@ AnpPruned anp_prune(const models::Classifier& model, const models::ModelSpec& sp
                     const std::vector<std::string>& layers, const std::vector<torch::Tensor>& masks,
                     const AnpOptions& options) {
   if (layers.size() != masks.size()) throw std::logic_error("anp_prune: layers and masks differ");
+  check_anp_options(options);
   AnpPruned out;
   out.model = models::clone_model(model, spec);
   out.pruned.resize(layers.size());
@@ -307,9 +308,6 @@ AnpPruned anp_prune(const models::Classifier& model, const models::ModelSpec& sp
                    [](const Neuron& a, const Neuron& b) { return a.value < b.value; });
   size_t chosen = 0;
   if (options.prune_by == AnpPruneBy::kFraction) {
-    if (!(options.fraction >= 0 && options.fraction <= 1)) {
-      throw UserError("--anp-prune-fraction must be in [0, 1]");
-    }
     // Rounded down, with room for the fraction's own rounding (4 / n * n may be 3.999...).
     chosen = static_cast<size_t>(
         std::floor(options.fraction * static_cast<double>(neurons.size()) + 1e-9));

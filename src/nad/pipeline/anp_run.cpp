@@ -94,11 +94,9 @@ nlohmann::json run_anp(const AnpConfig& config) {
          << " neurons whose mask is at most " << pruned.threshold
          << " to zero in the original model.\n\n"
          << io::metrics_table({{"before", s.before}, {"after ANP", after}});
-  summary["verify"] = verify_cleaning(config.defense, s, pruned.model, report);
-  summary["seconds"] = s.context.seconds();
   std::vector<train::EpochRecord> records{before_record(s.before)};
   records.insert(records.end(), masks.records.begin(), masks.records.end());
-  write_run_files(s.context, config_json, summary, records, report.str());
+  finish_defense_run(config.defense, s, pruned.model, config_json, summary, records, report);
   s.context.log("after: " + after.summary());
   return summary;
 }

@@ -112,6 +112,15 @@ DefenseSetup prepare_defense(const DefenseConfig& config, bool needs_holdout) {
   return s;
 }
 
+void finish_defense_run(const DefenseConfig& config, const DefenseSetup& s,
+                        const models::Classifier& cleaned, const nlohmann::json& config_json,
+                        nlohmann::json& summary, const std::vector<train::EpochRecord>& records,
+                        std::ostringstream& report) {
+  summary["verify"] = verify_cleaning(config, s, cleaned, report);
+  summary["seconds"] = s.context.seconds();
+  write_run_files(s.context, config_json, summary, records, report.str());
+}
+
 train::EpochRecord before_record(const train::Metrics& before) {
   train::EpochRecord r;
   r.phase = "before";
@@ -189,9 +198,7 @@ nlohmann::json run_finetune(const DefenseConfig& config) {
          << " clean images for " << config.epochs << " epochs, lr " << lr_text(run) << ", in "
          << static_cast<int>(s.context.seconds()) << " s.\n\n"
          << io::metrics_table({{"before", s.before}, {"after finetuning", after}});
-  summary["verify"] = verify_cleaning(config, s, run.model, report);
-  summary["seconds"] = s.context.seconds();
-  write_run_files(s.context, config_json, summary, records, report.str());
+  finish_defense_run(config, s, run.model, config_json, summary, records, report);
   s.context.log("after: " + after.summary());
   return summary;
 }
@@ -338,9 +345,7 @@ nlohmann::json run_erase(const EraseConfig& config) {
                                {"teacher", teacher_metrics},
                                {"after NAD", after}});
   if (io::figures_available()) report << "\n![attention maps](attention.png)\n";
-  summary["verify"] = verify_cleaning(dc, s, result.student, report);
-  summary["seconds"] = s.context.seconds();
-  write_run_files(s.context, config_json, summary, records, report.str());
+  finish_defense_run(dc, s, result.student, config_json, summary, records, report);
   s.context.log("teacher: " + teacher_metrics.summary());
   s.context.log("after: " + after.summary());
   return summary;

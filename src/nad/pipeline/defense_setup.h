@@ -1,7 +1,9 @@
 #pragma once
 #include <nlohmann/json.hpp>
 #include <ostream>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "nad/defenses/clean_subset.h"
 #include "nad/defenses/finetune.h"
@@ -51,5 +53,12 @@ void prepare_scan_selection(const DefenseConfig& config, DefenseSetup& s);
 
 nlohmann::json verify_cleaning(const DefenseConfig& config, const DefenseSetup& s,
                                const models::Classifier& after, std::ostream& report);
+
+// The end every defense run shares: --verify on `cleaned` (into summary["verify"] and the
+// report), the run's seconds, then config.json, summary.json, metrics.csv and report.md.
+void finish_defense_run(const DefenseConfig& config, const DefenseSetup& s,
+                        const models::Classifier& cleaned, const nlohmann::json& config_json,
+                        nlohmann::json& summary, const std::vector<train::EpochRecord>& records,
+                        std::ostringstream& report);
 
 }  // namespace nad::pipeline

@@ -57,9 +57,7 @@ nlohmann::json run_fst(const FstConfig& config) {
          << " x <W, W_original> added to the loss and W kept at the original norm, in "
          << static_cast<int>(s.context.seconds()) << " s.\n\n"
          << io::metrics_table({{"before", s.before}, {"after FST", after}});
-  summary["verify"] = verify_cleaning(config.defense, s, model, report);
-  summary["seconds"] = s.context.seconds();
-  write_run_files(s.context, config_json, summary, records, report.str());
+  finish_defense_run(config.defense, s, model, config_json, summary, records, report);
   s.context.log("after: " + after.summary());
   return summary;
 }

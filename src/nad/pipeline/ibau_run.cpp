@@ -65,11 +65,9 @@ nlohmann::json run_ibau(const IbauConfig& config) {
          << "hypergradient (K = " << options.fixed_point_steps << "), batches of "
          << options.batch_size << ", in " << static_cast<int>(s.context.seconds()) << " s.\n\n"
          << io::metrics_table({{"before", s.before}, {"after I-BAU", after}});
-  summary["verify"] = verify_cleaning(config.defense, s, result.model, report);
-  summary["seconds"] = s.context.seconds();
   std::vector<train::EpochRecord> records{before_record(s.before)};
   records.insert(records.end(), result.records.begin(), result.records.end());
-  write_run_files(s.context, config_json, summary, records, report.str());
+  finish_defense_run(config.defense, s, result.model, config_json, summary, records, report);
   s.context.log("after: " + after.summary());
   return summary;
 }

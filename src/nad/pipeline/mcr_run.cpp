@@ -113,9 +113,7 @@ nlohmann::json run_mcr(const McrConfig& config) {
          << io::metrics_table(
                 {{"before (t = 0)", s.before},
                  {"after (t = " + std::to_string(config.t).substr(0, 4) + ")", after}});
-  summary["verify"] = verify_cleaning(config.defense, s, chosen, report);
-  summary["seconds"] = s.context.seconds();
-  write_run_files(s.context, config_json, summary, records, report.str());
+  finish_defense_run(config.defense, s, chosen, config_json, summary, records, report);
   s.context.log("after: " + after.summary());
   return summary;
 }

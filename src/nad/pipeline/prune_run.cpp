@@ -100,9 +100,7 @@ nlohmann::json run_prune(const PruneConfig& config) {
          << static_cast<int>(s.context.seconds()) << " s. The curve is in prune_curve.csv.\n\n"
          << io::metrics_table(
                 {{"before", s.before}, {"pruned", after_pruning}, {"pruned + finetuned", after}});
-  summary["verify"] = verify_cleaning(config.defense, s, run.model, report);
-  summary["seconds"] = s.context.seconds();
-  write_run_files(s.context, config_json, summary, records, report.str());
+  finish_defense_run(config.defense, s, run.model, config_json, summary, records, report);
   s.context.log("after: " + after.summary());
   return summary;
 }
