@@ -30,10 +30,11 @@
 #include "nad/data/dataset.h"
 #include "nad/defenses/clean_subset.h"
 #include "nad/defenses/nad.h"
-#include "nad/io/checkpoint.h"
-#include "nad/io/report.h"
+#include "nad/io/json.h"
+#include "nad/models/checkpoint.h"
 #include "nad/models/flops.h"
 #include "nad/models/inference.h"
+#include "nad/models/registry.h"
 #include "nad/pipeline/context.h"
 #include "nad/train/cuda_graph.h"
 #include "nad/train/evaluate.h"
@@ -181,10 +182,10 @@ struct Timer {
 };
 
 nad::models::Classifier load(const std::string& file, torch::Device device) {
-  nad::io::LoadOptions options;
+  nad::models::LoadOptions options;
   options.input_shape = {3, 32, 32};
   options.device = device;
-  return nad::io::load_checkpoint(file, options).model;
+  return nad::models::load_checkpoint(file, options).model;
 }
 
 struct Shared {
@@ -285,7 +286,7 @@ json run_nad_protocol(const Shared& s) {
   training([&] {
     nad::train::train_model(
         student, clean.train, options, each_epoch,
-        nad::defenses::make_attention_loss(teacher, student->default_betas(), 2,
+        nad::defenses::make_attention_loss(teacher, nad::models::default_betas(student), 2,
                                            nad::defenses::AttentionKind::kSumPower));
   });
   // `training` includes the evaluations after each epoch.

@@ -7,7 +7,7 @@
 
 #include "defense_registry.h"
 #include "nad/data/dataset.h"
-#include "nad/io/report.h"
+#include "nad/io/json.h"
 #include "nad/pipeline/context.h"
 #include "nad/util/error.h"
 

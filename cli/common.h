@@ -42,6 +42,9 @@ void add_attention_map_options(CLI::App& app, double& power, std::string& attent
 
 // Training-time augmentation.
 void add_augment_options(CLI::App& app, pipeline::AugmentConfig& config);
+// --epochs, --batch-size, --lr, --momentum, --weight-decay, --schedule, --milestones and the
+// augmentation: `nad train`'s loop, also inspect-data's --retrain.
+void add_train_loop_options(CLI::App& app, pipeline::TrainConfig& config);
 
 // How train and poison make a missing trojan trigger or CL clean model.
 void add_attack_prep_options(CLI::App& app, pipeline::AttackPrepConfig& prep);

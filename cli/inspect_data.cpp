@@ -33,6 +33,12 @@ void setup_inspect_data(CLI::App& parent) {
   app->add_option("--components", config->components,
                   "Activation Clustering: independent components the features are reduced to")
       ->capture_default_str();
+  app->add_flag(
+      "--retrain", config->retrain,
+      "then train a model again without the suspects (of both methods with --method "
+      "both), as nad train --exclude-indices would, into OUT/retrain, with the inspected model's "
+      "architecture and input normalisation; the training options below apply");
+  add_train_loop_options(*app, config->train);
   app->add_option("--poisoned-indices", config->poisoned_indices,
                   "a training run's poisoned_indices.txt to measure against (default: the rows "
                   "this run's attack poisons)");

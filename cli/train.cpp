@@ -6,6 +6,20 @@
 
 namespace nad::cli {
 
+void add_train_loop_options(CLI::App& app, pipeline::TrainConfig& config) {
+  app.add_option("--epochs", config.epochs)->capture_default_str();
+  app.add_option("--batch-size", config.batch_size)->capture_default_str();
+  app.add_option("--lr", config.lr, "initial learning rate")->capture_default_str();
+  app.add_option("--momentum", config.momentum)->capture_default_str();
+  app.add_option("--weight-decay", config.weight_decay)->capture_default_str();
+  app.add_option("--schedule", config.schedule, "constant | step | cosine")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"constant", "step", "cosine"}));
+  app.add_option("--milestones", config.milestones, "step schedule: epochs where lr drops 10x")
+      ->delimiter(',');
+  add_augment_options(app, config.augment);
+}
+
 void setup_train(CLI::App& parent) {
   auto* app =
       parent.add_subcommand("train", "train a model from scratch, optionally on poisoned data");
@@ -25,17 +39,10 @@ void setup_train(CLI::App& parent) {
                   "cifar100 | tiny | mnist | gtsrb | imagenet (BackdoorBench's values) | "
                   "M1,M2,M3/S1,S2,S3")
       ->capture_default_str();
-  app->add_option("--epochs", config->epochs)->capture_default_str();
-  app->add_option("--batch-size", config->batch_size)->capture_default_str();
-  app->add_option("--lr", config->lr, "initial learning rate")->capture_default_str();
-  app->add_option("--momentum", config->momentum)->capture_default_str();
-  app->add_option("--weight-decay", config->weight_decay)->capture_default_str();
-  app->add_option("--schedule", config->schedule, "constant | step | cosine")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"constant", "step", "cosine"}));
-  app->add_option("--milestones", config->milestones, "step schedule: epochs where lr drops 10x")
-      ->delimiter(',');
-  add_augment_options(*app, config->augment);
+  add_train_loop_options(*app, *config);
+  app->add_option("--exclude-indices", config->exclude_indices,
+                  "leave these rows of the (poisoned) training set out, one index per line (as "
+                  "nad inspect-data's suspects-*.txt)");
   app->callback([config, label_mode] {
     finish_attack_options(config->common.attack, *label_mode);
     pipeline::run_train(*config);

@@ -4,7 +4,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "nad/io/checkpoint.h"
+#include "nad/models/checkpoint.h"
 #include "support/cli.h"
 #include "support/temp_dir.h"
 
@@ -41,9 +41,9 @@ TEST(BaselinesCli, PruneAndMcrWriteTheirCurves) {
                    bd["clean_acc"].get<double>());
   EXPECT_EQ(count_lines(dir / "fp" / "prune_curve.csv"), 1 + count + 1);
   // The pruned channels stay pruned through finetuning: the weights reading them are zero.
-  io::LoadOptions load;
+  models::LoadOptions load;
   load.input_shape = {1, 16, 16};
-  io::LoadedModel saved = io::load_checkpoint(dir / "fp" / "model.pt", load);
+  models::LoadedModel saved = models::load_checkpoint(dir / "fp" / "model.pt", load);
   torch::Tensor fc1 = saved.model->named_parameters()["fc1.weight"].view({128, 64, -1});
   for (const auto& channel : fp["pruned_channels"]) {
     EXPECT_TRUE(fc1.select(1, channel.get<int64_t>()).eq(0).all().item<bool>()) << channel;

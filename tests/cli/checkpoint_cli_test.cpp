@@ -1,8 +1,8 @@
 // The real binary on PyTorch checkpoints: eval of a bare state_dict, export, refusals.
 #include <gtest/gtest.h>
 
-#include "nad/io/checkpoint.h"
 #include "nad/io/torch_file.h"
+#include "nad/models/checkpoint.h"
 #include "support/cli.h"
 #include "support/temp_dir.h"
 
@@ -18,8 +18,8 @@ TEST(CheckpointCli, EvalReadsAPyTorchStateDictAndExportWritesOne) {
   const std::string data = " --dataset mnist --data-dir " + (dir / "data").string();
   // A DataParallel-style bare state_dict of an mnist-cnn, as PyTorch would save it.
   models::Classifier model = models::create_model({"mnist-cnn", 1, 10, 16, 16});
-  io::NamedTensors state;
-  for (const auto& [name, tensor] : io::model_state(model)) {
+  models::NamedTensors state;
+  for (const auto& [name, tensor] : models::model_state(model)) {
     state.emplace_back("module." + name, tensor.detach());
   }
   io::write_torch_state_dict(dir / "sd.pt", state, io::TorchFormat::kLegacy);

@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "nad/dist/launch.h"
-#include "nad/io/checkpoint.h"
+#include "nad/models/checkpoint.h"
 #include "support/cli.h"
 #include "support/temp_dir.h"
 
@@ -56,10 +56,10 @@ int wait_for(pid_t pid, std::chrono::seconds limit, double* seconds = nullptr) {
 // The largest difference between two checkpoints' parameters and floating-point buffers.
 double largest_difference(const std::filesystem::path& a_file,
                           const std::filesystem::path& b_file) {
-  io::LoadOptions load;
+  models::LoadOptions load;
   load.input_shape = {1, 16, 16};
-  io::LoadedModel a = io::load_checkpoint(a_file, load);
-  io::LoadedModel b = io::load_checkpoint(b_file, load);
+  models::LoadedModel a = models::load_checkpoint(a_file, load);
+  models::LoadedModel b = models::load_checkpoint(b_file, load);
   auto b_parameters = b.model->named_parameters();
   auto b_buffers = b.model->named_buffers();
   double largest = 0;

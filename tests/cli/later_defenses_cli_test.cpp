@@ -198,6 +198,35 @@ TEST(InspectDataCli, FindsThePoisonedImagesOfATrainingSet) {
   EXPECT_DOUBLE_EQ(
       read_json(dir / "given" / "summary.json")["methods"]["spectral"]["tpr"].get<double>(),
       spectral["tpr"].get<double>());
+  // --retrain: the same training without the suspects (clustering's here), into retrain/.
+  const std::string loop = " --epochs 8 --crop-padding 0 --seed 1";
+  CommandResult retrained =
+      run_nad("inspect-data" + data + attack + loop + " --method clustering --retrain --model " +
+              (dir / "bd" / "model.pt").string() + " --out " + (dir / "retrain").string());
+  ASSERT_EQ(retrained.exit_code, 0) << retrained.output;
+  const nlohmann::json retrain_summary = read_json(dir / "retrain" / "summary.json");
+  const int64_t excluded = retrain_summary["retrain"]["excluded"].get<int64_t>();
+  EXPECT_EQ(excluded, clustering["suspects"].get<int64_t>());
+  EXPECT_EQ(count_lines(dir / "retrain" / "retrain_excluded.txt"), excluded);
+  const nlohmann::json after = read_json(dir / "retrain" / "retrain" / "summary.json");
+  EXPECT_EQ(after["excluded"]["trained_on"].get<int64_t>(), 3000 - excluded);
+  EXPECT_EQ(after["excluded"]["poisoned_excluded"].get<int64_t>(),
+            clustering["true_positives"].get<int64_t>());
+  EXPECT_EQ(after["arch"], "mnist-cnn");
+  EXPECT_EQ(retrain_summary["retrain"]["after"]["clean_acc"], after["clean_acc"]);
+
+  // nad train --exclude-indices with every poisoned row: no backdoor is learnt.
+  CommandResult without_poison = run_nad(
+      "train" + data + attack + loop + " --arch mnist-cnn --quiet --exclude-indices " +
+      (dir / "bd" / "poisoned_indices.txt").string() + " --out " + (dir / "without").string());
+  ASSERT_EQ(without_poison.exit_code, 0) << without_poison.output;
+  const nlohmann::json clean = read_json(dir / "without" / "summary.json");
+  EXPECT_EQ(clean["excluded"]["poisoned_kept"].get<int64_t>(), 0);
+  EXPECT_EQ(clean["excluded"]["trained_on"].get<int64_t>(),
+            3000 - summary["poisoned"].get<int64_t>());
+  EXPECT_LT(clean["asr"].get<double>(), 20.0) << without_poison.output;
+  EXPECT_GT(clean["clean_acc"].get<double>(), 80.0) << without_poison.output;
+
   CommandResult bad =
       run_nad("inspect-data" + data + attack + " --expected-poison-rate 0 --model " +
               (dir / "bd" / "model.pt").string() + " --out " + (dir / "bad").string());

@@ -5,8 +5,8 @@
 #include <sstream>
 
 #include "nad/data/readers.h"
-#include "nad/io/checkpoint.h"
 #include "nad/io/png.h"
+#include "nad/models/checkpoint.h"
 #include "nad/models/classifier.h"
 #include "support/cli.h"
 #include "support/python.h"
@@ -76,7 +76,7 @@ class PredictCli : public ::testing::Test {
     write_synthetic_idx(*dir_ / "data", 40, 30, 16, 4, 7);
     torch::manual_seed(3);
     models::Classifier model = models::create_model({"mnist-cnn", 1, 10, 16, 16});
-    io::save_checkpoint(*dir_ / "model.pt", model, {"mnist-cnn", 1, 10, 16, 16});
+    models::save_checkpoint(*dir_ / "model.pt", model, {"mnist-cnn", 1, 10, 16, 16});
   }
   static void TearDownTestSuite() {
     delete dir_;

@@ -1,7 +1,7 @@
 // The CLI on torchvision's architectures: erase distilling stages named by --groups.
 #include <gtest/gtest.h>
 
-#include "nad/io/checkpoint.h"
+#include "nad/models/checkpoint.h"
 #include "nad/models/classifier.h"
 #include "support/cli.h"
 #include "support/temp_dir.h"
@@ -16,7 +16,7 @@ TEST(TorchvisionCli, EraseDistilsTheStagesNamedByGroups) {
   write_synthetic_folder(dir / "data", 200, 40, 64, 4, 3);
   torch::manual_seed(1);
   const models::ModelSpec spec("tv-resnet18", 1, 4, 64, 64);
-  io::save_checkpoint(dir / "model.pt", models::create_model(spec), spec);
+  models::save_checkpoint(dir / "model.pt", models::create_model(spec), spec);
   const std::string args = "erase --dataset folder --data-dir " + (dir / "data").string() +
                            " --model " + (dir / "model.pt").string() +
                            " --clean-ratio 0.2 --lr 0.01 --epochs 1 --teacher-epochs 1 "

@@ -104,9 +104,6 @@ class PlantedModelImpl : public models::ClassifierImpl {
     return {{inputs}, logits + 0 * dummy_};
   }
   std::vector<std::string> group_names() const override { return {"input"}; }
-  std::vector<double> default_betas() const override { return {0}; }
-  std::string last_conv_name() const override { return ""; }
-  std::vector<std::string> group_consumers(size_t) const override { return {}; }
 
  private:
   torch::Tensor dummy_;

@@ -18,9 +18,6 @@ class MeanPixelImpl : public models::ClassifierImpl {
     return {{}, torch::stack({v.log(), (1 - v).log()}, 1)};
   }
   std::vector<std::string> group_names() const override { return {}; }
-  std::vector<double> default_betas() const override { return {}; }
-  std::string last_conv_name() const override { return ""; }
-  std::vector<std::string> group_consumers(size_t) const override { return {}; }
 };
 
 torch::Tensor constant_images(const std::vector<int64_t>& values) {

@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "nad/io/checkpoint.h"
+#include "nad/models/checkpoint.h"
 #include "nad/models/classifier.h"
 #include "support/temp_dir.h"
 #include "support/user_error.h"
@@ -85,23 +85,23 @@ TEST(InputNorm, ModelFileRecordsItAndTheCommandLineOverridesIt) {
   test::TempDir dir;
   const ModelSpec spec{"wrn-10-1", 3, 10, 32, 32, parse_input_norm("cifar100")};
   Classifier model = create_model(spec);
-  io::save_checkpoint(dir / "model.pt", model, spec);
-  const io::LoadedModel loaded = io::load_checkpoint(dir / "model.pt");
+  models::save_checkpoint(dir / "model.pt", model, spec);
+  const models::LoadedModel loaded = models::load_checkpoint(dir / "model.pt");
   EXPECT_EQ(loaded.model->input_norm(), parse_input_norm("cifar100"));
   EXPECT_EQ(loaded.model->input_norm().name, "cifar100");
   EXPECT_EQ(loaded.input_norm_source, "the file");
   EXPECT_NE(loaded.description.find("cifar100 (mean 0.5071"), std::string::npos)
       << loaded.description;
 
-  io::LoadOptions options;
+  models::LoadOptions options;
   options.input_norm = InputNorm{};
-  const io::LoadedModel overridden = io::load_checkpoint(dir / "model.pt", options);
+  const models::LoadedModel overridden = models::load_checkpoint(dir / "model.pt", options);
   EXPECT_TRUE(overridden.model->input_norm().identity());
   EXPECT_EQ(overridden.input_norm_source, "--input-norm");
 
   // A bare state_dict says nothing: none.
-  io::write_torch_state_dict(dir / "bare.pt", io::model_state(model), io::TorchFormat::kZip);
-  const io::LoadedModel bare = io::load_checkpoint(dir / "bare.pt");
+  io::write_torch_state_dict(dir / "bare.pt", models::model_state(model), io::TorchFormat::kZip);
+  const models::LoadedModel bare = models::load_checkpoint(dir / "bare.pt");
   EXPECT_TRUE(bare.model->input_norm().identity());
   EXPECT_EQ(bare.input_norm_source, "none given");
 }

@@ -3,6 +3,7 @@
 #include <set>
 
 #include "nad/models/classifier.h"
+#include "nad/models/registry.h"
 #include "nad/util/error.h"
 
 namespace nad::models {
@@ -45,7 +46,7 @@ TEST(WideResNet, ReturnsGroupFeaturesAndLogits) {
   EXPECT_EQ(out.features[2].sizes(), torch::IntArrayRef({2, 128, 8, 8}));
   EXPECT_EQ(out.logits.sizes(), torch::IntArrayRef({2, 7}));
   EXPECT_EQ(model->group_names(), (std::vector<std::string>{"block1", "block2", "block3"}));
-  EXPECT_EQ(model->default_betas(), (std::vector<double>{500, 1000, 1000}));
+  EXPECT_EQ(default_betas(model), (std::vector<double>{500, 1000, 1000}));
 }
 
 TEST(PreActResNet18, HasBackdoorBenchNamesAndShapes) {

@@ -2,7 +2,7 @@
 // the same submodules), scripted and traced, with randomised BatchNorm statistics.
 #include <gtest/gtest.h>
 
-#include "nad/io/checkpoint.h"
+#include "nad/models/checkpoint.h"
 #include "nad/models/torchscript.h"
 #include "nad/util/error.h"
 #include "support/cli.h"
@@ -40,10 +40,10 @@ class TorchScriptModel : public ::testing::Test {
     if (!test::python_torch_available()) GTEST_SKIP() << "no /usr/bin/python3 with torch";
     ASSERT_TRUE(made_) << "make_torchscript_models.py parity failed";
   }
-  static io::LoadedModel load(const std::string& name) {
-    io::LoadOptions options;
+  static models::LoadedModel load(const std::string& name) {
+    models::LoadOptions options;
     options.input_shape = {3, 32, 32};
-    return io::load_checkpoint(*dir_ / name, options);
+    return models::load_checkpoint(*dir_ / name, options);
   }
   static test::TempDir* dir_;
   static bool made_;
@@ -59,7 +59,7 @@ TEST_F(TorchScriptModel, LogitsAndGroupFeaturesArePyTorchs) {
                                                read_floats(*dir_ / "layer3.bin", {2, 64, 8, 8})};
   for (const char* name : {"scripted.ts", "traced.ts"}) {
     SCOPED_TRACE(name);
-    io::LoadedModel loaded = load(name);
+    models::LoadedModel loaded = load(name);
     EXPECT_TRUE(is_torchscript_arch(loaded.spec.arch));
     EXPECT_EQ(loaded.spec.num_classes, 10);
     // Proposed without --groups: the three deepest stages with maps larger than 1x1 (the head
@@ -91,7 +91,7 @@ TEST_F(TorchScriptModel, LogitsAndGroupFeaturesArePyTorchs) {
 // The parameters nad trains are the module's own: a step changes what forward computes, and
 // train()/eval() reach the module's BatchNorms.
 TEST_F(TorchScriptModel, TrainsTheModulesOwnParameters) {
-  io::LoadedModel loaded = load("scripted.ts");
+  models::LoadedModel loaded = load("scripted.ts");
   const torch::Tensor inputs = read_floats(*dir_ / "inputs.bin", {2, 3, 32, 32});
   std::vector<std::string> names;
   for (const auto& p : loaded.model->named_parameters()) names.push_back(p.key());
@@ -121,10 +121,10 @@ TEST_F(TorchScriptModel, TrainsLikeTheBuiltInArchitecture) {
                                     "torchvision " + dir_->path().string(), &output),
             0)
       << output;
-  io::LoadOptions options;
+  models::LoadOptions options;
   options.input_shape = {3, 32, 32};
-  io::LoadedModel builtin = io::load_checkpoint(*dir_ / "tv.pt", options);
-  io::LoadedModel script = io::load_checkpoint(*dir_ / "tv.ts", options);
+  models::LoadedModel builtin = models::load_checkpoint(*dir_ / "tv.pt", options);
+  models::LoadedModel script = models::load_checkpoint(*dir_ / "tv.ts", options);
   ASSERT_EQ(builtin.spec.arch, "tv-resnet18");
   EXPECT_EQ(script.model->group_names(), builtin.model->group_names());
   torch::manual_seed(5);
@@ -138,7 +138,7 @@ TEST_F(TorchScriptModel, TrainsLikeTheBuiltInArchitecture) {
   for (int step = 0; step < 3; ++step) {
     std::vector<torch::Tensor> logits;
     for (size_t i = 0; i < 2; ++i) {
-      io::LoadedModel& m = i == 0 ? builtin : script;
+      models::LoadedModel& m = i == 0 ? builtin : script;
       m.model->train();
       const ModelOutput out = m.model->forward(x);
       logits.push_back(out.logits.detach());

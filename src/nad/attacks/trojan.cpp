@@ -2,6 +2,7 @@
 
 #include "nad/data/augment.h"
 #include "nad/data/readers.h"
+#include "nad/models/registry.h"
 #include "nad/util/error.h"
 
 namespace nad::attacks {
@@ -86,7 +87,7 @@ int64_t select_trojan_neuron(const models::Classifier& model, size_t group, int6
   torch::NoGradGuard no_grad;
   const auto parameters = model->named_parameters();
   torch::Tensor total = torch::zeros({channels}, torch::kDouble);
-  for (const std::string& name : model->group_consumers(group)) {
+  for (const std::string& name : models::group_consumers(model, group)) {
     const torch::Tensor* weight = parameters.find(name);
     if (weight == nullptr) continue;  // e.g. a block without a shortcut convolution
     torch::Tensor w = weight->detach().to(torch::kCPU, torch::kDouble).abs();

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "nad/models/registry.h"
 #include "nad/util/error.h"
 
 namespace nad::defenses {
@@ -96,7 +97,7 @@ NadResult neural_attention_distillation(const models::Classifier& model,
                                         const NadOptions& options, models::Classifier teacher,
                                         const train::EpochEvaluation& evaluate,
                                         const std::function<void(const std::string&)>& log) {
-  std::vector<double> betas = options.betas.empty() ? model->default_betas() : options.betas;
+  std::vector<double> betas = options.betas.empty() ? models::default_betas(model) : options.betas;
   if (betas.size() != model->group_names().size()) {
     throw UserError("--beta needs " + std::to_string(model->group_names().size()) +
                     " values for this model (one per group), got " + std::to_string(betas.size()));

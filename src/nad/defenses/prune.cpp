@@ -7,6 +7,7 @@
 
 #include "nad/data/augment.h"
 #include "nad/models/layers.h"
+#include "nad/models/registry.h"
 #include "nad/models/torchscript.h"
 #include "nad/train/evaluate.h"
 #include "nad/util/compute.h"
@@ -35,7 +36,7 @@ namespace {
 
 std::vector<ChannelWeight> last_group_consumers(const models::Classifier& model) {
   std::vector<ChannelWeight> weights;
-  for (const std::string& name : model->group_consumers(model->group_names().size() - 1)) {
+  for (const std::string& name : models::group_consumers(model, model->group_names().size() - 1)) {
     weights.push_back({name, 1});
   }
   return weights;

@@ -53,14 +53,8 @@ class ClassifierImpl : public torch::nn::Module {
   void set_input_norm(const InputNorm& norm, int64_t in_channels);
   // Names of the group outputs, in the order of ModelOutput::features.
   virtual std::vector<std::string> group_names() const = 0;
-  // NAD's per-group attention weights from the paper's setting for this family.
-  virtual std::vector<double> default_betas() const = 0;
-  // The module whose output channels Fine-pruning ranks (the last convolution).
-  virtual std::string last_conv_name() const = 0;
-  // Weight names of the layers that read group `group`'s output (dimension 1 of each weight
-  // runs over that group's channels, flattened positions after them for a linear layer).
-  // TrojanNN ranks a group's neurons by their summed outgoing weights.
-  virtual std::vector<std::string> group_consumers(size_t group) const = 0;
+  // What defenses and attacks need to know of a model beyond this interface (NAD's betas,
+  // TrojanNN's consumers) is in its family's registry entry (registry.h).
 
  private:
   InputNorm input_norm_;

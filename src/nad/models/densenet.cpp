@@ -117,10 +117,6 @@ std::vector<double> DenseNetImpl::default_betas() const {
   return torchvision_default_betas(groups_.size());
 }
 
-std::string DenseNetImpl::last_conv_name() const {
-  return "features.denseblock" + std::to_string(groups_.back() + 1);
-}
-
 std::vector<std::string> DenseNetImpl::group_consumers(size_t group) const {
   const size_t block = groups_.at(group);
   if (block == 3) return {"classifier.weight"};
@@ -160,6 +156,7 @@ ArchFamily densenet_family() {
   family.foreign_names = {{"densenet121", "densenet121"}};
   family.classifier_weight = [](const std::string&) { return std::string("classifier.weight"); };
   family.input_weight = [](const std::string&) { return std::string("features.conv0.weight"); };
+  bind_model_methods<DenseNetImpl>(family);
   return family;
 }
 

@@ -51,12 +51,9 @@ class DenseNetImpl : public ClassifierImpl {
   explicit DenseNetImpl(const DenseNetOptions& options);
   ModelOutput forward_normalised(const torch::Tensor& inputs) override;
   std::vector<std::string> group_names() const override;
-  std::vector<double> default_betas() const override;
-  // A dense block's output channels come from many convolutions: the name of the last group's
-  // block (features.denseblockK), whose output Fine-pruning ranks.
-  std::string last_conv_name() const override;
+  std::vector<double> default_betas() const;
   // The next transition's convolution (after its BatchNorm and ReLU), or the classifier.
-  std::vector<std::string> group_consumers(size_t group) const override;
+  std::vector<std::string> group_consumers(size_t group) const;
 
  private:
   std::vector<size_t> groups_;  // dense block indices (0..3)

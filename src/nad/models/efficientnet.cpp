@@ -24,8 +24,6 @@ MBConvImpl::MBConvImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride,
   block->push_back(project_);
 }
 
-std::string MBConvImpl::projection() const { return expand_ ? "block.3.0" : "block.2.0"; }
-
 torch::Tensor MBConvImpl::forward(const torch::Tensor& x) {
   torch::Tensor y = expand_ ? expand_->forward(x) : x;
   y = project_->forward(se_->forward(depthwise_->forward(y)));
@@ -57,7 +55,6 @@ EfficientNetImpl::EfficientNetImpl(const EfficientNetOptions& options) {
   int64_t h = window_output(options.height(), 3, 2, 1);
   int64_t w = window_output(options.width(), 3, 2, 1);
   features_->push_back(ConvNormActivation(options.in_channels(), 32, 3, 2, 1, Activation::kSiLU));
-  last_convs_.push_back("features.0.0");
 
   struct Stage {
     int64_t expand_ratio, kernel, stride, in, out, layers;
@@ -71,18 +68,15 @@ EfficientNetImpl::EfficientNetImpl(const EfficientNetOptions& options) {
   for (size_t i = 0; i < std::size(settings); ++i) {
     const Stage& s = settings[i];
     MBConvStage stage;
-    std::string last;
     for (int64_t j = 0; j < s.layers; ++j) {
       const double drop = 0.2 * static_cast<double>(block_id) / static_cast<double>(total_blocks);
       MBConv block(j == 0 ? s.in : s.out, s.out, s.kernel, j == 0 ? s.stride : 1, s.expand_ratio,
                    drop);
-      last = std::to_string(j) + "." + block->projection();
       stage->add(block);
       ++block_id;
     }
     const size_t index = features_->size();
     features_->push_back(stage);
-    last_convs_.push_back("features." + std::to_string(index) + "." + last);
     h = window_output(h, s.kernel, s.stride, (s.kernel - 1) / 2);
     w = window_output(w, s.kernel, s.stride, (s.kernel - 1) / 2);
     // A stage ends a resolution where the next one starts with stride 2 (the last stage runs
@@ -94,7 +88,6 @@ EfficientNetImpl::EfficientNetImpl(const EfficientNetOptions& options) {
   }
   const size_t last = features_->size();
   features_->push_back(ConvNormActivation(320, 1280, 1, 1, 1, Activation::kSiLU));
-  last_convs_.push_back("features." + std::to_string(last) + ".0");
   stages.push_back({"features." + std::to_string(last), h, w});
   stage_index.push_back(last);
   for (size_t s : choose_attention_stages(stages, "efficientnet_b0", options.height(),
@@ -132,12 +125,10 @@ std::vector<double> EfficientNetImpl::default_betas() const {
   return torchvision_default_betas(groups_.size());
 }
 
-std::string EfficientNetImpl::last_conv_name() const { return last_convs_.at(groups_.back()); }
-
 std::vector<std::string> EfficientNetImpl::group_consumers(size_t group) const {
   const size_t next = groups_.at(group) + 1;
-  if (next + 1 == last_convs_.size()) return {"features." + std::to_string(next) + ".0.weight"};
-  if (next < last_convs_.size()) {
+  if (next + 1 == features_->size()) return {"features." + std::to_string(next) + ".0.weight"};
+  if (next < features_->size()) {
     return {"features." + std::to_string(next) + ".0." + MBConvImpl::first_conv() + ".weight"};
   }
   return {"classifier.1.weight"};
@@ -174,6 +165,7 @@ ArchFamily efficientnet_family() {
   family.foreign_names = {{"efficientnet_b0", "efficientnet_b0"}};
   family.classifier_weight = [](const std::string&) { return std::string("classifier.1.weight"); };
   family.input_weight = [](const std::string&) { return std::string("features.0.0.weight"); };
+  bind_model_methods<EfficientNetImpl>(family);
   return family;
 }
 

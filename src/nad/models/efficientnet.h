@@ -18,9 +18,8 @@ class MBConvImpl : public torch::nn::Module {
   MBConvImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t expand_ratio,
              double drop);
   torch::Tensor forward(const torch::Tensor& x);
-  // Names of the first convolution and the projection convolution, under `block`.
+  // The first convolution's name, under `block`.
   static std::string first_conv() { return "block.0.0"; }
-  std::string projection() const;
 
  private:
   bool residual_;
@@ -61,16 +60,13 @@ class EfficientNetImpl : public ClassifierImpl {
   explicit EfficientNetImpl(const EfficientNetOptions& options);
   ModelOutput forward_normalised(const torch::Tensor& inputs) override;
   std::vector<std::string> group_names() const override;
-  std::vector<double> default_betas() const override;
-  // The projection of the last group's last block (features.8.0 when the group is features.8).
-  std::string last_conv_name() const override;
+  std::vector<double> default_betas() const;
   // The next stage's first expansion convolution, or classifier.1.
-  std::vector<std::string> group_consumers(size_t group) const override;
+  std::vector<std::string> group_consumers(size_t group) const;
 
  private:
   torch::nn::Sequential features_{nullptr};
   std::vector<size_t> groups_;  // `features` indices
-  std::vector<std::string> last_convs_;
   torch::nn::Linear fc_{nullptr};
 };
 TORCH_MODULE(EfficientNet);

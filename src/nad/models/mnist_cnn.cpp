@@ -47,6 +47,7 @@ ArchFamily mnist_cnn_family() {
   };
   family.classifier_weight = [](const std::string&) { return std::string("fc2.weight"); };
   family.input_weight = [](const std::string&) { return std::string("conv1.weight"); };
+  bind_model_methods<MnistCnnImpl>(family);
   return family;
 }
 

@@ -17,9 +17,8 @@ class MnistCnnImpl : public ClassifierImpl {
   explicit MnistCnnImpl(const MnistCnnOptions& options);
   ModelOutput forward_normalised(const torch::Tensor& inputs) override;
   std::vector<std::string> group_names() const override { return {"conv1", "conv2"}; }
-  std::vector<double> default_betas() const override { return {500, 1000}; }
-  std::string last_conv_name() const override { return "conv2"; }
-  std::vector<std::string> group_consumers(size_t group) const override {
+  std::vector<double> default_betas() const { return {500, 1000}; }
+  std::vector<std::string> group_consumers(size_t group) const {
     return {group == 0 ? "conv2.weight" : "fc1.weight"};
   }
 

@@ -75,22 +75,20 @@ MobileNetImpl::MobileNetImpl(const MobileNetOptions& options)
     throw UserError("unknown --arch '" + options.arch() + "'");
   }
   features_ = register_module("features", nn::Sequential());
-  // Per `features` entry: kernel and stride (for the map sizes), first weight, last convolution.
+  // Per `features` entry: kernel and stride (for the map sizes), first weight.
   std::vector<int64_t> kernels, strides;
-  auto add = [&](const auto& module, int64_t kernel, int64_t stride, const std::string& first,
-                 const std::string& last) {
+  auto add = [&](const auto& module, int64_t kernel, int64_t stride, const std::string& first) {
     const std::string prefix = "features." + std::to_string(features_->size()) + ".";
     features_->push_back(module);
     kernels.push_back(kernel);
     strides.push_back(stride);
     first_weights_.push_back(prefix + first);
-    last_convs_.push_back(prefix + last);
   };
 
   int64_t last_width = 0;
   if (!v3_) {
     add(ConvNormActivation(options.in_channels(), 32, 3, 2, 1, Activation::kReLU6), 3, 2,
-        "0.weight", "0");
+        "0.weight");
     // t, c, n, s
     const int64_t settings[][4] = {{1, 16, 1, 1}, {6, 24, 2, 2},  {6, 32, 3, 2}, {6, 64, 4, 2},
                                    {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}};
@@ -98,16 +96,15 @@ MobileNetImpl::MobileNetImpl(const MobileNetOptions& options)
     for (const auto& [t, c, n, s] : settings) {
       for (int64_t i = 0; i < n; ++i) {
         const int64_t stride = i == 0 ? s : 1;
-        add(MobileNetV2Block(in, c, stride, t), 3, stride, "conv.0.0.weight",
-            t != 1 ? "conv.2" : "conv.1");
+        add(MobileNetV2Block(in, c, stride, t), 3, stride, "conv.0.0.weight");
         in = c;
       }
     }
-    add(ConvNormActivation(in, 1280, 1, 1, 1, Activation::kReLU6), 1, 1, "0.weight", "0");
+    add(ConvNormActivation(in, 1280, 1, 1, 1, Activation::kReLU6), 1, 1, "0.weight");
     last_width = 1280;
   } else {
     add(ConvNormActivation(options.in_channels(), 16, 3, 2, 1, Activation::kHardswish, v3_norm()),
-        3, 2, "0.weight", "0");
+        3, 2, "0.weight");
     struct Config {
       int64_t in, kernel, expanded, out;
       bool se, hardswish;
@@ -124,13 +121,11 @@ MobileNetImpl::MobileNetImpl(const MobileNetOptions& options)
         {160, 5, 960, 160, true, true, 1},
     };
     for (const Config& c : configs) {
-      const int64_t entries = (c.expanded != c.in ? 1 : 0) + 1 + (c.se ? 1 : 0) + 1;
       add(MobileNetV3Block(c.in, c.kernel, c.expanded, c.out, c.se,
                            c.hardswish ? Activation::kHardswish : Activation::kReLU, c.stride),
-          c.kernel, c.stride, "block.0.0.weight", "block." + std::to_string(entries - 1) + ".0");
+          c.kernel, c.stride, "block.0.0.weight");
     }
-    add(ConvNormActivation(160, 960, 1, 1, 1, Activation::kHardswish, v3_norm()), 1, 1, "0.weight",
-        "0");
+    add(ConvNormActivation(160, 960, 1, 1, 1, Activation::kHardswish, v3_norm()), 1, 1, "0.weight");
     last_width = 960;
   }
 
@@ -192,8 +187,6 @@ std::vector<double> MobileNetImpl::default_betas() const {
   return torchvision_default_betas(groups_.size());
 }
 
-std::string MobileNetImpl::last_conv_name() const { return last_convs_.at(groups_.back()); }
-
 std::vector<std::string> MobileNetImpl::group_consumers(size_t group) const {
   const size_t next = groups_.at(group) + 1;
   if (next < first_weights_.size()) return {first_weights_[next]};
@@ -235,6 +228,7 @@ ArchFamily mobilenet_family() {
                                                     : "classifier.1.weight");
   };
   family.input_weight = [](const std::string&) { return std::string("features.0.0.weight"); };
+  bind_model_methods<MobileNetImpl>(family);
   return family;
 }
 

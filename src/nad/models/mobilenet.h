@@ -59,19 +59,15 @@ class MobileNetImpl : public ClassifierImpl {
   explicit MobileNetImpl(const MobileNetOptions& options);
   ModelOutput forward_normalised(const torch::Tensor& inputs) override;
   std::vector<std::string> group_names() const override;
-  std::vector<double> default_betas() const override;
-  // The projection convolution of the last group's block (its last 1x1 convolution when the
-  // group is the last `features` entry).
-  std::string last_conv_name() const override;
+  std::vector<double> default_betas() const;
   // The next block's expansion convolution, or the first classifier layer.
-  std::vector<std::string> group_consumers(size_t group) const override;
+  std::vector<std::string> group_consumers(size_t group) const;
 
  private:
   bool v3_;
   torch::nn::Sequential features_{nullptr};
   std::vector<size_t> groups_;                       // `features` indices
   std::vector<std::string> first_weights_;           // per `features` entry: its first weight
-  std::vector<std::string> last_convs_;              // per `features` entry: its last convolution
   torch::nn::Linear hidden_{nullptr}, fc_{nullptr};  // hidden_: v3's classifier.0
 };
 TORCH_MODULE(MobileNet);

@@ -1,5 +1,7 @@
 #include "nad/models/registry.h"
 
+#include <stdexcept>
+
 namespace nad::models {
 
 const std::vector<ArchFamily>& arch_families() {
@@ -45,6 +47,21 @@ std::string recognise_arch(const StateDict& state) {
     if (std::string arch = family.recognise(state); !arch.empty()) return arch;
   }
   return "";
+}
+
+const ArchFamily& family_of(const ClassifierImpl& model) {
+  for (const ArchFamily& family : arch_families()) {
+    if (family.owns && family.owns(model)) return family;
+  }
+  throw std::logic_error("a model of no registered architecture family");
+}
+
+std::vector<double> default_betas(const Classifier& model) {
+  return family_of(*model).default_betas(*model);
+}
+
+std::vector<std::string> group_consumers(const Classifier& model, size_t group) {
+  return family_of(*model).group_consumers(*model, group);
 }
 
 const torch::Tensor* find_tensor(const StateDict& state, const std::string& name) {

@@ -31,7 +31,33 @@ struct ArchFamily {
   std::function<std::string(const std::string& arch)> classifier_weight;
   // The first convolution's weight of `arch` (dimension 1 runs over the input's channels).
   std::function<std::string(const std::string& arch)> input_weight;
+
+  // What defenses and attacks know of the family's built models (not part of the classifier
+  // interface). Whether `model` is one of this family's:
+  std::function<bool(const ClassifierImpl& model)> owns;
+  // NAD's per-group attention weights from the paper's setting for this family;
+  std::function<std::vector<double>(const ClassifierImpl& model)> default_betas;
+  // the weight names of the layers that read group `group`'s output (dimension 1 of each weight
+  // runs over that group's channels, flattened positions after them for a linear layer), by
+  // which TrojanNN ranks a group's neurons (their summed outgoing weights).
+  std::function<std::vector<std::string>(const ClassifierImpl& model, size_t group)>
+      group_consumers;
 };
+
+// Fills `owns`, `default_betas` and `group_consumers` from the methods of the
+// same names of the family's model class `Model`.
+template <class Model>
+void bind_model_methods(ArchFamily& family) {
+  family.owns = [](const ClassifierImpl& model) {
+    return dynamic_cast<const Model*>(&model) != nullptr;
+  };
+  family.default_betas = [](const ClassifierImpl& model) {
+    return dynamic_cast<const Model&>(model).default_betas();
+  };
+  family.group_consumers = [](const ClassifierImpl& model, size_t group) {
+    return dynamic_cast<const Model&>(model).group_consumers(group);
+  };
+}
 
 // Every family, in the order checkpoints are matched against them.
 const std::vector<ArchFamily>& arch_families();
@@ -44,6 +70,12 @@ const ArchFamily* find_family(const std::string& arch);
 std::string arch_from_foreign_name(const std::string& name);
 // Every foreign name the registry knows, for error messages.
 std::vector<std::string> foreign_arch_names();
+
+// The family a built model belongs to; std::logic_error for a model no family owns.
+const ArchFamily& family_of(const ClassifierImpl& model);
+// The registry entry's knowledge of `model` (ArchFamily).
+std::vector<double> default_betas(const Classifier& model);
+std::vector<std::string> group_consumers(const Classifier& model, size_t group);
 
 // The architecture a state_dict (names without a `module.` prefix) was saved from, or "".
 std::string recognise_arch(const StateDict& state);

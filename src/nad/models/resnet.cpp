@@ -122,6 +122,7 @@ ArchFamily cifar_resnet_family() {
   family.foreign_names = {{"preactresnet18", "preact-resnet18"}};
   family.classifier_weight = [](const std::string&) { return std::string("linear.weight"); };
   family.input_weight = [](const std::string&) { return std::string("conv1.weight"); };
+  bind_model_methods<ResNet18Impl>(family);
   return family;
 }
 

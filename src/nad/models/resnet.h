@@ -43,10 +43,9 @@ class ResNet18Impl : public ClassifierImpl {
   explicit ResNet18Impl(const ResNetOptions& options);
   ModelOutput forward_normalised(const torch::Tensor& inputs) override;
   std::vector<std::string> group_names() const override { return {"layer2", "layer3", "layer4"}; }
-  std::vector<double> default_betas() const override { return {500, 1000, 1000}; }
-  std::string last_conv_name() const override { return "layer4.1.conv2"; }
+  std::vector<double> default_betas() const { return {500, 1000, 1000}; }
   // Groups are the outputs of layer2..layer4.
-  std::vector<std::string> group_consumers(size_t group) const override {
+  std::vector<std::string> group_consumers(size_t group) const {
     if (group >= 2) return {"linear.weight"};
     const std::string next = "layer" + std::to_string(group + 3) + ".0.";
     return {next + "conv1.weight", next + "shortcut.0.weight"};

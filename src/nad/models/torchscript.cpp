@@ -263,12 +263,6 @@ std::vector<double> TorchScriptClassifierImpl::default_betas() const {
   return torchvision_default_betas(groups_.size());
 }
 
-std::string TorchScriptClassifierImpl::last_conv_name() const {
-  throw UserError(
-      "Fine-pruning needs a last convolution, which nad does not choose for a "
-      "TorchScript model yet");
-}
-
 std::vector<std::string> TorchScriptClassifierImpl::group_consumers(size_t) const {
   throw UserError(
       "TrojanNN's trigger needs the layers that read a group, which nad does not "
@@ -298,6 +292,7 @@ ArchFamily torchscript_family() {
   family.recognise = [](const StateDict&) { return std::string(); };
   family.classifier_weight = [](const std::string&) { return std::string(); };
   family.input_weight = [](const std::string&) { return std::string(); };
+  bind_model_methods<TorchScriptClassifierImpl>(family);
   return family;
 }
 

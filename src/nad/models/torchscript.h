@@ -44,9 +44,8 @@ class TorchScriptClassifierImpl : public ClassifierImpl {
   TorchScriptClassifierImpl(torch::jit::Module module, std::vector<std::string> groups);
   ModelOutput forward_normalised(const torch::Tensor& inputs) override;
   std::vector<std::string> group_names() const override { return groups_; }
-  std::vector<double> default_betas() const override;
-  std::string last_conv_name() const override;
-  std::vector<std::string> group_consumers(size_t group) const override;
+  std::vector<double> default_betas() const;
+  std::vector<std::string> group_consumers(size_t group) const;
   void train(bool on = true) override;
 
   torch::jit::Module& module() { return module_; }

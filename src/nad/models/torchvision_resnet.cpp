@@ -152,12 +152,6 @@ std::vector<double> TorchvisionResNetImpl::default_betas() const {
   return torchvision_default_betas(groups_.size());
 }
 
-std::string TorchvisionResNetImpl::last_conv_name() const {
-  const size_t layer = groups_.back();
-  return "layer" + std::to_string(layer + 1) + "." + std::to_string(blocks_[layer] - 1) +
-         (bottleneck_ ? ".conv3" : ".conv2");
-}
-
 std::vector<std::string> TorchvisionResNetImpl::group_consumers(size_t group) const {
   const size_t layer = groups_.at(group);
   if (layer == 3) return {"fc.weight"};
@@ -203,6 +197,7 @@ ArchFamily torchvision_resnet_family() {
       {"resnet18", "tv-resnet18"}, {"resnet34", "tv-resnet34"}, {"resnet50", "tv-resnet50"}};
   family.classifier_weight = [](const std::string&) { return std::string("fc.weight"); };
   family.input_weight = [](const std::string&) { return std::string("conv1.weight"); };
+  bind_model_methods<TorchvisionResNetImpl>(family);
   return family;
 }
 

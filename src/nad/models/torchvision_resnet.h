@@ -52,11 +52,9 @@ class TorchvisionResNetImpl : public ClassifierImpl {
   explicit TorchvisionResNetImpl(const TorchvisionResNetOptions& options);
   ModelOutput forward_normalised(const torch::Tensor& inputs) override;
   std::vector<std::string> group_names() const override;
-  std::vector<double> default_betas() const override;
-  // The last convolution of the last group's residual branch.
-  std::string last_conv_name() const override;
+  std::vector<double> default_betas() const;
   // The next layer's first block (conv1 and downsample.0), or fc after layer4.
-  std::vector<std::string> group_consumers(size_t group) const override;
+  std::vector<std::string> group_consumers(size_t group) const;
 
  private:
   TorchvisionResNetOptions options_;

@@ -45,8 +45,8 @@ VggImpl::VggImpl(const VggOptions& options) {
 
   auto features = register_module("features", nn::Sequential());
   std::vector<StageOutput> pools;
-  std::vector<int64_t> pool_indices, convs_before;
-  int64_t in = options.in_channels(), h = options.height(), w = options.width(), last_conv = -1;
+  std::vector<int64_t> pool_indices;
+  int64_t in = options.in_channels(), h = options.height(), w = options.width();
   for (const int64_t v : config) {
     Layer layer;
     layer.index = static_cast<int64_t>(features->size());
@@ -56,11 +56,9 @@ VggImpl::VggImpl(const VggOptions& options) {
       w = window_output(w, 2, 2, 0);
       pools.push_back({"features." + std::to_string(layer.index), h, w});
       pool_indices.push_back(layer.index);
-      convs_before.push_back(last_conv);
     } else {
       layer.conv = nn::Conv2d(nn::Conv2dOptions(in, v, 3).padding(1));
       features->push_back(layer.conv);
-      last_conv = layer.index;
       if (batch_norm) {
         layer.bn = BatchNorm2d(v);
         features->push_back(layer.bn);
@@ -74,7 +72,6 @@ VggImpl::VggImpl(const VggOptions& options) {
   for (size_t i : choose_attention_stages(pools, options.arch(), options.height(), options.width(),
                                           options.groups())) {
     group_pools_.push_back(pool_indices[i]);
-    last_convs_.push_back(convs_before[i]);
   }
   for (Layer& layer : layers_) {
     for (int64_t pool : group_pools_) layer.group |= layer.index == pool;
@@ -129,10 +126,6 @@ std::vector<std::string> VggImpl::group_names() const {
 
 std::vector<double> VggImpl::default_betas() const {
   return torchvision_default_betas(group_pools_.size());
-}
-
-std::string VggImpl::last_conv_name() const {
-  return "features." + std::to_string(last_convs_.back());
 }
 
 std::vector<std::string> VggImpl::group_consumers(size_t group) const {
@@ -196,6 +189,7 @@ ArchFamily vgg_family() {
   }
   family.classifier_weight = [](const std::string&) { return std::string("classifier.6.weight"); };
   family.input_weight = [](const std::string&) { return std::string("features.0.weight"); };
+  bind_model_methods<VggImpl>(family);
   return family;
 }
 

@@ -26,11 +26,9 @@ class VggImpl : public ClassifierImpl {
   explicit VggImpl(const VggOptions& options);
   ModelOutput forward_normalised(const torch::Tensor& inputs) override;
   std::vector<std::string> group_names() const override;
-  std::vector<double> default_betas() const override;
-  // The last convolution before the last group's max-pool.
-  std::string last_conv_name() const override;
+  std::vector<double> default_betas() const;
   // The convolution after the group's max-pool, or classifier.0 (channels x 7 x 7 positions).
-  std::vector<std::string> group_consumers(size_t group) const override;
+  std::vector<std::string> group_consumers(size_t group) const;
 
  private:
   struct Layer {
@@ -41,7 +39,6 @@ class VggImpl : public ClassifierImpl {
   };
   std::vector<Layer> layers_;
   std::vector<int64_t> group_pools_;  // `features` indices of the group max-pools
-  std::vector<int64_t> last_convs_;   // per group: the index of the convolution before its pool
   int64_t after_last_ = 0;            // `features` length (the index after the last layer)
   torch::nn::Linear fc1_{nullptr}, fc2_{nullptr}, fc3_{nullptr};
 };

@@ -93,11 +93,6 @@ ModelOutput WideResNetImpl::forward_normalised(const torch::Tensor& inputs) {
   return out;
 }
 
-std::string WideResNetImpl::last_conv_name() const {
-  const int64_t blocks = (options_.depth() - 4) / 6;
-  return "block3.layer." + std::to_string(blocks - 1) + ".conv2";
-}
-
 ArchFamily wide_resnet_family() {
   ArchFamily family;
   family.names = {"wrn-16-1", "wrn-D-K"};
@@ -130,6 +125,7 @@ ArchFamily wide_resnet_family() {
   };
   family.classifier_weight = [](const std::string&) { return std::string("fc.weight"); };
   family.input_weight = [](const std::string&) { return std::string("conv1.weight"); };
+  bind_model_methods<WideResNetImpl>(family);
   return family;
 }
 

@@ -41,10 +41,9 @@ class WideResNetImpl : public ClassifierImpl {
   explicit WideResNetImpl(const WideResNetOptions& options);
   ModelOutput forward_normalised(const torch::Tensor& inputs) override;
   std::vector<std::string> group_names() const override { return {"block1", "block2", "block3"}; }
-  std::vector<double> default_betas() const override { return {500, 1000, 1000}; }
-  std::string last_conv_name() const override;
+  std::vector<double> default_betas() const { return {500, 1000, 1000}; }
   // Groups are the outputs of block1..block3.
-  std::vector<std::string> group_consumers(size_t group) const override {
+  std::vector<std::string> group_consumers(size_t group) const {
     if (group >= 2) return {"fc.weight"};
     const std::string next = "block" + std::to_string(group + 2) + ".layer.0.";
     return {next + "conv1.weight", next + "convShortcut.weight"};

@@ -3,8 +3,8 @@
 #include <iomanip>
 #include <sstream>
 
-#include "nad/io/report.h"
 #include "nad/pipeline/defense_setup.h"
+#include "nad/train/report.h"
 #include "nad/util/error.h"
 #include "nad/util/files.h"
 
@@ -51,7 +51,7 @@ nlohmann::json run_anp(const AnpConfig& config) {
   const defenses::AnpPruned pruned =
       defenses::anp_prune(s.model.model, s.model.spec, masks.layers, masks.masks, options);
   const train::Metrics after = evaluator(pruned.model);
-  io::save_checkpoint(s.context.out / "model.pt", pruned.model, s.model.spec);
+  models::save_checkpoint(s.context.out / "model.pt", pruned.model, s.model.spec);
 
   // Every neuron's mask, as the authors' mask_values.txt: layer, channel, value.
   std::ostringstream values;
@@ -93,7 +93,7 @@ nlohmann::json run_anp(const AnpConfig& config) {
          << "), then set the BatchNorm weight of the " << pruned.count
          << " neurons whose mask is at most " << pruned.threshold
          << " to zero in the original model.\n\n"
-         << io::metrics_table({{"before", s.before}, {"after ANP", after}});
+         << train::metrics_table({{"before", s.before}, {"after ANP", after}});
   std::vector<train::EpochRecord> records{before_record(s.before)};
   records.insert(records.end(), masks.records.begin(), masks.records.end());
   finish_defense_run(config.defense, s, pruned.model, config_json, summary, records, report);

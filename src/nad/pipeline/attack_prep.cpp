@@ -6,8 +6,8 @@
 #include "nad/attacks/refool.h"
 #include "nad/attacks/trojan.h"
 #include "nad/dist/process_group.h"
-#include "nad/io/checkpoint.h"
 #include "nad/io/png.h"
+#include "nad/models/checkpoint.h"
 #include "nad/pipeline/context.h"
 #include "nad/util/error.h"
 
@@ -56,7 +56,7 @@ models::Classifier train_prep_model(RunContext& context, const AttackPrepConfig&
   std::vector<train::EpochRecord> records = train::train_model(
       model, train, options, [&](const models::Classifier& m) { return clean_only(m); });
   const double accuracy = records.empty() ? 0 : records.back().metrics.clean_acc;
-  io::save_checkpoint(context.out / file_name, model, spec);
+  models::save_checkpoint(context.out / file_name, model, spec);
   std::string label = name;  // "clean model", "selection model"
   std::replace(label.begin(), label.end(), '_', ' ');
   context.log(label + ": ACC " + std::to_string(accuracy).substr(0, 5) + "%, saved as " +
@@ -74,7 +74,7 @@ models::Classifier clean_model_for(RunContext& context, const AttackPrepConfig& 
                                    const std::string& arch, const CommonConfig& common,
                                    const std::string& purpose, nlohmann::json& record) {
   if (!prep.clean_model.empty()) {
-    io::LoadedModel loaded = load_model_for(prep.clean_model, context, "--clean-model");
+    models::LoadedModel loaded = load_model_for(prep.clean_model, context, "--clean-model");
     record["clean_model"] = prep.clean_model;
     return loaded.model;
   }

@@ -1,8 +1,8 @@
 #include <sstream>
 
-#include "nad/io/report.h"
 #include "nad/pipeline/attention_figure.h"
 #include "nad/pipeline/runs.h"
+#include "nad/train/report.h"
 #include "nad/util/error.h"
 
 namespace nad::pipeline {
@@ -37,7 +37,7 @@ nlohmann::json run_attention(const AttentionConfig& config) {
   std::vector<std::pair<std::string, train::Metrics>> table;
   for (size_t i = 0; i < files.size(); ++i) {
     const char* option = i == 0 ? "--model" : "--compare";
-    io::LoadedModel loaded = load_model_for(files[i], context, option, config.model_options);
+    models::LoadedModel loaded = load_model_for(files[i], context, option, config.model_options);
     LabelledModel labelled{config.labels.empty() ? default_label(files[i]) : config.labels[i],
                            loaded.model};
     const train::Metrics metrics = (*context.evaluator)(labelled.model);
@@ -80,7 +80,7 @@ nlohmann::json run_attention(const AttentionConfig& config) {
   report << "# nad attention\n\nAttention maps (" << config.attention << ") of " << files.size()
          << " model(s) on " << rows.size(0) << " test images of " << context.data.name
          << ", attack " << config.common.attack.name << ".\n\n![attention](attention.png)\n\n"
-         << io::metrics_table(table);
+         << train::metrics_table(table);
   write_run_files(context, config_json, summary, {}, report.str());
   context.log("wrote " + (context.out / "attention.png").string());
   return summary;

@@ -3,10 +3,10 @@
 #include <sstream>
 
 #include "nad/defenses/clp.h"
-#include "nad/io/checkpoint.h"
-#include "nad/io/report.h"
+#include "nad/models/checkpoint.h"
 #include "nad/pipeline/context.h"
 #include "nad/pipeline/defense_setup.h"
+#include "nad/train/report.h"
 #include "nad/util/error.h"
 
 namespace nad::pipeline {
@@ -14,7 +14,8 @@ namespace nad::pipeline {
 nlohmann::json run_clp(const ClpConfig& config) {
   if (!(config.u >= 0)) throw UserError("--u must be >= 0, not " + std::to_string(config.u));
   RunContext context = open_run(config.common);
-  io::LoadedModel loaded = load_model_for(config.model, context, "--model", config.model_options);
+  models::LoadedModel loaded =
+      load_model_for(config.model, context, "--model", config.model_options);
   const nlohmann::json config_json = {{"command", "clp"},
                                       {"common", config.common.to_json()},
                                       {"model", config.model},
@@ -28,7 +29,7 @@ nlohmann::json run_clp(const ClpConfig& config) {
   options.u = config.u;
   const defenses::ClpResult result = defenses::clp_prune(loaded.model, loaded.spec, options);
   const train::Metrics after = (*context.evaluator)(result.model);
-  io::save_checkpoint(context.out / "model.pt", result.model, loaded.spec);
+  models::save_checkpoint(context.out / "model.pt", result.model, loaded.spec);
 
   nlohmann::json layers = nlohmann::json::array();
   std::ostringstream table;
@@ -69,7 +70,7 @@ nlohmann::json run_clp(const ClpConfig& config) {
          << ") whose upper bound on the channel Lipschitz constant exceeds mean + " << config.u
          << " std of its layer's, by zeroing their BatchNorm weight and bias. No clean data was "
             "used; the dataset only measures the model.\n\n"
-         << io::metrics_table({{"before", before}, {"after CLP", after}}) << "\n"
+         << train::metrics_table({{"before", before}, {"after CLP", after}}) << "\n"
          << table.str();
   write_run_files(context, config_json, summary, {before_record(before)}, report.str());
   context.log("after: " + after.summary());

@@ -108,6 +108,9 @@ struct TrainConfig {
   std::string schedule = "cosine";
   std::vector<int> milestones;
   AugmentConfig augment;
+  // --exclude-indices: rows of the (poisoned) training set left out of training, one index per
+  // line (inspect-data's suspects); empty: none.
+  std::string exclude_indices;
 };
 
 // `nad predict`: a model's predictions on a folder of images or a dataset split.

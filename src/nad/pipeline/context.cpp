@@ -7,7 +7,8 @@
 
 #include "nad/attacks/triggered_folder.h"
 #include "nad/dist/process_group.h"
-#include "nad/io/report.h"
+#include "nad/io/json.h"
+#include "nad/train/report.h"
 #include "nad/util/compute.h"
 #include "nad/util/error.h"
 #include "nad/util/files.h"
@@ -304,8 +305,8 @@ void print_warnings(const std::vector<std::string>& warnings) {
   std::fflush(stderr);
 }
 
-io::LoadOptions load_options(const ModelFileOptions& options) {
-  io::LoadOptions load;
+models::LoadOptions load_options(const ModelFileOptions& options) {
+  models::LoadOptions load;
   load.arch = options.arch;
   load.num_classes = options.num_classes;
   load.allow_partial = options.allow_partial;
@@ -314,7 +315,7 @@ io::LoadOptions load_options(const ModelFileOptions& options) {
 }
 
 void record_loaded_model(const RunContext& context, const char* option, const std::string& file,
-                         const io::LoadedModel& loaded) {
+                         const models::LoadedModel& loaded) {
   context.models_loaded.push_back({{"option", option},
                                    {"file", file},
                                    {"arch", loaded.spec.arch},
@@ -324,14 +325,14 @@ void record_loaded_model(const RunContext& context, const char* option, const st
   print_warnings(loaded.warnings);
 }
 
-io::LoadedModel load_model_for(const std::string& file, const RunContext& context,
-                               const char* option, const ModelFileOptions& options) {
+models::LoadedModel load_model_for(const std::string& file, const RunContext& context,
+                                   const char* option, const ModelFileOptions& options) {
   if (file.empty()) throw UserError(std::string(option) + " is required");
   const auto& test = context.data.test;
-  io::LoadOptions load = load_options(options);
+  models::LoadOptions load = load_options(options);
   load.input_shape = {test.channels(), test.height(), test.width()};
   load.device = context.device;
-  io::LoadedModel loaded = io::load_checkpoint(file, load);
+  models::LoadedModel loaded = models::load_checkpoint(file, load);
   record_loaded_model(context, option, file, loaded);
   const auto& spec = loaded.spec;
   if (spec.in_channels != test.channels() || spec.height != test.height() ||
@@ -404,7 +405,7 @@ void write_run_files(const RunContext& context, const nlohmann::json& config,
                      const nlohmann::json& summary, const std::vector<train::EpochRecord>& records,
                      const std::string& report) {
   write_or_check_config(context, config);
-  io::write_metrics_csv(context.out / "metrics.csv", records);
+  train::write_metrics_csv(context.out / "metrics.csv", records);
   write_text_atomic(context.out / "report.md", report);
   nlohmann::json complete = summary;
   if (!context.models_loaded.empty()) complete["models_loaded"] = context.models_loaded;

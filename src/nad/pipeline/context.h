@@ -8,7 +8,7 @@
 #include "nad/data/augment.h"
 #include "nad/data/dataset.h"
 #include "nad/defenses/clean_subset.h"
-#include "nad/io/checkpoint.h"
+#include "nad/models/checkpoint.h"
 #include "nad/pipeline/config.h"
 #include "nad/train/evaluate.h"
 #include "nad/train/trainer.h"
@@ -83,17 +83,17 @@ nlohmann::json prepare_attack(RunContext& context, attacks::AttackOptions& attac
                               const CommonConfig& common);
 
 // What --arch, --num-classes, --allow-partial and --input-norm say about a checkpoint to load.
-io::LoadOptions load_options(const ModelFileOptions& options);
+models::LoadOptions load_options(const ModelFileOptions& options);
 
 // Records a loaded checkpoint in context.models_loaded, prints what was read and its warnings.
 void record_loaded_model(const RunContext& context, const char* option, const std::string& file,
-                         const io::LoadedModel& loaded);
+                         const models::LoadedModel& loaded);
 
 // Loads --model (or --teacher), nad's or a PyTorch checkpoint (the dataset gives the input
 // shape a PyTorch file does not say), prints what was skipped, and checks that it fits the
 // dataset.
-io::LoadedModel load_model_for(const std::string& file, const RunContext& context,
-                               const char* option, const ModelFileOptions& options = {});
+models::LoadedModel load_model_for(const std::string& file, const RunContext& context,
+                                   const char* option, const ModelFileOptions& options = {});
 
 // Prints each warning on stderr ("nad: warning: ...").
 void print_warnings(const std::vector<std::string>& warnings);

@@ -5,13 +5,14 @@
 #include "nad/defenses/clean_subset.h"
 #include "nad/defenses/finetune.h"
 #include "nad/defenses/nad.h"
-#include "nad/io/checkpoint.h"
 #include "nad/io/figure.h"
-#include "nad/io/report.h"
+#include "nad/models/checkpoint.h"
+#include "nad/models/registry.h"
 #include "nad/pipeline/attention_figure.h"
 #include "nad/pipeline/context.h"
 #include "nad/pipeline/defense_setup.h"
 #include "nad/pipeline/runs.h"
+#include "nad/train/report.h"
 #include "nad/util/error.h"
 
 namespace nad::pipeline {
@@ -182,7 +183,7 @@ nlohmann::json run_finetune(const DefenseConfig& config) {
       [&](const models::Classifier& m) { return evaluator(m); }, {},
       [&](const std::string& line) { s.context.log(line); });
   const train::Metrics after = evaluator(run.model);
-  io::save_checkpoint(s.context.out / "model.pt", run.model, s.model.spec);
+  models::save_checkpoint(s.context.out / "model.pt", run.model, s.model.spec);
 
   std::vector<train::EpochRecord> records{before_record(s.before)};
   records.insert(records.end(), run.records.begin(), run.records.end());
@@ -197,7 +198,7 @@ nlohmann::json run_finetune(const DefenseConfig& config) {
   report << "# nad finetune\n\nFinetuned `" << config.model << "` on " << s.clean.indices.size(0)
          << " clean images for " << config.epochs << " epochs, lr " << lr_text(run) << ", in "
          << static_cast<int>(s.context.seconds()) << " s.\n\n"
-         << io::metrics_table({{"before", s.before}, {"after finetuning", after}});
+         << train::metrics_table({{"before", s.before}, {"after finetuning", after}});
   finish_defense_run(config, s, run.model, config_json, summary, records, report);
   s.context.log("after: " + after.summary());
   return summary;
@@ -208,7 +209,7 @@ namespace {
 // --groups naming stages that are not the model's default attention groups (torchvision's
 // families choose among their stages): the model rebuilt with those stages as its groups. The
 // weights do not change; only which outputs the forward pass returns.
-void use_named_stages(io::LoadedModel& loaded, const std::vector<std::string>& groups,
+void use_named_stages(models::LoadedModel& loaded, const std::vector<std::string>& groups,
                       const RunContext& context) {
   const std::vector<std::string> current = loaded.model->group_names();
   bool other = false;
@@ -255,9 +256,9 @@ nlohmann::json run_erase(const EraseConfig& config) {
                     " values for this model (one per group), got " +
                     std::to_string(config.betas.size()));
   }
-  options.betas =
-      defenses::select_groups(config.betas.empty() ? s.model.model->default_betas() : config.betas,
-                              s.model.model->group_names(), config.groups);
+  options.betas = defenses::select_groups(
+      config.betas.empty() ? models::default_betas(s.model.model) : config.betas,
+      s.model.model->group_names(), config.groups);
   options.power = config.power;
   options.attention = defenses::parse_attention_kind(config.attention);
 
@@ -266,7 +267,7 @@ nlohmann::json run_erase(const EraseConfig& config) {
   if (!config.teacher.empty()) {
     ModelFileOptions teacher_options = config.defense.model_options;
     teacher_options.arch = config.teacher_arch;  // the teacher's architecture may differ
-    io::LoadedModel loaded_teacher =
+    models::LoadedModel loaded_teacher =
         load_model_for(config.teacher, s.context, "--teacher", teacher_options);
     use_named_stages(loaded_teacher, config.groups, s.context);
     teacher = loaded_teacher.model;
@@ -296,9 +297,9 @@ nlohmann::json run_erase(const EraseConfig& config) {
       [&](const std::string& line) { s.context.log(line); });
   const train::Metrics teacher_metrics = evaluator(result.teacher);
   const train::Metrics after = evaluator(result.student);
-  io::save_checkpoint(s.context.out / "model.pt", result.student, s.model.spec);
+  models::save_checkpoint(s.context.out / "model.pt", result.student, s.model.spec);
   if (config.teacher.empty())
-    io::save_checkpoint(s.context.out / "teacher.pt", result.teacher, s.model.spec);
+    models::save_checkpoint(s.context.out / "teacher.pt", result.teacher, s.model.spec);
 
   // The paper's picture: where each model looks on triggered inputs, before and after.
   if (io::figures_available()) {
@@ -341,9 +342,9 @@ nlohmann::json run_erase(const EraseConfig& config) {
          << ", schedule " << dc.schedule << ", betas " << config_json["betas"].dump()
          << " on groups " << config_json["groups"].dump() << ". Took "
          << static_cast<int>(s.context.seconds()) << " s.\n\n"
-         << io::metrics_table({{"before (backdoored)", s.before},
-                               {"teacher", teacher_metrics},
-                               {"after NAD", after}});
+         << train::metrics_table({{"before (backdoored)", s.before},
+                                  {"teacher", teacher_metrics},
+                                  {"after NAD", after}});
   if (io::figures_available()) report << "\n![attention maps](attention.png)\n";
   finish_defense_run(dc, s, result.student, config_json, summary, records, report);
   s.context.log("teacher: " + teacher_metrics.summary());

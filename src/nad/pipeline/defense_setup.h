@@ -7,7 +7,7 @@
 
 #include "nad/defenses/clean_subset.h"
 #include "nad/defenses/finetune.h"
-#include "nad/io/checkpoint.h"
+#include "nad/models/checkpoint.h"
 #include "nad/pipeline/config.h"
 #include "nad/pipeline/context.h"
 #include "nad/pipeline/scan.h"
@@ -17,7 +17,7 @@ namespace nad::pipeline {
 
 struct DefenseSetup {
   RunContext context;
-  io::LoadedModel model;
+  models::LoadedModel model;
   defenses::CleanData clean;
   defenses::FinetuneOptions finetune;  // epochs, lr and schedule of the main run
   train::Metrics before;

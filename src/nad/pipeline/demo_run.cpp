@@ -2,8 +2,8 @@
 #include <filesystem>
 #include <sstream>
 
-#include "nad/io/report.h"
 #include "nad/pipeline/runs.h"
+#include "nad/train/report.h"
 #include "nad/util/files.h"
 
 namespace nad::pipeline {
@@ -54,7 +54,7 @@ nlohmann::json run_demo(const DemoConfig& config) {
     m.robust_acc = j["robust_acc"].get<double>();
     return m;
   };
-  const std::string table = io::metrics_table(
+  const std::string table = train::metrics_table(
       {{"backdoored", metrics(erased["before"])}, {"after NAD", metrics(erased["after"])}});
   nlohmann::json summary = {{"before", erased["before"]},
                             {"after", erased["after"]},

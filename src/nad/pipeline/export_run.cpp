@@ -1,7 +1,7 @@
 #include <cstdio>
 
-#include "nad/io/checkpoint.h"
 #include "nad/io/torch_file.h"
+#include "nad/models/checkpoint.h"
 #include "nad/pipeline/context.h"
 #include "nad/pipeline/runs.h"
 #include "nad/util/error.h"
@@ -13,14 +13,14 @@ nlohmann::json run_export(const ExportConfig& config) {
     throw UserError("--format must be zip or legacy, not '" + config.format + "'");
   }
   if (config.out.empty()) throw UserError("--out is required");
-  io::LoadOptions options = load_options(config.model_options);
+  models::LoadOptions options = load_options(config.model_options);
   options.input_shape = config.input_shape;
-  io::LoadedModel loaded = io::load_checkpoint(config.model, options);
+  models::LoadedModel loaded = models::load_checkpoint(config.model, options);
   print_warnings(loaded.warnings);
 
-  io::NamedTensors state;
+  models::NamedTensors state;
   size_t bytes = 0;
-  for (const auto& [name, tensor] : io::model_state(loaded.model)) {
+  for (const auto& [name, tensor] : models::model_state(loaded.model)) {
     state.emplace_back(name, tensor.detach().to(torch::kCPU));
     bytes += tensor.nbytes();
   }

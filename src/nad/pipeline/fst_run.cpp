@@ -3,8 +3,8 @@
 #include <sstream>
 
 #include "nad/defenses/fst.h"
-#include "nad/io/report.h"
 #include "nad/pipeline/defense_setup.h"
+#include "nad/train/report.h"
 #include "nad/util/error.h"
 
 namespace nad::pipeline {
@@ -41,7 +41,7 @@ nlohmann::json run_fst(const FstConfig& config) {
         return defenses::fst_penalty(head, alpha);
       });
   const train::Metrics after = evaluator(model);
-  io::save_checkpoint(s.context.out / "model.pt", model, s.model.spec);
+  models::save_checkpoint(s.context.out / "model.pt", model, s.model.spec);
 
   std::vector<train::EpochRecord> records{before_record(s.before)};
   records.insert(records.end(), run.begin(), run.end());
@@ -56,7 +56,7 @@ nlohmann::json run_fst(const FstConfig& config) {
          << ", with alpha " << alpha
          << " x <W, W_original> added to the loss and W kept at the original norm, in "
          << static_cast<int>(s.context.seconds()) << " s.\n\n"
-         << io::metrics_table({{"before", s.before}, {"after FST", after}});
+         << train::metrics_table({{"before", s.before}, {"after FST", after}});
   finish_defense_run(config.defense, s, model, config_json, summary, records, report);
   s.context.log("after: " + after.summary());
   return summary;

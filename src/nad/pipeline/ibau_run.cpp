@@ -3,8 +3,8 @@
 #include <cstdlib>
 #include <sstream>
 
-#include "nad/io/report.h"
 #include "nad/pipeline/defense_setup.h"
+#include "nad/train/report.h"
 #include "nad/util/error.h"
 
 namespace nad::pipeline {
@@ -49,7 +49,7 @@ nlohmann::json run_ibau(const IbauConfig& config) {
       defenses::ibau_unlearn(s.model.model, s.model.spec, s.clean.train, options,
                              [&](const models::Classifier& m) { return evaluator(m); });
   const train::Metrics after = evaluator(result.model);
-  io::save_checkpoint(s.context.out / "model.pt", result.model, s.model.spec);
+  models::save_checkpoint(s.context.out / "model.pt", result.model, s.model.spec);
 
   nlohmann::json summary = {{"before", s.before.to_json()},
                             {"after", after.to_json()},
@@ -64,7 +64,7 @@ nlohmann::json run_ibau(const IbauConfig& config) {
          << ") and Adam at " << options.lr << " through the implicit "
          << "hypergradient (K = " << options.fixed_point_steps << "), batches of "
          << options.batch_size << ", in " << static_cast<int>(s.context.seconds()) << " s.\n\n"
-         << io::metrics_table({{"before", s.before}, {"after I-BAU", after}});
+         << train::metrics_table({{"before", s.before}, {"after I-BAU", after}});
   std::vector<train::EpochRecord> records{before_record(s.before)};
   records.insert(records.end(), result.records.begin(), result.records.end());
   finish_defense_run(config.defense, s, result.model, config_json, summary, records, report);

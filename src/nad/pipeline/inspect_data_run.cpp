@@ -1,10 +1,14 @@
 #include "nad/pipeline/inspect_data_run.h"
 
+#include <algorithm>
+#include <cstdio>
+#include <set>
 #include <sstream>
 
 #include "nad/defenses/data_inspection.h"
-#include "nad/io/report.h"
 #include "nad/pipeline/context.h"
+#include "nad/pipeline/runs.h"
+#include "nad/train/trainer.h"
 #include "nad/util/compute.h"
 #include "nad/util/error.h"
 #include "nad/util/files.h"
@@ -33,6 +37,23 @@ torch::Tensor deep_features(const models::Classifier& model, const torch::Tensor
   return torch::cat(parts);
 }
 
+// --input-norm's text for a model's normalisation, so that the retrained model gets the same.
+std::string input_norm_option(const models::InputNorm& norm) {
+  if (norm.identity()) return "none";
+  const auto& presets = models::input_norm_presets();
+  if (std::find(presets.begin(), presets.end(), norm.name) != presets.end()) return norm.name;
+  auto values = [](const std::vector<double>& v) {
+    std::string text;
+    for (double x : v) {
+      char number[32];
+      std::snprintf(number, sizeof number, "%.17g", x);
+      text += (text.empty() ? "" : ",") + std::string(number);
+    }
+    return text;
+  };
+  return values(norm.mean) + "/" + values(norm.std);
+}
+
 }  // namespace
 
 nlohmann::json run_inspect_data(const InspectDataConfig& config) {
@@ -48,10 +69,14 @@ nlohmann::json run_inspect_data(const InspectDataConfig& config) {
   if (config.components < 1) throw UserError("--components must be at least 1");
   if (!config.poisoned_indices.empty())
     check_model_file(config.poisoned_indices, "--poisoned-indices");
+  if (config.retrain) {
+    train::check_loop_options(config.train.epochs, config.train.batch_size, config.train.lr);
+  }
   RunContext context = open_run(config.common);
   if (!context.attack)
     throw UserError("nad inspect-data needs --attack: the training set to inspect");
-  io::LoadedModel loaded = load_model_for(config.model, context, "--model", config.model_options);
+  models::LoadedModel loaded =
+      load_model_for(config.model, context, "--model", config.model_options);
   const nlohmann::json config_json = {{"command", "inspect-data"},
                                       {"common", config.common.to_json()},
                                       {"model", config.model},
@@ -60,7 +85,8 @@ nlohmann::json run_inspect_data(const InspectDataConfig& config) {
                                       {"expected_poison_rate", config.expected_poison_rate},
                                       {"size_threshold", config.size_threshold},
                                       {"components", config.components},
-                                      {"poisoned_indices", config.poisoned_indices}};
+                                      {"poisoned_indices", config.poisoned_indices},
+                                      {"retrain", config.retrain}};
   write_or_check_config(context, config_json);
 
   const attacks::PoisonedSet poisoned =
@@ -133,11 +159,40 @@ nlohmann::json run_inspect_data(const InspectDataConfig& config) {
                 std::to_string(rates.tpr).substr(0, 5) + "%, FPR " +
                 std::to_string(rates.fpr).substr(0, 5) + "%");
   }
-  const nlohmann::json summary = {{"images", rows},
-                                  {"poisoned", known.size(0)},
-                                  {"features", features.size(1)},
-                                  {"methods", methods},
-                                  {"seconds", context.seconds()}};
+  nlohmann::json summary = {{"images", rows},
+                            {"poisoned", known.size(0)},
+                            {"features", features.size(1)},
+                            {"methods", methods},
+                            {"seconds", context.seconds()}};
+  if (config.retrain) {
+    std::set<int64_t> union_of_suspects;
+    for (const auto& r : results) union_of_suspects.insert(r.suspects.begin(), r.suspects.end());
+    if (union_of_suspects.empty()) {
+      context.log("--retrain: no suspects, so nothing to leave out; not retrained");
+      summary["retrain"] = {{"skipped", "no suspects"}};
+    } else {
+      std::ostringstream lines;
+      for (const int64_t row : union_of_suspects) lines << row << '\n';
+      write_text_atomic(context.out / "retrain_excluded.txt", lines.str());
+      TrainConfig train = config.train;
+      train.common = config.common;
+      train.common.out = (context.out / "retrain").string();
+      train.arch = loaded.spec.arch;
+      train.input_norm = input_norm_option(loaded.spec.input_norm);
+      train.exclude_indices = (context.out / "retrain_excluded.txt").string();
+      context.log("--retrain: training " + train.arch + " without the " +
+                  std::to_string(union_of_suspects.size()) + " suspects into " + train.common.out);
+      const nlohmann::json trained = run_train(train);
+      summary["retrain"] = {
+          {"folder", "retrain"}, {"excluded", union_of_suspects.size()}, {"after", trained}};
+      report << "\nRetrained without the " << union_of_suspects.size() << " suspects ("
+             << trained["excluded"]["poisoned_kept"].get<int64_t>()
+             << " poisoned images remained): ACC " << trained["clean_acc"].get<double>()
+             << "%, ASR " << (trained["asr"].is_number() ? trained["asr"].get<double>() : 0.0)
+             << "% (`retrain/`).\n";
+    }
+    summary["seconds"] = context.seconds();
+  }
   write_run_files(context, config_json, summary, {}, report.str());
   return summary;
 }

@@ -20,6 +20,10 @@ struct InspectDataConfig {
   // A training run's poisoned_indices.txt to measure TPR and FPR against; default: the rows this
   // run poisons itself (the same as `nad train`'s with the same options and seed).
   std::string poisoned_indices;
+  // --retrain: train the inspected model's architecture again without the suspects (of both
+  // methods with "both"), with `train`'s loop options, into OUT/retrain.
+  bool retrain = false;
+  TrainConfig train;
 };
 
 nlohmann::json run_inspect_data(const InspectDataConfig& config);

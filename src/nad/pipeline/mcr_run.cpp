@@ -2,9 +2,9 @@
 #include <sstream>
 
 #include "nad/defenses/mcr.h"
-#include "nad/io/report.h"
 #include "nad/pipeline/defense_setup.h"
 #include "nad/pipeline/runs.h"
+#include "nad/train/report.h"
 #include "nad/util/error.h"
 #include "nad/util/files.h"
 
@@ -36,7 +36,7 @@ nlohmann::json run_mcr(const McrConfig& config) {
   std::vector<train::EpochRecord> records{before_record(s.before)};
   nlohmann::json end_json;
   if (!config.end_model.empty()) {
-    io::LoadedModel loaded =
+    models::LoadedModel loaded =
         load_model_for(config.end_model, s.context, "--end-model", config.defense.model_options);
     if (loaded.spec.arch != spec.arch) {
       throw UserError("--end-model " + config.end_model + " is a " + loaded.spec.arch +
@@ -50,7 +50,7 @@ nlohmann::json run_mcr(const McrConfig& config) {
         defenses::finetune(s.model.model, spec, s.clean, s.finetune, evaluate, {}, log);
     end = run.model;
     records.insert(records.end(), run.records.begin(), run.records.end());
-    io::save_checkpoint(s.context.out / "endpoint.pt", end, spec);
+    models::save_checkpoint(s.context.out / "endpoint.pt", end, spec);
     end_json = {{"source", "finetuned"},
                 {"file", "endpoint.pt"},
                 {"lr", run.lr},
@@ -93,7 +93,7 @@ nlohmann::json run_mcr(const McrConfig& config) {
   models::Classifier chosen =
       defenses::curve_model(s.model.model, end, spec, curve, config.t, bn_images, s.context.device);
   const train::Metrics after = evaluator(chosen);
-  io::save_checkpoint(s.context.out / "model.pt", chosen, spec);
+  models::save_checkpoint(s.context.out / "model.pt", chosen, spec);
   nlohmann::json summary = {{"before", s.before.to_json()},
                             {"after", after.to_json()},
                             {"t", config.t},
@@ -110,7 +110,7 @@ nlohmann::json run_mcr(const McrConfig& config) {
          << config.curve_epochs << " epochs (lr " << config.curve_lr << "), in "
          << static_cast<int>(s.context.seconds()) << " s; the model at t = " << config.t
          << " is model.pt. The curve is in mcr_curve.csv.\n\n"
-         << io::metrics_table(
+         << train::metrics_table(
                 {{"before (t = 0)", s.before},
                  {"after (t = " + std::to_string(config.t).substr(0, 4) + ")", after}});
   finish_defense_run(config.defense, s, chosen, config_json, summary, records, report);

@@ -2,10 +2,10 @@
 
 #include <sstream>
 
+#include "nad/attacks/sample_grid.h"
+#include "nad/io/json.h"
 #include "nad/io/npy.h"
 #include "nad/io/png.h"
-#include "nad/io/report.h"
-#include "nad/io/sample_grid.h"
 #include "nad/pipeline/context.h"
 #include "nad/pipeline/runs.h"
 #include "nad/util/error.h"
@@ -150,7 +150,7 @@ nlohmann::json run_poison(const PoisonConfig& config) {
   io::write_json(context.out / "manifest.json", manifest);
 
   torch::Tensor grid =
-      io::sample_grid(data.train, attack, data.num_classes(), config.pairs_per_row);
+      attacks::sample_grid(data.train, attack, data.num_classes(), config.pairs_per_row);
   io::write_png(context.out / "samples.png", grid);
   context.log("wrote " + (context.out / "manifest.json").string() + " and samples.png (" +
               std::to_string(grid.size(1)) + "x" + std::to_string(grid.size(0)) + ")");

@@ -3,8 +3,8 @@
 #include <sstream>
 
 #include "nad/data/readers.h"
+#include "nad/io/json.h"
 #include "nad/io/npy.h"
-#include "nad/io/report.h"
 #include "nad/pipeline/context.h"
 #include "nad/pipeline/runs.h"
 #include "nad/util/error.h"
@@ -74,14 +74,14 @@ nlohmann::json run_predict(const PredictConfig& config) {
   check_model_file(config.model, "--model");
   RunContext context;
   PredictInput input;
-  io::LoadedModel loaded;
+  models::LoadedModel loaded;
   if (from_folder) {
     context = open_run_folder(config.common);
     input = read_images_option(config);
-    io::LoadOptions load = load_options(config.model_options);
+    models::LoadOptions load = load_options(config.model_options);
     load.input_shape = {input.images.size(3), input.images.size(1), input.images.size(2)};
     load.device = context.device;
-    loaded = io::load_checkpoint(config.model, load);
+    loaded = models::load_checkpoint(config.model, load);
     record_loaded_model(context, "--model", config.model, loaded);
     const auto& spec = loaded.spec;
     input.images = convert_channels(input.images, spec.in_channels);

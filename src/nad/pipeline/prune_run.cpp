@@ -1,9 +1,9 @@
 #include <sstream>
 
 #include "nad/defenses/prune.h"
-#include "nad/io/report.h"
 #include "nad/pipeline/defense_setup.h"
 #include "nad/pipeline/runs.h"
+#include "nad/train/report.h"
 #include "nad/util/error.h"
 #include "nad/util/files.h"
 
@@ -50,7 +50,7 @@ nlohmann::json run_prune(const PruneConfig& config) {
   defenses::FinetuneResult run =
       defenses::finetune(pruned.model, s.model.spec, s.clean, s.finetune, evaluate, {}, log);
   const train::Metrics after = evaluator(run.model);
-  io::save_checkpoint(s.context.out / "model.pt", run.model, s.model.spec);
+  models::save_checkpoint(s.context.out / "model.pt", run.model, s.model.spec);
 
   nlohmann::json curve = nlohmann::json::array();
   std::ostringstream csv;
@@ -98,7 +98,7 @@ nlohmann::json run_prune(const PruneConfig& config) {
          << " points lost), then finetuned on " << s.clean.indices.size(0) << " clean images for "
          << config.defense.epochs << " epochs, lr " << lr_text(run) << ", in "
          << static_cast<int>(s.context.seconds()) << " s. The curve is in prune_curve.csv.\n\n"
-         << io::metrics_table(
+         << train::metrics_table(
                 {{"before", s.before}, {"pruned", after_pruning}, {"pruned + finetuned", after}});
   finish_defense_run(config.defense, s, run.model, config_json, summary, records, report);
   s.context.log("after: " + after.summary());

@@ -5,8 +5,8 @@
 #include "nad/data/subset.h"
 #include "nad/defenses/clean_subset.h"
 #include "nad/io/figure.h"
+#include "nad/io/json.h"
 #include "nad/io/png.h"
-#include "nad/io/report.h"
 #include "nad/pipeline/context.h"
 #include "nad/pipeline/defense_setup.h"
 #include "nad/pipeline/runs.h"
@@ -332,7 +332,8 @@ nlohmann::json run_scan(const ScanConfig& config) {
     throw UserError("Neural Cleanse's outlier test needs at least 3 classes; " + context.data.name +
                     " has " + std::to_string(context.data.num_classes()));
   }
-  io::LoadedModel loaded = load_model_for(config.model, context, "--model", config.model_options);
+  models::LoadedModel loaded =
+      load_model_for(config.model, context, "--model", config.model_options);
   const double holdout = config.scan.holdout_fraction;
   const defenses::CleanData clean = draw_clean_data(
       context, config.clean_ratio, config.clean_indices, config.common.seed, holdout);

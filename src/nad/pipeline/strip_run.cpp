@@ -8,10 +8,10 @@
 #include "nad/data/readers.h"
 #include "nad/data/subset.h"
 #include "nad/defenses/strip.h"
-#include "nad/io/checkpoint.h"
 #include "nad/io/figure.h"
+#include "nad/io/json.h"
 #include "nad/io/png.h"
-#include "nad/io/report.h"
+#include "nad/models/checkpoint.h"
 #include "nad/pipeline/context.h"
 #include "nad/pipeline/runs.h"
 #include "nad/util/error.h"
@@ -62,13 +62,13 @@ torch::Tensor overlays_from_grid(const torch::Tensor& grid, int64_t count, int64
       .contiguous();
 }
 
-nlohmann::json model_record(const std::string& file, const io::LoadedModel& loaded) {
+nlohmann::json model_record(const std::string& file, const models::LoadedModel& loaded) {
   const models::ModelSpec& spec = loaded.spec;
   return {{"file", file},
           {"arch", spec.arch},
           {"num_classes", spec.num_classes},
           {"input_shape", {spec.in_channels, spec.height, spec.width}},
-          {"fingerprint", io::weights_fingerprint(loaded.model)}};
+          {"fingerprint", models::weights_fingerprint(loaded.model)}};
 }
 
 std::string describe_model(const nlohmann::json& m) {
@@ -153,7 +153,8 @@ nlohmann::json calibrate(const StripConfig& config) {
   }
   check_strip_options(config);
   RunContext context = open_run(config.common);
-  io::LoadedModel loaded = load_model_for(config.model, context, "--model", config.model_options);
+  models::LoadedModel loaded =
+      load_model_for(config.model, context, "--model", config.model_options);
   const data::Dataset& train = context.data.train;
   const data::Dataset& test = context.data.test;
   const uint64_t seed = config.common.seed;
@@ -471,10 +472,10 @@ nlohmann::json flag_images(const StripConfig& config) {
                                 : train::default_eval_batch_size(context.device);
   configure_compute(config.common, context);
 
-  io::LoadOptions load = load_options(config.model_options);
+  models::LoadOptions load = load_options(config.model_options);
   load.input_shape = shape;
   load.device = context.device;
-  io::LoadedModel loaded = io::load_checkpoint(config.model, load);
+  models::LoadedModel loaded = models::load_checkpoint(config.model, load);
   context.log("--model " + config.model + ": " + loaded.description);
   print_warnings(loaded.warnings);
   const nlohmann::json given = model_record(config.model, loaded);

@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -13,7 +14,7 @@
 #include "nad/data/dataset.h"
 #include "nad/defenses/clean_subset.h"
 #include "nad/io/figure.h"
-#include "nad/io/report.h"
+#include "nad/io/json.h"
 #include "nad/pipeline/context.h"
 #include "nad/pipeline/runs.h"
 #include "nad/util/error.h"
@@ -468,10 +469,10 @@ std::string join(const std::vector<std::string>& args) {
   return out;
 }
 
-}  // namespace
-
-nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_command) {
-  TableConfig config = given;
+// The experiment file with the command line's choices applied (--attacks, --model,
+// --triggered-test); with --resume, the folder's own experiment file. `config` gets the folder and
+// file resolved; `raw` the file as read.
+TableSpec load_table_spec(TableConfig& config, json& raw) {
   if (!config.resume.empty()) {
     check_resume_folder(config.out, config.resume);
     config.out = config.resume;
@@ -481,7 +482,6 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
   if (config.config_file.empty()) throw UserError("--config is required");
   std::ifstream in(config.config_file);
   if (!in) throw UserError(config.config_file + ": cannot read the experiment file");
-  json raw;
   try {
     raw = json::parse(in);
   } catch (const json::exception& e) {
@@ -535,35 +535,154 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
       }
     }
   }
-  if (config.out.empty()) throw UserError("--out is required");
-  if (config.shard_count < 1 || config.shard_index < 0 || config.shard_index >= config.shard_count)
-    throw UserError("--shard I/N needs 0 <= I < N");
-  if (config.merge && config.shard_count > 1)
-    throw UserError("--merge and --shard exclude each other");
-  const bool sharded = config.shard_count > 1;
-  const std::string suffix = sharded ? "-shard-" + std::to_string(config.shard_index) + "-of-" +
-                                           std::to_string(config.shard_count)
-                                     : "";
-  const fs::path out(config.out);
-  fs::create_directories(out);
-  io::write_json(out / "experiment.json", raw);
-  if (config.resume.empty() && !command_line().empty())
-    io::write_json(out / "state" / "args.json", json(command_line()));
-  auto log = [&](const std::string& line) {
-    if (!config.quiet) std::fprintf(stderr, "%s\n", line.c_str());
-  };
+  return spec;
+}
 
-  const size_t total = spec.datasets.size() * spec.attacks.size() * (1 + spec.defenses.size());
-  size_t index = 0, ran = 0;
-  std::vector<std::string> failed, missing;  // missing: unfinished cells, with --merge
-  auto run_cell = [&](const fs::path& dir, const std::vector<std::string>& args) {
+std::string shard_suffix(const TableConfig& config) {
+  return config.shard_count > 1 ? "-shard-" + std::to_string(config.shard_index) + "-of-" +
+                                      std::to_string(config.shard_count)
+                                : "";
+}
+
+// Writes table.md, table.csv and results.json (a shard's with its suffix) from the rows so far:
+// after every row, so that a long grid shows its progress, and once more at the end. Returns
+// the results and the Markdown table.
+std::pair<json, std::string> write_table_files(const TableSpec& spec, const TableConfig& config,
+                                               const json& raw, const json& rows,
+                                               const std::vector<std::string>& failed, size_t ran,
+                                               bool complete) {
+  const fs::path out(config.out);
+  const bool sharded = config.shard_count > 1;
+  const std::string suffix = shard_suffix(config);
+  // The paper's shape: one row per attack; Before and each defense as ASR / ACC; averages; DER.
+  const bool many_datasets = spec.datasets.size() > 1;
+  std::ostringstream md, csv;
+  md << "# " << spec.name << "\n\nASR and ACC (%) of each backdoored model before and after each "
+     << "defense, all defenses using the same " << spec.clean_ratio * 100
+     << "% clean subset; DER as in BackdoorBench (higher is better, 50 = no change).\n\n";
+  if (!complete) {
+    md << "*In progress: " << rows.size() << " of " << spec.datasets.size() * spec.attacks.size()
+       << " rows; the grid is still running.*\n\n";
+  }
+  md << "| Attack | Before ASR | Before ACC |";
+  csv << "dataset,attack,before_asr,before_acc";
+  for (const auto& d : spec.defenses) {
+    md << ' ' << d.name << " ASR | " << d.name << " ACC |";
+    csv << ',' << slug(d.name) << "_asr," << slug(d.name) << "_acc," << slug(d.name) << "_der";
+  }
+  md << "\n|---|---:|---:|";
+  for (size_t i = 0; i < spec.defenses.size(); ++i) md << "---:|---:|";
+  md << '\n';
+  csv << '\n';
+  std::vector<double> sum(2 + 3 * spec.defenses.size(), 0);
+  std::vector<int> count(sum.size(), 0);
+  auto add = [&](size_t column, const std::optional<double>& v) {
+    if (v) {
+      sum[column] += *v;
+      ++count[column];
+    }
+  };
+  for (const auto& row : rows) {
+    const std::string label = (many_datasets ? row["dataset"].get<std::string>() + " " : "") +
+                              row["attack"].get<std::string>();
+    const json before = row.value("before", json());
+    md << "| " << label << " | " << fixed(number_at(before, "asr")) << " | "
+       << fixed(number_at(before, "clean_acc")) << " |";
+    csv << row["dataset"].get<std::string>() << ',' << row["attack"].get<std::string>() << ','
+        << fixed(number_at(before, "asr"), 4) << ',' << fixed(number_at(before, "clean_acc"), 4);
+    add(0, number_at(before, "asr"));
+    add(1, number_at(before, "clean_acc"));
+    for (size_t i = 0; i < spec.defenses.size(); ++i) {
+      const json cell = row["defenses"].value(spec.defenses[i].name, json());
+      const json after = cell.is_object() ? cell.value("after", json()) : json();
+      const std::optional<double> d = cell.is_object() && cell.contains("der")
+                                          ? std::optional<double>(cell["der"].get<double>())
+                                          : std::nullopt;
+      md << ' ' << fixed(number_at(after, "asr")) << " | " << fixed(number_at(after, "clean_acc"))
+         << " |";
+      csv << ',' << fixed(number_at(after, "asr"), 4) << ','
+          << fixed(number_at(after, "clean_acc"), 4) << ',' << fixed(d, 4);
+      add(2 + 3 * i, number_at(after, "asr"));
+      add(3 + 3 * i, number_at(after, "clean_acc"));
+      add(4 + 3 * i, d);
+    }
+    md << '\n';
+    csv << '\n';
+  }
+  auto mean = [&](size_t column) {
+    return count[column] ? std::optional<double>(sum[column] / count[column]) : std::nullopt;
+  };
+  md << "| **Average** | " << fixed(mean(0)) << " | " << fixed(mean(1)) << " |";
+  for (size_t i = 0; i < spec.defenses.size(); ++i) {
+    md << ' ' << fixed(mean(2 + 3 * i)) << " | " << fixed(mean(3 + 3 * i)) << " |";
+  }
+  md << "\n\n| Defense | mean DER (%) |\n|---|---:|\n";
+  for (size_t i = 0; i < spec.defenses.size(); ++i) {
+    const auto d = mean(4 + 3 * i);
+    md << "| " << spec.defenses[i].name << " | "
+       << fixed(d ? std::optional<double>(*d * 100) : std::nullopt) << " |\n";
+  }
+  if (spec.shared_lr) {
+    md << "\nOne learning rate per model (`shared_lr`): the finetune defense's --lr auto choice, "
+          "given as `--lr` to the defenses that set none:";
+    for (const auto& row : rows) {
+      md << ' ' << row["attack"].get<std::string>() << ' '
+         << (row.contains("shared_lr") ? fixed(row["shared_lr"].get<double>(), 4) : "-") << ';';
+    }
+    md << '\n';
+  }
+  write_verification(md, rows, spec);
+  if (!failed.empty()) {
+    md << "\nFailed cells (rerun `nad table` to retry):\n";
+    for (const auto& f : failed) md << "- `" << f << "`\n";
+  }
+  write_text_atomic(out / ("table" + suffix + ".md"), md.str());
+  write_text_atomic(out / ("table" + suffix + ".csv"), csv.str());
+
+  json averages = {{"before",
+                    {{"asr", mean(0) ? json(*mean(0)) : json()},
+                     {"clean_acc", mean(1) ? json(*mean(1)) : json()}}}};
+  for (size_t i = 0; i < spec.defenses.size(); ++i) {
+    averages[spec.defenses[i].name] = {
+        {"asr", mean(2 + 3 * i) ? json(*mean(2 + 3 * i)) : json()},
+        {"clean_acc", mean(3 + 3 * i) ? json(*mean(3 + 3 * i)) : json()},
+        {"der", mean(4 + 3 * i) ? json(*mean(4 + 3 * i)) : json()}};
+  }
+  json results = {
+      {"name", spec.name},
+      {"experiment", raw},
+      {"attacks_chosen", config.attacks},
+      {"models_given", spec.models},
+      {"triggered_tests_given", spec.triggered_tests},
+      {"rows", rows},
+      {"averages", averages},
+      {"cells_run", ran},
+      {"failed", failed},
+      {"shard",
+       sharded ? json({{"index", config.shard_index}, {"count", config.shard_count}}) : json()},
+      {"complete", complete}};
+  io::write_json(out / ("results" + suffix + ".json"), results);
+  return std::make_pair(results, md.str());
+}
+
+// Runs the grid's cells one at a time as child processes: keeps a finished cell, resumes an
+// interrupted one, stops the grid on a signal, and counts and names the failed ones (with
+// --merge it runs nothing and names the unfinished ones).
+struct CellRunner {
+  CellRunner(const TableConfig& config, size_t total, const CommandRunner& run_command,
+             std::function<void(const std::string&)> log)
+      : config_(config), total(total), run_command_(run_command), log_(std::move(log)) {}
+
+  // Whether the cell `dir` is finished, running `args` when it is not.
+  bool run(const fs::path& dir, const std::vector<std::string>& args) {
+    const fs::path out(config_.out);
     ++index;
     const std::string counter = "[" + std::to_string(index) + "/" + std::to_string(total) + "] ";
     if (cell_finished(dir, args)) {
-      log(counter + dir.string() + ": done before, kept");
+      log_(counter + dir.string() + ": done before, kept");
       return true;
     }
-    if (config.merge) {
+    if (config_.merge) {
       missing.push_back(dir.string());
       return false;
     }
@@ -578,12 +697,12 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
     if (fs::exists(dir / "state" / "args.json") && fs::exists(dir / "cell.json")) {
       command.push_back("--resume");
       command.push_back(dir.string());
-      log(counter + "resuming " + dir.string());
+      log_(counter + "resuming " + dir.string());
     }
     io::write_json(dir / "cell.json", {{"args", args}});
-    log(counter + "nad " + join(command));
+    log_(counter + "nad " + join(command));
     const auto start = std::chrono::steady_clock::now();
-    const int code = run_command(command);
+    const int code = run_command_(command);
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     ++ran;
@@ -598,128 +717,51 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
                         signal_number);
     }
     if (code != 0 || !fs::exists(dir / "summary.json")) {
-      log(counter + dir.string() + ": FAILED (exit code " + std::to_string(code) + ")");
+      log_(counter + dir.string() + ": FAILED (exit code " + std::to_string(code) + ")");
       failed.push_back(dir.string());
       return false;
     }
-    log(counter + dir.string() + ": finished in " + std::to_string(static_cast<int>(seconds)) +
-        " s");
+    log_(counter + dir.string() + ": finished in " + std::to_string(static_cast<int>(seconds)) +
+         " s");
     return true;
+  }
+
+  const TableConfig& config_;
+  size_t total = 0, index = 0, ran = 0;
+  std::vector<std::string> failed, missing;  // missing: unfinished cells, with --merge
+
+ private:
+  const CommandRunner& run_command_;
+  std::function<void(const std::string&)> log_;
+};
+
+}  // namespace
+
+nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_command) {
+  TableConfig config = given;
+  json raw;
+  const TableSpec spec = load_table_spec(config, raw);
+  if (config.out.empty()) throw UserError("--out is required");
+  if (config.shard_count < 1 || config.shard_index < 0 || config.shard_index >= config.shard_count)
+    throw UserError("--shard I/N needs 0 <= I < N");
+  if (config.merge && config.shard_count > 1)
+    throw UserError("--merge and --shard exclude each other");
+  const std::string suffix = shard_suffix(config);
+  const fs::path out(config.out);
+  fs::create_directories(out);
+  io::write_json(out / "experiment.json", raw);
+  if (config.resume.empty() && !command_line().empty())
+    io::write_json(out / "state" / "args.json", json(command_line()));
+  auto log = [&](const std::string& line) {
+    if (!config.quiet) std::fprintf(stderr, "%s\n", line.c_str());
   };
 
-  json rows = json::array();
-  // Writes table.md, table.csv and results.json from the rows so far: after every row, so a
-  // long grid shows its progress, and once more at the end.
-  auto write_outputs = [&](bool complete) {
-    // The paper's shape: one row per attack; Before and each defense as ASR / ACC; averages; DER.
-    const bool many_datasets = spec.datasets.size() > 1;
-    std::ostringstream md, csv;
-    md << "# " << spec.name << "\n\nASR and ACC (%) of each backdoored model before and after each "
-       << "defense, all defenses using the same " << spec.clean_ratio * 100
-       << "% clean subset; DER as in BackdoorBench (higher is better, 50 = no change).\n\n";
-    if (!complete) {
-      md << "*In progress: " << rows.size() << " of " << spec.datasets.size() * spec.attacks.size()
-         << " rows; the grid is still running.*\n\n";
-    }
-    md << "| Attack | Before ASR | Before ACC |";
-    csv << "dataset,attack,before_asr,before_acc";
-    for (const auto& d : spec.defenses) {
-      md << ' ' << d.name << " ASR | " << d.name << " ACC |";
-      csv << ',' << slug(d.name) << "_asr," << slug(d.name) << "_acc," << slug(d.name) << "_der";
-    }
-    md << "\n|---|---:|---:|";
-    for (size_t i = 0; i < spec.defenses.size(); ++i) md << "---:|---:|";
-    md << '\n';
-    csv << '\n';
-    std::vector<double> sum(2 + 3 * spec.defenses.size(), 0);
-    std::vector<int> count(sum.size(), 0);
-    auto add = [&](size_t column, const std::optional<double>& v) {
-      if (v) {
-        sum[column] += *v;
-        ++count[column];
-      }
-    };
-    for (const auto& row : rows) {
-      const std::string label = (many_datasets ? row["dataset"].get<std::string>() + " " : "") +
-                                row["attack"].get<std::string>();
-      const json before = row.value("before", json());
-      md << "| " << label << " | " << fixed(number_at(before, "asr")) << " | "
-         << fixed(number_at(before, "clean_acc")) << " |";
-      csv << row["dataset"].get<std::string>() << ',' << row["attack"].get<std::string>() << ','
-          << fixed(number_at(before, "asr"), 4) << ',' << fixed(number_at(before, "clean_acc"), 4);
-      add(0, number_at(before, "asr"));
-      add(1, number_at(before, "clean_acc"));
-      for (size_t i = 0; i < spec.defenses.size(); ++i) {
-        const json cell = row["defenses"].value(spec.defenses[i].name, json());
-        const json after = cell.is_object() ? cell.value("after", json()) : json();
-        const std::optional<double> d = cell.is_object() && cell.contains("der")
-                                            ? std::optional<double>(cell["der"].get<double>())
-                                            : std::nullopt;
-        md << ' ' << fixed(number_at(after, "asr")) << " | " << fixed(number_at(after, "clean_acc"))
-           << " |";
-        csv << ',' << fixed(number_at(after, "asr"), 4) << ','
-            << fixed(number_at(after, "clean_acc"), 4) << ',' << fixed(d, 4);
-        add(2 + 3 * i, number_at(after, "asr"));
-        add(3 + 3 * i, number_at(after, "clean_acc"));
-        add(4 + 3 * i, d);
-      }
-      md << '\n';
-      csv << '\n';
-    }
-    auto mean = [&](size_t column) {
-      return count[column] ? std::optional<double>(sum[column] / count[column]) : std::nullopt;
-    };
-    md << "| **Average** | " << fixed(mean(0)) << " | " << fixed(mean(1)) << " |";
-    for (size_t i = 0; i < spec.defenses.size(); ++i) {
-      md << ' ' << fixed(mean(2 + 3 * i)) << " | " << fixed(mean(3 + 3 * i)) << " |";
-    }
-    md << "\n\n| Defense | mean DER (%) |\n|---|---:|\n";
-    for (size_t i = 0; i < spec.defenses.size(); ++i) {
-      const auto d = mean(4 + 3 * i);
-      md << "| " << spec.defenses[i].name << " | "
-         << fixed(d ? std::optional<double>(*d * 100) : std::nullopt) << " |\n";
-    }
-    if (spec.shared_lr) {
-      md << "\nOne learning rate per model (`shared_lr`): the finetune defense's --lr auto choice, "
-            "given as `--lr` to the defenses that set none:";
-      for (const auto& row : rows) {
-        md << ' ' << row["attack"].get<std::string>() << ' '
-           << (row.contains("shared_lr") ? fixed(row["shared_lr"].get<double>(), 4) : "-") << ';';
-      }
-      md << '\n';
-    }
-    write_verification(md, rows, spec);
-    if (!failed.empty()) {
-      md << "\nFailed cells (rerun `nad table` to retry):\n";
-      for (const auto& f : failed) md << "- `" << f << "`\n";
-    }
-    write_text_atomic(out / ("table" + suffix + ".md"), md.str());
-    write_text_atomic(out / ("table" + suffix + ".csv"), csv.str());
+  CellRunner cells(config, spec.datasets.size() * spec.attacks.size() * (1 + spec.defenses.size()),
+                   run_command, log);
 
-    json averages = {{"before",
-                      {{"asr", mean(0) ? json(*mean(0)) : json()},
-                       {"clean_acc", mean(1) ? json(*mean(1)) : json()}}}};
-    for (size_t i = 0; i < spec.defenses.size(); ++i) {
-      averages[spec.defenses[i].name] = {
-          {"asr", mean(2 + 3 * i) ? json(*mean(2 + 3 * i)) : json()},
-          {"clean_acc", mean(3 + 3 * i) ? json(*mean(3 + 3 * i)) : json()},
-          {"der", mean(4 + 3 * i) ? json(*mean(4 + 3 * i)) : json()}};
-    }
-    json results = {
-        {"name", spec.name},
-        {"experiment", raw},
-        {"attacks_chosen", config.attacks},
-        {"models_given", spec.models},
-        {"triggered_tests_given", spec.triggered_tests},
-        {"rows", rows},
-        {"averages", averages},
-        {"cells_run", ran},
-        {"failed", failed},
-        {"shard",
-         sharded ? json({{"index", config.shard_index}, {"count", config.shard_count}}) : json()},
-        {"complete", complete}};
-    io::write_json(out / ("results" + suffix + ".json"), results);
-    return std::make_pair(results, md.str());
+  json rows = json::array();
+  auto write_outputs = [&](bool complete) {
+    return write_table_files(spec, config, raw, rows, cells.failed, cells.ran, complete);
   };
   int row_number = 0;
   for (const auto& ds : spec.datasets) {
@@ -756,7 +798,7 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
     for (const auto& attack : spec.attacks) {
       // Another shard's row (--merge runs as the one shard and looks at every row).
       if (row_number++ % config.shard_count != config.shard_index) {
-        index += 1 + spec.defenses.size();
+        cells.index += 1 + spec.defenses.size();
         continue;
       }
       const fs::path attack_dir = ds_dir / attack.name;
@@ -793,11 +835,11 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
       }
       bd_args.insert(bd_args.end(), {"--out", bd_dir.string()});
       json row = {{"dataset", ds.name}, {"attack", attack.name}, {"defenses", json::object()}};
-      if (!run_cell(bd_dir, bd_args)) {
-        index += spec.defenses.size();
+      if (!cells.run(bd_dir, bd_args)) {
+        cells.index += spec.defenses.size();
         if (config.merge) {  // the row's backdoored model is not finished
           for (const auto& defense : spec.defenses)
-            missing.push_back((attack_dir / slug(defense.name)).string());
+            cells.missing.push_back((attack_dir / slug(defense.name)).string());
           row["error"] = "not finished";
           rows.push_back(row);
           continue;
@@ -831,11 +873,11 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
         const bool takes_shared_lr = lr_source && &defense != lr_source && defense.finetunes &&
                                      defense.uses_clean_data && searches_lr(spec, defense);
         if (takes_shared_lr && !shared_lr) {
-          ++index;
+          ++cells.index;
           row["defenses"][defense.name] = {{"folder", fs::relative(dir, out).string()},
                                            {"error", "no shared learning rate: the " +
                                                          lr_source->name + " cell did not finish"}};
-          if (!config.merge) failed.push_back(dir.string());
+          if (!config.merge) cells.failed.push_back(dir.string());
           continue;
         }
         std::vector<std::string> args{defense.command};
@@ -856,7 +898,7 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
         }
         args.insert(args.end(), {"--out", dir.string()});
         json cell = {{"folder", fs::relative(dir, out).string()}};
-        if (run_cell(dir, args)) {
+        if (cells.run(dir, args)) {
           const json summary = io::read_json_or_null(dir / "summary.json");
           cell["after"] = summary.value("after", json());
           cell["summary"] = summary;
@@ -886,17 +928,18 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
     }
   }
 
-  if (config.merge && !missing.empty()) {
-    throw UserError("--merge: " + std::to_string(missing.size()) +
-                    " cell(s) are not finished, first " + missing.front() +
+  if (config.merge && !cells.missing.empty()) {
+    throw UserError("--merge: " + std::to_string(cells.missing.size()) +
+                    " cell(s) are not finished, first " + cells.missing.front() +
                     "; run the missing shards first");
   }
   const auto [results, table] = write_outputs(true);
   log("wrote " + (out / ("table" + suffix + ".md")).string());
   if (!config.quiet) std::fprintf(stderr, "\n%s", table.c_str());
-  if (!failed.empty()) {
-    throw UserError(std::to_string(failed.size()) + " cell(s) failed: " + failed.front() +
-                    (failed.size() > 1 ? " and others" : "") + " (rerun to retry)");
+  if (!cells.failed.empty()) {
+    throw UserError(std::to_string(cells.failed.size()) +
+                    " cell(s) failed: " + cells.failed.front() +
+                    (cells.failed.size() > 1 ? " and others" : "") + " (rerun to retry)");
   }
   return results;
 }

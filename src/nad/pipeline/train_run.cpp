@@ -1,11 +1,11 @@
 #include <sstream>
 
+#include "nad/attacks/sample_grid.h"
 #include "nad/defenses/clean_subset.h"
-#include "nad/io/checkpoint.h"
-#include "nad/io/report.h"
-#include "nad/io/sample_grid.h"
+#include "nad/models/checkpoint.h"
 #include "nad/pipeline/context.h"
 #include "nad/pipeline/runs.h"
+#include "nad/train/report.h"
 #include "nad/util/error.h"
 
 namespace nad::pipeline {
@@ -16,6 +16,8 @@ nlohmann::json run_train(const TrainConfig& config) {
   const models::InputNorm input_norm = models::parse_input_norm(config.input_norm);
   train::check_loop_options(config.epochs, config.batch_size, config.lr);
   if (!config.prep.clean_model.empty()) check_model_file(config.prep.clean_model, "--clean-model");
+  if (!config.exclude_indices.empty())
+    check_model_file(config.exclude_indices, "--exclude-indices");
   RunContext context = open_run(config.common, /*prepares_attack=*/true, /*resumable=*/true);
   const data::DatasetPair& data = context.data;
   // The trojan trigger made here is recorded in the configuration as the file it went to.
@@ -26,8 +28,10 @@ nlohmann::json run_train(const TrainConfig& config) {
   // Poison once, eagerly; the poisoned rows are saved so the run can be audited.
   data::Dataset train_set = data.train;
   nlohmann::json poison_info = nullptr;
+  torch::Tensor poisoned_rows = torch::empty({0}, torch::kLong);
   if (context.attack) {
     attacks::PoisonedSet poisoned = context.attack->poison(data.train, common.seed);
+    poisoned_rows = poisoned.indices.to(torch::kLong);
     train_set = poisoned.data;
     defenses::write_indices(context.out / "poisoned_indices.txt", poisoned.indices);
     poison_info = {{"count", poisoned.indices.size(0)},
@@ -40,10 +44,30 @@ nlohmann::json run_train(const TrainConfig& config) {
       context.log("noise mode: " + std::to_string(poisoned.noise_indices.size(0)) +
                   " more warped with noise, labels kept");
     }
-    io::write_sample_grid(context.out / "samples.png", data.train, *context.attack,
-                          data.num_classes());
+    attacks::write_sample_grid(context.out / "samples.png", data.train, *context.attack,
+                               data.num_classes());
     context.log("poisoned " + std::to_string(poisoned.indices.size(0)) + " of " +
                 std::to_string(train_set.size()) + " training images (" + common.attack.name + ")");
+  }
+
+  // Rows a data defense flagged leave before training (after poisoning, so that the indices are
+  // the poisoned set's).
+  nlohmann::json excluded_info = nullptr;
+  if (!config.exclude_indices.empty()) {
+    const torch::Tensor excluded = defenses::read_indices(config.exclude_indices, train_set.size());
+    torch::Tensor keep = torch::ones({train_set.size()}, torch::kBool);
+    if (excluded.numel() > 0) keep.index_fill_(0, excluded.to(torch::kLong), false);
+    const int64_t poisoned_kept =
+        poisoned_rows.numel() > 0 ? keep.index_select(0, poisoned_rows).sum().item<int64_t>() : 0;
+    train_set = train_set.select(keep.nonzero().squeeze(1));
+    excluded_info = {{"file", config.exclude_indices},
+                     {"excluded", excluded.numel()},
+                     {"poisoned_excluded", poisoned_rows.numel() - poisoned_kept},
+                     {"poisoned_kept", poisoned_kept},
+                     {"trained_on", train_set.size()}};
+    context.log("left out " + std::to_string(excluded.numel()) + " rows (" +
+                config.exclude_indices + "), " + std::to_string(poisoned_kept) +
+                " poisoned ones remain; training on " + std::to_string(train_set.size()));
   }
 
   models::ModelSpec spec{config.arch,         data.train.channels(), data.num_classes(),
@@ -69,11 +93,10 @@ nlohmann::json run_train(const TrainConfig& config) {
   options.state = context.state;
   options.state_key = "train";
 
-  nlohmann::json config_json = {{"command", "train"},
-                                {"common", common.to_json()},
-                                {"arch", config.arch},
-                                {"input_norm", input_norm.to_json()},
-                                {"train", options.to_json()}};
+  nlohmann::json config_json = {
+      {"command", "train"},         {"common", common.to_json()},
+      {"arch", config.arch},        {"input_norm", input_norm.to_json()},
+      {"train", options.to_json()}, {"exclude_indices", config.exclude_indices}};
   if (!prep_record.is_null()) config_json["attack_prep"] = prep_record;
   write_or_check_config(context, config_json);
 
@@ -82,7 +105,7 @@ nlohmann::json run_train(const TrainConfig& config) {
       model, train_set, options, [&](const models::Classifier& m) { return evaluator(m); });
   const train::Metrics final_metrics = records.empty() ? evaluator(model) : records.back().metrics;
 
-  io::save_checkpoint(context.out / "model.pt", model, spec);
+  models::save_checkpoint(context.out / "model.pt", model, spec);
   nlohmann::json summary = final_metrics.to_json();
   summary["seconds"] = context.seconds();
   summary["epochs"] = config.epochs;
@@ -91,13 +114,14 @@ nlohmann::json run_train(const TrainConfig& config) {
   summary["dataset"] = data.name;
   summary["attack"] = common.attack.to_json();
   summary["poisoned"] = poison_info;
+  summary["excluded"] = excluded_info;
 
   std::ostringstream report;
   report << "# nad train\n\n"
          << "Trained `" << config.arch << "` on " << data.name << " for " << config.epochs
          << " epochs (attack: " << common.attack.name << ", seed " << common.seed << ") in "
          << static_cast<int>(context.seconds()) << " s.\n\n"
-         << io::metrics_table({{"trained model", final_metrics}});
+         << train::metrics_table({{"trained model", final_metrics}});
   write_run_files(context, config_json, summary, records, report.str());
   context.log("final: " + final_metrics.summary());
   return summary;
@@ -105,7 +129,8 @@ nlohmann::json run_train(const TrainConfig& config) {
 
 nlohmann::json run_eval(const EvalConfig& config) {
   RunContext context = open_run(config.common);
-  io::LoadedModel loaded = load_model_for(config.model, context, "--model", config.model_options);
+  models::LoadedModel loaded =
+      load_model_for(config.model, context, "--model", config.model_options);
   const train::Metrics metrics = (*context.evaluator)(loaded.model);
   nlohmann::json summary = metrics.to_json();
   summary["seconds"] = context.seconds();
@@ -120,7 +145,7 @@ nlohmann::json run_eval(const EvalConfig& config) {
   report << "# nad eval\n\n`" << config.model << "` (" << loaded.spec.arch << ") on "
          << context.data.name << ", ASR from "
          << (context.evaluator->has_attack() ? context.asr_source : "no attack") << ".\n\n"
-         << io::metrics_table({{"model", metrics}});
+         << train::metrics_table({{"model", metrics}});
   write_run_files(context, config_json, summary, {}, report.str());
   context.log(metrics.summary());
   return summary;

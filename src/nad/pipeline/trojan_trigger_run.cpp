@@ -18,7 +18,8 @@ nlohmann::json run_trojan_trigger(const TrojanTriggerConfig& config) {
   set_threads(config.threads);
   context.log("loading " + config.dataset.name + " ...");
   context.data = data::load_dataset(config.dataset);
-  io::LoadedModel loaded = load_model_for(config.model, context, "--model", config.model_options);
+  models::LoadedModel loaded =
+      load_model_for(config.model, context, "--model", config.model_options);
 
   attacks::TrojanTriggerOptions options;
   options.group = config.layer;

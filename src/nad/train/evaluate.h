@@ -7,6 +7,7 @@
 
 #include "nad/data/dataset.h"
 #include "nad/models/classifier.h"
+#include "nad/train/records.h"
 
 namespace nad::train {
 
@@ -20,17 +21,6 @@ inline constexpr int64_t kCudaEvalBatchSize = 1024;
 inline int64_t default_eval_batch_size(torch::Device device) {
   return device.is_cuda() ? kCudaEvalBatchSize : kEvalBatchSize;
 }
-
-// Clean accuracy, attack success rate and robust accuracy, all in percent. ASR and RA are
-// empty when no attack was given.
-struct Metrics {
-  double clean_acc = 0;
-  std::optional<double> asr;
-  std::optional<double> robust_acc;
-
-  nlohmann::json to_json() const;
-  std::string summary() const;  // "ACC 85.10% ASR 99.90% RA 0.05%"
-};
 
 // Predicted labels for uint8 N x H x W x C images, in eval mode and batches.
 torch::Tensor predict(const models::Classifier& model, const torch::Tensor& images,

@@ -70,16 +70,6 @@ void check_loop_options(int epochs, int64_t batch_size, std::optional<double> lr
 // The learning rate used during `epoch` (0-based).
 double lr_at(const TrainOptions& options, int epoch);
 
-struct EpochRecord {
-  std::string phase;
-  int epoch = 0;  // 1-based; 0 is the model before training
-  double lr = 0;
-  double loss = 0;
-  double train_acc = 0;
-  Metrics metrics;
-  double seconds = 0;
-};
-
 // This process's part of one global batch: all of it in one process, a contiguous shard of it
 // in each rank of a distributed run (every rank augmented the same global batch).
 struct LocalBatch {

@@ -1,4 +1,4 @@
-#include "nad/io/checkpoint.h"
+#include "nad/models/checkpoint.h"
 
 #include <cmath>
 #include <cstring>
@@ -13,7 +13,7 @@
 #include "nad/util/files.h"
 #include "nad/util/sha256.h"
 
-namespace nad::io {
+namespace nad::models {
 
 void save_checkpoint(const std::filesystem::path& file, const models::Classifier& model,
                      const models::ModelSpec& spec) {
@@ -170,8 +170,8 @@ std::string first_line(const c10::Error& e) {
 LoadedModel load_torchscript(const std::filesystem::path& file,
                              const std::vector<unsigned char>& bytes, const LoadOptions& options) {
   const std::string where = file.string();
-  const TorchScriptCheck check =
-      check_torchscript_archive(bytes.data(), bytes.size(), where, default_operator_policy());
+  const io::TorchScriptCheck check = io::check_torchscript_archive(
+      bytes.data(), bytes.size(), where, io::default_operator_policy());
   if (options.input_shape.size() != 3) {
     throw UserError("'" + where + "' is a TorchScript model, which does not say its input shape");
   }
@@ -234,11 +234,11 @@ LoadedModel load_checkpoint(const std::filesystem::path& file, const LoadOptions
   const std::string where = file.string();
   // Read once: a TorchScript archive is recognised by its contents, not its name.
   const std::vector<unsigned char> bytes = read_file_bytes(file);
-  if (zip::looks_like_zip(bytes.data(), bytes.size()) &&
-      is_torchscript_archive(zip::Reader(bytes.data(), bytes.size(), where, true))) {
+  if (io::zip::looks_like_zip(bytes.data(), bytes.size()) &&
+      io::is_torchscript_archive(io::zip::Reader(bytes.data(), bytes.size(), where, true))) {
     return load_torchscript(file, bytes, options);
   }
-  TorchStateDict file_state = parse_torch_state_dict(bytes.data(), bytes.size(), where);
+  io::TorchStateDict file_state = io::parse_torch_state_dict(bytes.data(), bytes.size(), where);
   LoadedModel out;
   if (!file_state.skipped_globals.empty()) {
     std::string names;
@@ -353,7 +353,7 @@ LoadedModel load_checkpoint(const std::filesystem::path& file, const LoadOptions
                                             : "guessed from the weight names";
   out.description =
       spec.arch + " (" + how + "), " + std::to_string(spec.num_classes) + " classes; " +
-      (file_state.format == TorchFormat::kZip ? "zip" : "legacy torch.save") + " format, " +
+      (file_state.format == io::TorchFormat::kZip ? "zip" : "legacy torch.save") + " format, " +
       (file_state.container.empty() ? std::string("bare state_dict")
                                     : "weights under '" + file_state.container + "'") +
       "; input normalisation " + spec.input_norm.describe() + " (" + out.input_norm_source + ")";
@@ -371,4 +371,4 @@ LoadedModel load_checkpoint(const std::filesystem::path& file, torch::Device dev
   return load_checkpoint(file, options);
 }
 
-}  // namespace nad::io
+}  // namespace nad::models

@@ -1,4 +1,4 @@
-#include "nad/io/sample_grid.h"
+#include "nad/attacks/sample_grid.h"
 
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 #include "nad/io/png.h"
 #include "support/temp_dir.h"
 
-namespace nad::io {
+namespace nad::attacks {
 namespace {
 
 TEST(SampleGrid, PairsCleanAndTriggeredImagesPerClass) {
@@ -36,9 +36,9 @@ TEST(SampleGrid, PairsCleanAndTriggeredImagesPerClass) {
 TEST(SampleGrid, PngRoundTrips) {
   test::TempDir dir;
   torch::Tensor image = torch::randint(0, 256, {5, 7, 3}, torch::kUInt8);
-  write_png(dir / "x.png", image);
+  io::write_png(dir / "x.png", image);
   EXPECT_TRUE(data::read_image(dir / "x.png", 3).equal(image));
 }
 
 }  // namespace
-}  // namespace nad::io
+}  // namespace nad::attacks

@@ -1,10 +1,10 @@
-#include "nad/io/sample_grid.h"
+#include "nad/attacks/sample_grid.h"
 
 #include <vector>
 
 #include "nad/io/png.h"
 
-namespace nad::io {
+namespace nad::attacks {
 
 namespace {
 constexpr uint8_t kBackground = 128;
@@ -56,7 +56,7 @@ torch::Tensor sample_grid(const data::Dataset& images, const attacks::Attack& at
 
 void write_sample_grid(const std::filesystem::path& file, const data::Dataset& images,
                        const attacks::Attack& attack, int64_t num_classes) {
-  write_png(file, sample_grid(images, attack, num_classes));
+  io::write_png(file, sample_grid(images, attack, num_classes));
 }
 
-}  // namespace nad::io
+}  // namespace nad::attacks

@@ -1,4 +1,4 @@
-#include "nad/io/checkpoint.h"
+#include "nad/models/checkpoint.h"
 
 #include <gtest/gtest.h>
 
@@ -10,7 +10,7 @@
 #include "support/python.h"
 #include "support/temp_dir.h"
 
-namespace nad::io {
+namespace nad::models {
 namespace {
 
 TEST(Checkpoint, RoundTripsWeightsBuffersAndSpec) {
@@ -56,7 +56,7 @@ TEST(Checkpoint, WeightsFingerprintFollowsTheWeightsNotTheFile) {
   EXPECT_EQ(weights_fingerprint(load_checkpoint(dir / "model.pt").model), fingerprint);
   NamedTensors state;
   for (const auto& [name, tensor] : model_state(model)) state.emplace_back(name, tensor.detach());
-  write_torch_state_dict(dir / "bare.pt", state, TorchFormat::kLegacy);
+  io::write_torch_state_dict(dir / "bare.pt", state, io::TorchFormat::kLegacy);
   LoadOptions bare;
   bare.input_shape = {1, 8, 8};
   EXPECT_EQ(weights_fingerprint(load_checkpoint(dir / "bare.pt", bare).model), fingerprint);
@@ -102,9 +102,9 @@ TEST(Checkpoint, GarbageAndMissingFilesAreUserErrors) {
 }
 
 }  // namespace
-}  // namespace nad::io
+}  // namespace nad::models
 
-namespace nad::io {
+namespace nad::models {
 namespace {
 
 namespace fs = std::filesystem;
@@ -119,7 +119,7 @@ void expect_parity(const fs::path& file, const fs::path& expected_file, const st
   EXPECT_EQ(loaded.spec.arch, arch);
   EXPECT_EQ(loaded.spec.num_classes, 10);
   std::map<std::string, torch::Tensor> expected;
-  for (const auto& [name, tensor] : read_torch_state_dict(expected_file).tensors) {
+  for (const auto& [name, tensor] : io::read_torch_state_dict(expected_file).tensors) {
     expected[name] = tensor;
   }
   loaded.model->eval();
@@ -262,9 +262,9 @@ TEST(PyTorchCheckpoint, ExportedModelsGiveTheSameLogitsInPyTorch) {
   test::TempDir dir;
   torch::manual_seed(3);
   const torch::Tensor input = torch::rand({2, 3, 32, 32});
-  write_torch_state_dict(dir / "input.pt", {{"input", input}}, TorchFormat::kZip);
-  for (const auto& [arch, format] : std::vector<std::pair<std::string, TorchFormat>>{
-           {"wrn-10-1", TorchFormat::kZip}, {"preact-resnet18", TorchFormat::kLegacy}}) {
+  io::write_torch_state_dict(dir / "input.pt", {{"input", input}}, io::TorchFormat::kZip);
+  for (const auto& [arch, format] : std::vector<std::pair<std::string, io::TorchFormat>>{
+           {"wrn-10-1", io::TorchFormat::kZip}, {"preact-resnet18", io::TorchFormat::kLegacy}}) {
     SCOPED_TRACE(arch);
     models::ModelSpec spec{arch, 3, 10, 32, 32};
     models::Classifier model = models::create_model(spec);
@@ -279,7 +279,7 @@ TEST(PyTorchCheckpoint, ExportedModelsGiveTheSameLogitsInPyTorch) {
     model->eval();
     NamedTensors state;
     for (const auto& [name, tensor] : model_state(model)) state.emplace_back(name, tensor.detach());
-    write_torch_state_dict(dir / "exported.pt", state, format);
+    io::write_torch_state_dict(dir / "exported.pt", state, format);
     std::string output;
     ASSERT_EQ(test::run_python_script("make_checkpoint_fixtures.py",
                                       "roundtrip " + (dir / "exported.pt").string() + " " + arch +
@@ -289,7 +289,7 @@ TEST(PyTorchCheckpoint, ExportedModelsGiveTheSameLogitsInPyTorch) {
               0)
         << output;
     std::map<std::string, torch::Tensor> torch_out;
-    for (const auto& [name, tensor] : read_torch_state_dict(dir / "torch_out.pt").tensors) {
+    for (const auto& [name, tensor] : io::read_torch_state_dict(dir / "torch_out.pt").tensors) {
       torch_out[name] = tensor;
     }
     torch::NoGradGuard no_grad;
@@ -299,4 +299,4 @@ TEST(PyTorchCheckpoint, ExportedModelsGiveTheSameLogitsInPyTorch) {
 }
 
 }  // namespace
-}  // namespace nad::io
+}  // namespace nad::models

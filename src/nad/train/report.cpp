@@ -1,26 +1,11 @@
-#include "nad/io/report.h"
+#include "nad/train/report.h"
 
 #include <cstdio>
-#include <fstream>
 #include <sstream>
 
 #include "nad/util/files.h"
 
-namespace nad::io {
-
-void write_json(const std::filesystem::path& file, const nlohmann::json& value) {
-  write_text_atomic(file, value.dump(2) + "\n");
-}
-
-nlohmann::json read_json_or_null(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  if (!in) return nullptr;
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception&) {
-    return nullptr;
-  }
-}
+namespace nad::train {
 
 namespace {
 std::string number(double value, const char* format = "%.4f") {
@@ -36,18 +21,7 @@ std::string percent_cell(const std::optional<double>& value) {
 }
 }  // namespace
 
-std::string csv_field(const std::string& text) {
-  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
-}
-
-void write_metrics_csv(const std::filesystem::path& file,
-                       const std::vector<train::EpochRecord>& records) {
+void write_metrics_csv(const std::filesystem::path& file, const std::vector<EpochRecord>& records) {
   std::ostringstream out;
   out << "phase,epoch,lr,loss,train_acc,clean_acc,asr,robust_acc,seconds\n";
   for (const auto& r : records) {
@@ -59,7 +33,7 @@ void write_metrics_csv(const std::filesystem::path& file,
   write_text_atomic(file, out.str());
 }
 
-std::string metrics_table(const std::vector<std::pair<std::string, train::Metrics>>& rows) {
+std::string metrics_table(const std::vector<std::pair<std::string, Metrics>>& rows) {
   std::ostringstream out;
   out << "| model | ACC (%) | ASR (%) | RA (%) |\n|---|---:|---:|---:|\n";
   for (const auto& [name, m] : rows) {
@@ -69,4 +43,4 @@ std::string metrics_table(const std::vector<std::pair<std::string, train::Metric
   return out.str();
 }
 
-}  // namespace nad::io
+}  // namespace nad::train

@@ -6,7 +6,7 @@
 #include "nad/attacks/attack.h"
 #include "nad/data/dataset.h"
 
-namespace nad::io {
+namespace nad::attacks {
 
 // A picture of what an attack does: one row per class, holding up to `pairs_per_row` pairs of
 // (clean image, the same image triggered), the first images of that class in `images`. Each
@@ -20,4 +20,4 @@ torch::Tensor sample_grid(const data::Dataset& images, const attacks::Attack& at
 void write_sample_grid(const std::filesystem::path& file, const data::Dataset& images,
                        const attacks::Attack& attack, int64_t num_classes);
 
-}  // namespace nad::io
+}  // namespace nad::attacks

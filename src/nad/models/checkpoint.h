@@ -8,7 +8,7 @@
 #include "nad/models/classifier.h"
 #include "nad/models/registry.h"
 
-namespace nad::io {
+namespace nad::models {
 
 // `model.pt`: a plain dict {"arch", "num_classes", "input_shape": [C, H, W], "input_norm":
 // {"name", "mean", "std"}, "state_dict"}
@@ -76,4 +76,4 @@ NamedTensors model_state(const models::Classifier& model);
 // for PyTorch have one fingerprint.
 std::string weights_fingerprint(const models::Classifier& model);
 
-}  // namespace nad::io
+}  // namespace nad::models
