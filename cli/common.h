@@ -57,24 +57,15 @@ void finish_defense_options(const CLI::App& app, pipeline::DefenseConfig& config
 void setup_train(CLI::App& app);
 void setup_eval(CLI::App& app);
 void setup_predict(CLI::App& app);
-void setup_finetune(CLI::App& app);
-void setup_erase(CLI::App& app);
 void setup_demo(CLI::App& app);
 void setup_export(CLI::App& app);
 void setup_poison(CLI::App& app);
 void setup_trojan_trigger(CLI::App& app);
-void setup_prune(CLI::App& app);
-void setup_mcr(CLI::App& app);
 void setup_attention(CLI::App& app);
 void setup_table(CLI::App& app);
 void setup_launch(CLI::App& app);
 void setup_scan(CLI::App& app);
-
 void setup_strip(CLI::App& app);
-void setup_clp(CLI::App& app);
-void setup_fst(CLI::App& app);
-void setup_anp(CLI::App& app);
-void setup_ibau(CLI::App& app);
 void setup_inspect_data(CLI::App& app);
 
 // The exit code of a command that finished without error: 0 unless it set another (strip: 1

@@ -4,6 +4,17 @@
 
 namespace nad::cli {
 
+// Each defense's subcommand, set up in its own file (cli/<name>.cpp); this file is the only
+// place that names them.
+void setup_finetune(CLI::App& app);
+void setup_prune(CLI::App& app);
+void setup_mcr(CLI::App& app);
+void setup_erase(CLI::App& app);
+void setup_clp(CLI::App& app);
+void setup_fst(CLI::App& app);
+void setup_anp(CLI::App& app);
+void setup_ibau(CLI::App& app);
+
 const std::vector<DefenseEntry>& defense_registry() {
   // name, table column, uses clean data, finetunes with SGD, resumable; subcommand setup.
   static const std::vector<DefenseEntry> registry = {
