@@ -3,6 +3,7 @@
 // written in README.md or docs/*.md is an option that `nad <command> --help` lists.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>

@@ -19,6 +19,17 @@ void write_json(const std::filesystem::path& file, const nlohmann::json& value) 
   stream << value.dump();
 }
 
+// `nad eval` of the model a defense wrote in `run` (with the run's data and attack options)
+// gives the run's summary's "after" ASR.
+void expect_eval_gives_after(const std::string& options, const std::filesystem::path& run,
+                             const std::filesystem::path& out) {
+  CommandResult eval = run_nad("eval" + options + " --model " + (run / "model.pt").string() +
+                               " --out " + out.string());
+  ASSERT_EQ(eval.exit_code, 0) << eval.output;
+  EXPECT_DOUBLE_EQ(read_json(out / "summary.json")["asr"].get<double>(),
+                   read_json(run / "summary.json")["after"]["asr"].get<double>());
+}
+
 // One backdoored WRN-16-1 serves both pruning defenses: CLP (data-free) and ANP.
 TEST(PruningDefensesCli, ClpAndAnpPruneABackdooredModel) {
   TempDir dir;
@@ -52,12 +63,7 @@ TEST(PruningDefensesCli, ClpAndAnpPruneABackdooredModel) {
   EXPECT_TRUE(std::filesystem::exists(dir / "clp" / "model.pt"));
 
   // The same model through eval gives the summary's "after".
-  CommandResult eval =
-      run_nad("eval" + data + attack + " --model " + (dir / "clp" / "model.pt").string() +
-              " --out " + (dir / "eval").string());
-  ASSERT_EQ(eval.exit_code, 0) << eval.output;
-  EXPECT_DOUBLE_EQ(read_json(dir / "eval" / "summary.json")["asr"].get<double>(),
-                   summary["after"]["asr"].get<double>());
+  ASSERT_NO_FATAL_FAILURE(expect_eval_gives_after(data + attack, dir / "clp", dir / "eval"));
 
   // Mistakes: a negative u, a model without BatchNorm layers.
   CommandResult negative =
@@ -91,12 +97,7 @@ TEST(PruningDefensesCli, ClpAndAnpPruneABackdooredModel) {
     EXPECT_FALSE(config.contains("lr"));
 
     // The same model through eval gives the summary's "after".
-    CommandResult eval =
-        run_nad("eval" + data + attack + " --model " + (dir / "anp" / "model.pt").string() +
-                " --out " + (dir / "eval").string());
-    ASSERT_EQ(eval.exit_code, 0) << eval.output;
-    EXPECT_DOUBLE_EQ(read_json(dir / "eval" / "summary.json")["asr"].get<double>(),
-                     summary["after"]["asr"].get<double>());
+    ASSERT_NO_FATAL_FAILURE(expect_eval_gives_after(data + attack, dir / "anp", dir / "eval"));
 
     // Mistakes: exit 2 naming the option.
     for (const std::string& bad : {std::string(" --anp-steps 0"), std::string(" --anp-alpha 2"),

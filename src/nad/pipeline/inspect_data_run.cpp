@@ -11,7 +11,6 @@
 #include "nad/train/trainer.h"
 #include "nad/util/compute.h"
 #include "nad/util/error.h"
-#include "nad/util/files.h"
 
 namespace nad::pipeline {
 
@@ -120,9 +119,8 @@ nlohmann::json run_inspect_data(const InspectDataConfig& config) {
          << "|---|---:|---:|---:|\n";
   for (const auto& r : results) {
     const defenses::DetectionRates rates = defenses::detection_rates(r.suspects, known, rows);
-    std::ostringstream lines;
-    for (const int64_t row : r.suspects) lines << row << '\n';
-    write_text_atomic(context.out / ("suspects-" + r.method + ".txt"), lines.str());
+    defenses::write_indices(context.out / ("suspects-" + r.method + ".txt"),
+                            torch::tensor(r.suspects, torch::kLong));
     // Per class, how many of its rows are known to be poisoned and how many of those were
     // flagged: where a method finds the poison, and where it only removes clean images.
     torch::Tensor is_poisoned = torch::zeros({rows}, torch::kBool);
@@ -171,9 +169,10 @@ nlohmann::json run_inspect_data(const InspectDataConfig& config) {
       context.log("--retrain: no suspects, so nothing to leave out; not retrained");
       summary["retrain"] = {{"skipped", "no suspects"}};
     } else {
-      std::ostringstream lines;
-      for (const int64_t row : union_of_suspects) lines << row << '\n';
-      write_text_atomic(context.out / "retrain_excluded.txt", lines.str());
+      defenses::write_indices(
+          context.out / "retrain_excluded.txt",
+          torch::tensor(std::vector<int64_t>(union_of_suspects.begin(), union_of_suspects.end()),
+                        torch::kLong));
       TrainConfig train = config.train;
       train.common = config.common;
       train.common.out = (context.out / "retrain").string();

@@ -671,7 +671,7 @@ std::pair<json, std::string> write_table_files(const TableSpec& spec, const Tabl
 struct CellRunner {
   CellRunner(const TableConfig& config, size_t total, const CommandRunner& run_command,
              std::function<void(const std::string&)> log)
-      : config_(config), total(total), run_command_(run_command), log_(std::move(log)) {}
+      : total(total), config_(config), run_command_(run_command), log_(std::move(log)) {}
 
   // Whether the cell `dir` is finished, running `args` when it is not.
   bool run(const fs::path& dir, const std::vector<std::string>& args) {
@@ -726,11 +726,11 @@ struct CellRunner {
     return true;
   }
 
-  const TableConfig& config_;
   size_t total = 0, index = 0, ran = 0;
   std::vector<std::string> failed, missing;  // missing: unfinished cells, with --merge
 
  private:
+  const TableConfig& config_;
   const CommandRunner& run_command_;
   std::function<void(const std::string&)> log_;
 };

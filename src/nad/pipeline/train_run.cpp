@@ -56,9 +56,8 @@ nlohmann::json run_train(const TrainConfig& config) {
   if (!config.exclude_indices.empty()) {
     const torch::Tensor excluded = defenses::read_indices(config.exclude_indices, train_set.size());
     torch::Tensor keep = torch::ones({train_set.size()}, torch::kBool);
-    if (excluded.numel() > 0) keep.index_fill_(0, excluded.to(torch::kLong), false);
-    const int64_t poisoned_kept =
-        poisoned_rows.numel() > 0 ? keep.index_select(0, poisoned_rows).sum().item<int64_t>() : 0;
+    keep.index_fill_(0, excluded, false);  // read_indices: int64, never empty
+    const int64_t poisoned_kept = keep.index_select(0, poisoned_rows).sum().item<int64_t>();
     train_set = train_set.select(keep.nonzero().squeeze(1));
     excluded_info = {{"file", config.exclude_indices},
                      {"excluded", excluded.numel()},
