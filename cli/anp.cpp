@@ -2,6 +2,7 @@
 
 #include "common.h"
 #include "nad/pipeline/anp_run.h"
+#include "nad/util/flags.h"
 
 namespace nad::cli {
 
@@ -20,32 +21,32 @@ void setup_anp(CLI::App& parent) {
   d.augment = pipeline::AugmentConfig{};
   auto label_mode = std::make_shared<std::string>("all2one");
   add_clean_subset_defense_options(*app, d, *label_mode);
-  app->add_option("--batch-size", d.batch_size, "batch size of the mask optimisation")
+  app->add_option(flag::batch_size, d.batch_size, "batch size of the mask optimisation")
       ->capture_default_str();
   add_augment_options(*app, d.augment);
   defenses::AnpOptions& a = config->anp;
-  app->add_option("--anp-eps", a.eps, "bound of the multiplicative neuron perturbations")
+  app->add_option(flag::anp_eps, a.eps, "bound of the multiplicative neuron perturbations")
       ->capture_default_str();
-  app->add_option("--anp-steps", a.steps, "signed-gradient steps of the perturbation per batch")
+  app->add_option(flag::anp_steps, a.steps, "signed-gradient steps of the perturbation per batch")
       ->capture_default_str();
-  app->add_option("--anp-alpha", a.alpha,
+  app->add_option(flag::anp_alpha, a.alpha,
                   "weight of the unperturbed loss (1 - alpha: the perturbed one)")
       ->capture_default_str();
-  app->add_option("--anp-iterations", a.iterations, "mask updates (batches)")
+  app->add_option(flag::anp_iterations, a.iterations, "mask updates (batches)")
       ->capture_default_str();
-  app->add_option("--anp-rounds", a.rounds,
+  app->add_option(flag::anp_rounds, a.rounds,
                   "measure the masked model (and save the state) after each of this many parts")
       ->capture_default_str();
-  app->add_option("--anp-mask-lr", a.mask_lr, "SGD rate of the masks (momentum 0.9)")
+  app->add_option(flag::anp_mask_lr, a.mask_lr, "SGD rate of the masks (momentum 0.9)")
       ->capture_default_str();
-  app->add_option("--anp-prune-by", config->prune_by,
+  app->add_option(flag::anp_prune_by, config->prune_by,
                   "threshold: prune every neuron whose mask is at most --anp-threshold; "
                   "fraction: the --anp-prune-fraction of all neurons with the lowest masks")
       ->capture_default_str()
       ->check(CLI::IsMember({"threshold", "fraction"}));
-  app->add_option("--anp-threshold", a.threshold, "mask value at or below which a neuron goes")
+  app->add_option(flag::anp_threshold, a.threshold, "mask value at or below which a neuron goes")
       ->capture_default_str();
-  app->add_option("--anp-prune-fraction", a.fraction, "share of all neurons pruned by fraction")
+  app->add_option(flag::anp_prune_fraction, a.fraction, "share of all neurons pruned by fraction")
       ->capture_default_str();
   add_verify_options(*app, d);
   app->callback([config, label_mode] {

@@ -2,6 +2,7 @@
 
 #include "common.h"
 #include "nad/pipeline/clp_run.h"
+#include "nad/util/flags.h"
 
 namespace nad::cli {
 
@@ -16,11 +17,11 @@ void setup_clp(CLI::App& parent) {
   add_common_options(*app, config->common);
   add_attack_options(*app, config->common.attack, *label_mode);
   add_triggered_test_option(*app, config->common);
-  app->add_option("--model", config->model,
+  app->add_option(flag::model, config->model,
                   "checkpoint to clean: nad's model.pt, a torch.save file or a TorchScript model")
       ->required();
   add_model_file_options(*app, config->model_options);
-  app->add_option("--u", config->u,
+  app->add_option(flag::u, config->u,
                   "threshold: prune channels whose bound exceeds their layer's mean + u std")
       ->capture_default_str();
   app->callback([config, label_mode] {

@@ -2,6 +2,7 @@
 
 #include "common.h"
 #include "nad/pipeline/runs.h"
+#include "nad/util/flags.h"
 
 namespace nad::cli {
 
@@ -12,7 +13,7 @@ void setup_eval(CLI::App& parent) {
   add_common_options(*app, config->common);
   add_attack_options(*app, config->common.attack, *label_mode);
   add_triggered_test_option(*app, config->common);
-  app->add_option("--model", config->model,
+  app->add_option(flag::model, config->model,
                   "checkpoint to evaluate: nad's model.pt or a torch.save file")
       ->required();
   add_model_file_options(*app, config->model_options);

@@ -2,6 +2,7 @@
 
 #include "common.h"
 #include "nad/pipeline/runs.h"
+#include "nad/util/flags.h"
 
 namespace nad::cli {
 
@@ -9,15 +10,15 @@ void setup_export(CLI::App& parent) {
   auto* app = parent.add_subcommand(
       "export", "write a checkpoint's weights as a PyTorch state_dict (torch.load reads it)");
   auto config = std::make_shared<pipeline::ExportConfig>();
-  app->add_option("--model", config->model, "checkpoint to export (nad's or PyTorch's)")
+  app->add_option(flag::model, config->model, "checkpoint to export (nad's or PyTorch's)")
       ->required();
-  app->add_option("--out", config->out, "file to write")->required();
-  app->add_option("--format", config->format,
+  app->add_option(flag::out, config->out, "file to write")->required();
+  app->add_option(flag::format, config->format,
                   "zip (torch.save's default) | legacy (_use_new_zipfile_serialization=False)")
       ->capture_default_str()
       ->check(CLI::IsMember({"zip", "legacy"}));
   add_model_file_options(*app, config->model_options);
-  app->add_option("--input-shape", config->input_shape,
+  app->add_option(flag::input_shape, config->input_shape,
                   "C,H,W when the file does not say it (default: C from the weights, 32x32)")
       ->delimiter(',')
       ->expected(3);

@@ -2,6 +2,7 @@
 
 #include "common.h"
 #include "nad/pipeline/fst_run.h"
+#include "nad/util/flags.h"
 
 namespace nad::cli {
 
@@ -20,7 +21,7 @@ void setup_fst(CLI::App& parent) {
   config->defense.augment = pipeline::AugmentConfig{};
   auto label_mode = std::make_shared<std::string>("all2one");
   add_defense_options(*app, config->defense, *label_mode);
-  app->add_option("--fst-alpha", config->alpha,
+  app->add_option(flag::fst_alpha, config->alpha,
                   "weight of the inner product with the original classifier weight")
       ->capture_default_str();
   app->callback([app, config, label_mode] {

@@ -2,6 +2,7 @@
 
 #include "common.h"
 #include "nad/pipeline/ibau_run.h"
+#include "nad/util/flags.h"
 
 namespace nad::cli {
 
@@ -18,23 +19,23 @@ void setup_ibau(CLI::App& parent) {
   d.batch_size = 100;
   auto label_mode = std::make_shared<std::string>("all2one");
   add_clean_subset_defense_options(*app, d, *label_mode);
-  app->add_option("--batch-size", d.batch_size, "batch size")->capture_default_str();
-  app->add_option("--lr", d.lr, "Adam's learning rate for the model")->capture_default_str();
+  app->add_option(flag::batch_size, d.batch_size, "batch size")->capture_default_str();
+  app->add_option(flag::lr, d.lr, "Adam's learning rate for the model")->capture_default_str();
   defenses::IbauOptions& o = config->ibau;
-  app->add_option("--ibau-rounds", o.rounds, "rounds of perturbation and unlearning")
+  app->add_option(flag::ibau_rounds, o.rounds, "rounds of perturbation and unlearning")
       ->capture_default_str();
-  app->add_option("--ibau-k", o.fixed_point_steps,
+  app->add_option(flag::ibau_k, o.fixed_point_steps,
                   "fixed-point steps of the implicit hypergradient")
       ->capture_default_str();
-  app->add_option("--ibau-inner-lr", o.inner_lr, "gradient step of the inner fixed-point map")
+  app->add_option(flag::ibau_inner_lr, o.inner_lr, "gradient step of the inner fixed-point map")
       ->capture_default_str();
-  app->add_option("--ibau-perturbation-lr", o.perturbation_lr,
+  app->add_option(flag::ibau_perturbation_lr, o.perturbation_lr,
                   "SGD rate of the universal perturbation")
       ->capture_default_str();
-  app->add_option("--ibau-radius", o.perturbation_radius,
+  app->add_option(flag::ibau_radius, o.perturbation_radius,
                   "L2 norm the perturbation is projected to at most")
       ->capture_default_str();
-  app->add_option("--ibau-portion", o.portion,
+  app->add_option(flag::ibau_portion, o.portion,
                   "share of each unlearning batch that carries the perturbation")
       ->capture_default_str();
   add_verify_options(*app, d);

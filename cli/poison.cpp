@@ -2,6 +2,7 @@
 
 #include "common.h"
 #include "nad/pipeline/runs.h"
+#include "nad/util/flags.h"
 
 namespace nad::cli {
 
@@ -15,14 +16,14 @@ void setup_poison(CLI::App& parent) {
   add_common_options(*app, config->common);
   add_attack_options(*app, config->common.attack, *label_mode);
   add_attack_prep_options(*app, config->prep);
-  app->add_option("--prep-arch", config->prep.arch,
+  app->add_option(flag::prep_arch, config->prep.arch,
                   "trojan and cl: architecture of the clean model trained here (default: "
                   "wrn-16-1, mnist-cnn for one-channel data)");
-  app->add_option("--sample-pairs", config->pairs_per_row,
+  app->add_option(flag::sample_pairs, config->pairs_per_row,
                   "samples.png: clean/triggered pairs per class row")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app->add_option("--format", config->format,
+  app->add_option(flag::format, config->format,
                   "png: image folders; npy: NumPy arrays (train, clean train, test, and the "
                   "triggered test set nad measures ASR on), for PyTorch or NumPy code")
       ->capture_default_str()

@@ -2,6 +2,7 @@
 
 #include "common.h"
 #include "nad/pipeline/runs.h"
+#include "nad/util/flags.h"
 
 namespace nad::cli {
 
@@ -17,17 +18,17 @@ void setup_scan(CLI::App& parent) {
   add_clean_dir_options(*app, config->common);
   add_resume_option(*app, config->common);
   add_attack_options(*app, config->common.attack, *label_mode);
-  app->add_option("--model", config->model,
+  app->add_option(flag::model, config->model,
                   "checkpoint to scan: nad's model.pt or a torch.save file")
       ->required();
   add_model_file_options(*app, config->model_options);
-  app->add_option("--clean-ratio", config->clean_ratio,
+  app->add_option(flag::clean_ratio, config->clean_ratio,
                   "fraction of the clean training set the defender has")
       ->capture_default_str();
-  app->add_option("--clean-indices", config->clean_indices,
+  app->add_option(flag::clean_indices, config->clean_indices,
                   "use the clean subset of an earlier run (its clean_indices.txt)");
   add_scan_options(*app, config->scan, "--");
-  app->add_flag("--fail-if-flagged", config->fail_if_flagged,
+  app->add_flag(flag::fail_if_flagged, config->fail_if_flagged,
                 "exit with code 1 when a class is flagged (for deployment pipelines)");
   app->callback([config, label_mode] {
     finish_attack_options(config->common.attack, *label_mode);

@@ -10,6 +10,7 @@
 #include "defense_registry.h"
 #include "nad/pipeline/runs.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 #include "nad/util/stop.h"
 
 namespace nad::cli {
@@ -60,35 +61,35 @@ void setup_table(CLI::App& parent) {
       "comparison table (resumable: finished cells are kept)");
   auto config = std::make_shared<pipeline::TableConfig>();
   config->defenses = defense_infos();
-  app->add_option("--config", config->config_file,
+  app->add_option(flag::config, config->config_file,
                   "experiment file, e.g. experiments/smoke.json (required unless --resume)");
-  app->add_option("--out", config->out,
-                  "output folder (cells, table.md, results.json, curves/; required unless "
-                  "--resume)");
-  app->add_option("--resume", config->resume,
+  app->add_option(flag::out, config->out,
+                  "output folder (cells, table.md, results.json, curves/; required unless " +
+                      flag::resume + ")");
+  app->add_option(flag::resume, config->resume,
                   "continue the table in this folder: finished cells are kept, an interrupted "
                   "one continues from its saved state");
-  app->add_option("--data-dir", config->data_dir,
+  app->add_option(flag::data_dir, config->data_dir,
                   "use this data folder for every dataset of the experiment");
-  app->add_option("--attacks", config->attacks, "run only these attacks of the experiment")
+  app->add_option(flag::attacks, config->attacks, "run only these attacks of the experiment")
       ->delimiter(',');
-  app->add_option("--model", config->models,
+  app->add_option(flag::model, config->models,
                   "DATASET/ATTACK=FILE: use this backdoored model instead of training one (its "
                   "row's Before column is measured with nad eval); repeatable");
-  app->add_option("--triggered-test", config->triggered_tests,
+  app->add_option(flag::triggered_test, config->triggered_tests,
                   "DATASET/ATTACK=DIR: measure that row's ASR on these triggered test images "
                   "(DIR/<true label>/*.png, as nad eval --triggered-test) instead of nad's "
                   "trigger; with --model, rows of attacks nad does not implement; repeatable");
-  app->add_option("--threads", config->threads, "CPU threads of each cell (0: all cores)")
+  app->add_option(flag::threads, config->threads, "CPU threads of each cell (0: all cores)")
       ->capture_default_str();
-  app->add_option("--device", config->device, "cpu or cuda[:N]")->capture_default_str();
+  app->add_option(flag::device, config->device, "cpu or cuda[:N]")->capture_default_str();
   auto shard = std::make_shared<std::string>();
-  app->add_option("--shard", *shard,
+  app->add_option(flag::shard, *shard,
                   "I/N: run only every N-th row (dataset x attack) from row I, for N machines "
                   "sharing --out; then run once with --merge");
-  app->add_flag("--merge", config->merge,
+  app->add_flag(flag::merge, config->merge,
                 "run nothing: write the table from the finished cells of all shards");
-  app->add_flag("--quiet", config->quiet, "no progress output");
+  app->add_flag(flag::quiet, config->quiet, "no progress output");
   app->callback([config, shard] {
     if (!shard->empty()) {
       const size_t slash = shard->find('/');
@@ -99,7 +100,7 @@ void setup_table(CLI::App& parent) {
         config->shard_count = std::stoi(shard->substr(slash + 1), &used);
         if (used != shard->size() - slash - 1) throw std::invalid_argument("");
       } catch (const std::exception&) {
-        throw UserError("--shard must be I/N (for example 0/2), not '" + *shard + "'");
+        throw UserError(flag::shard + " must be I/N (for example 0/2), not '" + *shard + "'");
       }
     }
     pipeline::run_table(*config, run_self);

@@ -3,19 +3,20 @@
 #include "common.h"
 #include "nad/models/classifier.h"
 #include "nad/pipeline/runs.h"
+#include "nad/util/flags.h"
 
 namespace nad::cli {
 
 void add_train_loop_options(CLI::App& app, pipeline::TrainConfig& config) {
-  app.add_option("--epochs", config.epochs)->capture_default_str();
-  app.add_option("--batch-size", config.batch_size)->capture_default_str();
-  app.add_option("--lr", config.lr, "initial learning rate")->capture_default_str();
-  app.add_option("--momentum", config.momentum)->capture_default_str();
-  app.add_option("--weight-decay", config.weight_decay)->capture_default_str();
-  app.add_option("--schedule", config.schedule, "constant | step | cosine")
+  app.add_option(flag::epochs, config.epochs)->capture_default_str();
+  app.add_option(flag::batch_size, config.batch_size)->capture_default_str();
+  app.add_option(flag::lr, config.lr, "initial learning rate")->capture_default_str();
+  app.add_option(flag::momentum, config.momentum)->capture_default_str();
+  app.add_option(flag::weight_decay, config.weight_decay)->capture_default_str();
+  app.add_option(flag::schedule, config.schedule, "constant | step | cosine")
       ->capture_default_str()
       ->check(CLI::IsMember({"constant", "step", "cosine"}));
-  app.add_option("--milestones", config.milestones, "step schedule: epochs where lr drops 10x")
+  app.add_option(flag::milestones, config.milestones, "step schedule: epochs where lr drops 10x")
       ->delimiter(',');
   add_augment_options(app, config.augment);
 }
@@ -33,14 +34,14 @@ void setup_train(CLI::App& parent) {
   for (const std::string& name : models::arch_names()) {
     arch_help += (arch_help.empty() ? "" : " | ") + name;
   }
-  app->add_option("--arch", config->arch, arch_help)->capture_default_str();
-  app->add_option("--input-norm", config->input_norm,
+  app->add_option(flag::arch, config->arch, arch_help)->capture_default_str();
+  app->add_option(flag::input_norm, config->input_norm,
                   "the model's input normalisation, recorded in model.pt: none | cifar10 | "
                   "cifar100 | tiny | mnist | gtsrb | imagenet (BackdoorBench's values) | "
                   "M1,M2,M3/S1,S2,S3")
       ->capture_default_str();
   add_train_loop_options(*app, *config);
-  app->add_option("--exclude-indices", config->exclude_indices,
+  app->add_option(flag::exclude_indices, config->exclude_indices,
                   "leave these rows of the (poisoned) training set out, one index per line (as "
                   "nad inspect-data's suspects-*.txt)");
   app->callback([config, label_mode] {

@@ -22,33 +22,6 @@ namespace fs = std::filesystem;
 
 fs::path repo_root() { return fs::path(NAD_SCRIPTS_DIR).parent_path(); }
 
-// The subcommands `nad --help` lists, in its order.
-std::vector<std::string> subcommands() {
-  const CommandResult help = run_nad("--help");
-  EXPECT_EQ(help.exit_code, 0) << help.output;
-  std::vector<std::string> names;
-  std::istringstream lines(help.output.substr(help.output.find("Subcommands:")));
-  std::string line;
-  const std::regex entry(R"(^  ([a-z][a-z-]*)\s)");
-  while (std::getline(lines, line)) {
-    std::smatch m;
-    if (std::regex_search(line, m, entry)) names.push_back(m[1]);
-  }
-  return names;
-}
-
-// Every --option token of `nad <command> --help`.
-std::set<std::string> options_of(const std::string& command) {
-  const CommandResult help = run_nad(command + " --help");
-  EXPECT_EQ(help.exit_code, 0) << command << ": " << help.output;
-  std::set<std::string> options;
-  const std::regex option(R"(--[a-z0-9][a-z0-9-]*)");
-  for (auto it = std::sregex_iterator(help.output.begin(), help.output.end(), option);
-       it != std::sregex_iterator(); ++it)
-    options.insert(it->str());
-  return options;
-}
-
 // The code of a Markdown file: each fenced block's lines (a line ending in a backslash joined
 // with the next) and each inline `span`, with the file and line they start on.
 struct Code {
@@ -113,7 +86,7 @@ std::string unknown_options(const std::vector<Code>& code, const std::set<std::s
         continue;
       }
       if (command.empty()) continue;
-      if (!help.count(command)) help[command] = options_of(command);
+      if (!help.count(command)) help[command] = nad_help_options(command);
       if (!help[command].count(m[2]))
         wrong += c.where + ": nad " + command + " " + m[2].str() + "\n";
     }
@@ -122,7 +95,7 @@ std::string unknown_options(const std::vector<Code>& code, const std::set<std::s
 }
 
 TEST(DocsCli, UsageTableListsEverySubcommand) {
-  const std::vector<std::string> names = subcommands();
+  const std::vector<std::string> names = nad_subcommands();
   ASSERT_GT(names.size(), 15u);
   std::set<std::string> rows;
   std::ifstream in(repo_root() / "docs" / "usage.md");
@@ -140,7 +113,7 @@ TEST(DocsCli, UsageTableListsEverySubcommand) {
 }
 
 TEST(DocsCli, EveryOptionTheDocsWriteIsInTheHelp) {
-  const std::vector<std::string> names = subcommands();
+  const std::vector<std::string> names = nad_subcommands();
   const std::set<std::string> commands(names.begin(), names.end());
   std::map<std::string, std::set<std::string>> help;
   std::string wrong;

@@ -51,12 +51,7 @@ TEST(EndToEnd, BackdoorIsLearntThenErasedByNad) {
   }
 
   // The erased model evaluates to the same numbers when loaded back.
-  CommandResult check =
-      run_nad("eval" + data + attack + " --model " + (dir / "nad" / "model.pt").string() +
-              " --out " + (dir / "eval2").string());
-  ASSERT_EQ(check.exit_code, 0) << check.output;
-  EXPECT_DOUBLE_EQ(read_json(dir / "eval2" / "summary.json")["asr"].get<double>(),
-                   nad["after"]["asr"].get<double>());
+  expect_eval_gives_after(data + attack, dir / "nad", dir / "eval2");
 }
 
 TEST(EndToEnd, SameSeedSameNumbers) {

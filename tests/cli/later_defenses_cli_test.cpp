@@ -19,17 +19,6 @@ void write_json(const std::filesystem::path& file, const nlohmann::json& value) 
   stream << value.dump();
 }
 
-// `nad eval` of the model a defense wrote in `run` (with the run's data and attack options)
-// gives the run's summary's "after" ASR.
-void expect_eval_gives_after(const std::string& options, const std::filesystem::path& run,
-                             const std::filesystem::path& out) {
-  CommandResult eval = run_nad("eval" + options + " --model " + (run / "model.pt").string() +
-                               " --out " + out.string());
-  ASSERT_EQ(eval.exit_code, 0) << eval.output;
-  EXPECT_DOUBLE_EQ(read_json(out / "summary.json")["asr"].get<double>(),
-                   read_json(run / "summary.json")["after"]["asr"].get<double>());
-}
-
 // One backdoored WRN-16-1 serves both pruning defenses: CLP (data-free) and ANP.
 TEST(PruningDefensesCli, ClpAndAnpPruneABackdooredModel) {
   TempDir dir;

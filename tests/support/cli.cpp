@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -34,6 +35,40 @@ CommandResult run_shell(const std::string& command) {
 
 CommandResult run_nad(const std::string& arguments) {
   return run_shell(std::string(NAD_BINARY) + " " + arguments);
+}
+
+void expect_eval_gives_after(const std::string& options, const std::filesystem::path& run,
+                             const std::filesystem::path& out) {
+  CommandResult eval = run_nad("eval" + options + " --model " + (run / "model.pt").string() +
+                               " --out " + out.string());
+  ASSERT_EQ(eval.exit_code, 0) << eval.output;
+  EXPECT_DOUBLE_EQ(read_json(out / "summary.json")["asr"].get<double>(),
+                   read_json(run / "summary.json")["after"]["asr"].get<double>());
+}
+
+std::vector<std::string> nad_subcommands() {
+  const CommandResult help = run_nad("--help");
+  EXPECT_EQ(help.exit_code, 0) << help.output;
+  std::vector<std::string> names;
+  std::istringstream lines(help.output.substr(help.output.find("Subcommands:")));
+  std::string line;
+  const std::regex entry(R"(^  ([a-z][a-z-]*)\s)");
+  while (std::getline(lines, line)) {
+    std::smatch m;
+    if (std::regex_search(line, m, entry)) names.push_back(m[1]);
+  }
+  return names;
+}
+
+std::set<std::string> nad_help_options(const std::string& command) {
+  const CommandResult help = run_nad(command + " --help");
+  EXPECT_EQ(help.exit_code, 0) << command << ": " << help.output;
+  std::set<std::string> options;
+  const std::regex option(R"(--[a-z0-9][a-z0-9-]*)");
+  for (auto it = std::sregex_iterator(help.output.begin(), help.output.end(), option);
+       it != std::sregex_iterator(); ++it)
+    options.insert(it->str());
+  return options;
 }
 
 namespace {

@@ -1,7 +1,9 @@
 #pragma once
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
+#include <vector>
 
 namespace nad::test {
 
@@ -14,6 +16,17 @@ struct CommandResult {
 CommandResult run_shell(const std::string& command);
 // Runs the nad binary built with the tests with the given arguments (shell-quoted by caller).
 CommandResult run_nad(const std::string& arguments);
+
+// `nad eval` of the model a defense wrote in `run` (with the run's data and attack `options`)
+// gives the run's summary's "after" ASR; the eval's folder is `out`.
+void expect_eval_gives_after(const std::string& options, const std::filesystem::path& run,
+                             const std::filesystem::path& out);
+
+// The subcommands `nad --help` lists, in its order, and every --option token of
+// `nad <command> --help`: the binary's own option lists, which the docs and the library's messages
+// are checked against.
+std::vector<std::string> nad_subcommands();
+std::set<std::string> nad_help_options(const std::string& command);
 
 // Writes a small synthetic image-classification dataset as MNIST-style IDX files:
 // `classes` classes of size x size greyscale images, each class a shape (bar, bar, diagonal, box;

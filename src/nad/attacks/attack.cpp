@@ -10,6 +10,7 @@
 #include "nad/attacks/trojan.h"
 #include "nad/attacks/wanet.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::attacks {
 
@@ -65,7 +66,7 @@ nlohmann::json AttackOptions::to_json() const {
 LabelMode parse_label_mode(const std::string& text) {
   if (text == "all2one") return LabelMode::kAllToOne;
   if (text == "all2all") return LabelMode::kAllToAll;
-  throw UserError("--label-mode must be all2one or all2all, not '" + text + "'");
+  throw UserError(flag::label_mode + " must be all2one or all2all, not '" + text + "'");
 }
 
 std::string label_mode_name(LabelMode mode) {
@@ -76,13 +77,13 @@ Attack::Attack(AttackOptions options, int64_t num_classes)
     : options_(std::move(options)), num_classes_(num_classes) {
   options_.poison_rate = options_.effective_poison_rate();
   if (is_clean_label(options_.name) && options_.label_mode == LabelMode::kAllToAll) {
-    throw UserError("--attack " + options_.name +
-                    " is a clean-label attack: it only supports --label-mode all2one");
+    throw UserError(flag::attack + " " + options_.name +
+                    " is a clean-label attack: it only supports " + flag::label_mode + " all2one");
   }
   // All-to-all attacks have no single target; --target only matters for all-to-one.
   if (options_.label_mode == LabelMode::kAllToOne &&
       (options_.target < 0 || options_.target >= num_classes)) {
-    throw UserError("--target " + std::to_string(options_.target) + " is not a class (0.." +
+    throw UserError(flag::target + " " + std::to_string(options_.target) + " is not a class (0.." +
                     std::to_string(num_classes - 1) + ")");
   }
   check_poison_rate(*options_.poison_rate);
@@ -90,7 +91,7 @@ Attack::Attack(AttackOptions options, int64_t num_classes)
 
 void check_poison_rate(double rate) {
   if (!(rate > 0 && rate <= 1)) {
-    throw UserError("--poison-rate must be in (0, 1], not " + std::to_string(rate));
+    throw UserError(flag::poison_rate + " must be in (0, 1], not " + std::to_string(rate));
   }
 }
 
@@ -179,7 +180,8 @@ std::unique_ptr<Attack> create_attack(const AttackOptions& options, int64_t heig
   }
   if (options.name == "sig") return std::make_unique<Sig>(options, num_classes, height, width);
   if (options.name == "wanet") return std::make_unique<WaNet>(options, num_classes, height, width);
-  throw UserError("unknown --attack '" + options.name + "' (choose " + join_attack_names() + ")");
+  throw UserError("unknown " + flag::attack + " '" + options.name + "' (choose " +
+                  join_attack_names() + ")");
 }
 
 }  // namespace nad::attacks

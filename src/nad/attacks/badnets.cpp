@@ -1,6 +1,7 @@
 #include "nad/attacks/badnets.h"
 
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::attacks {
 
@@ -13,7 +14,7 @@ BadNets::BadNets(AttackOptions options, int64_t num_classes, int64_t height, int
     : Attack(std::move(options), num_classes) {
   const std::string& trigger = options_.trigger;
   if (trigger != "grid" && trigger != "square" && trigger != "four-corner") {
-    throw UserError("--trigger must be grid, square or four-corner, not '" + trigger + "'");
+    throw UserError(flag::trigger + " must be grid, square or four-corner, not '" + trigger + "'");
   }
   if (height < 6 || width < 6) throw UserError("BadNets needs images of at least 6x6 pixels");
   mask_ = torch::zeros({height, width}, torch::kBool);

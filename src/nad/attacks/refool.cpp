@@ -8,6 +8,7 @@
 #include "nad/data/readers.h"
 #include "nad/util/compute.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::attacks {
 
@@ -36,13 +37,13 @@ Refool::Refool(AttackOptions options, int64_t num_classes, int64_t height, int64
                int64_t channels)
     : Attack(std::move(options), num_classes) {
   if (options_.reflection_select < 0) {
-    throw UserError("--reflection-select must be >= 0 (0: no selection)");
+    throw UserError(flag::reflection_select + " must be >= 0 (0: no selection)");
   }
   if (options_.reflections_dir.empty()) return;
   namespace fs = std::filesystem;
   const fs::path dir = options_.reflections_dir;
   if (!fs::is_directory(dir)) {
-    throw UserError("--reflections " + dir.string() + ": not a folder");
+    throw UserError(flag::reflections + " " + dir.string() + ": not a folder");
   }
   std::vector<fs::path> files;
   for (const auto& entry : fs::recursive_directory_iterator(dir)) {
@@ -50,7 +51,8 @@ Refool::Refool(AttackOptions options, int64_t num_classes, int64_t height, int64
   }
   std::sort(files.begin(), files.end());
   if (files.empty()) {
-    throw UserError("--reflections " + dir.string() + ": no PNG, JPEG, BMP or PPM images in it");
+    throw UserError(flag::reflections + " " + dir.string() +
+                    ": no PNG, JPEG, BMP or PPM images in it");
   }
   std::vector<torch::Tensor> images;
   for (const auto& file : files) {
@@ -63,7 +65,8 @@ Refool::Refool(AttackOptions options, int64_t num_classes, int64_t height, int64
 void Refool::prepare(const data::Dataset& train) {
   if (!reflections_.defined()) {
     torch::Tensor others = torch::nonzero(train.labels.cpu() != options_.target).flatten();
-    if (others.size(0) == 0) throw UserError("--attack refool: no non-target images to reflect");
+    if (others.size(0) == 0)
+      throw UserError(flag::attack + " refool: no non-target images to reflect");
     auto generator = at::make_generator<at::CPUGeneratorImpl>(options_.pattern_seed + 1);
     torch::Tensor order = torch::randperm(others.size(0), generator, torch::kLong);
     const int64_t pool = options_.reflection_select > 0 ? kSelectionCandidates : kDefaultPoolSize;
@@ -72,7 +75,7 @@ void Refool::prepare(const data::Dataset& train) {
     reflections_ = train.images.cpu().index_select(0, rows).contiguous();
   }
   if (needs_selection() && options_.reflection_select > reflections_.size(0)) {
-    throw UserError("--reflection-select " + std::to_string(options_.reflection_select) +
+    throw UserError(flag::reflection_select + " " + std::to_string(options_.reflection_select) +
                     ": only " + std::to_string(reflections_.size(0)) +
                     " candidate reflections to choose from");
   }

@@ -2,23 +2,24 @@
 
 #include "nad/data/readers.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::attacks {
 
 TriggeredFolder read_triggered_folder(const std::filesystem::path& dir,
                                       const AttackOptions& options, int64_t num_classes,
                                       int64_t height, int64_t width, int64_t channels) {
-  const std::string where = "--triggered-test " + dir.string();
+  const std::string where = flag::triggered_test + " " + dir.string();
   if (!std::filesystem::is_directory(dir)) throw UserError(where + ": no such folder");
   if (options.target < 0 || options.target >= num_classes) {
-    throw UserError("--target " + std::to_string(options.target) + " is not a class (0-" +
+    throw UserError(flag::target + " " + std::to_string(options.target) + " is not a class (0-" +
                     std::to_string(num_classes - 1) + ")");
   }
   data::LabelledFolder folder;
   try {
     folder = data::read_labelled_folder(dir, num_classes, 0);
   } catch (const UserError& e) {
-    throw UserError("--triggered-test: " + std::string(e.what()));
+    throw UserError(flag::triggered_test + ": " + std::string(e.what()));
   }
   if (folder.mapping == "sorted folders") {
     // Sorted folder names are only safe when every class has a folder, and a triggered test

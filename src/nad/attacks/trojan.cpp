@@ -4,6 +4,7 @@
 #include "nad/data/readers.h"
 #include "nad/models/registry.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::attacks {
 
@@ -41,9 +42,9 @@ Trojan::Trojan(AttackOptions options, int64_t num_classes, int64_t height, int64
                int64_t channels)
     : Attack(std::move(options), num_classes) {
   if (options_.trigger_file.empty()) {
-    throw UserError(
-        "--attack trojan needs --trigger-file (make one with `nad trojan-trigger`; `nad train` "
-        "makes and saves one when it is omitted)");
+    throw UserError(flag::attack + " trojan needs " + flag::trigger_file +
+                    " (make one with `nad trojan-trigger`; `nad train` "
+                    "makes and saves one when it is omitted)");
   }
   patch_ = data::read_image(options_.trigger_file, static_cast<int>(channels));
   check_patch(height, width);
@@ -58,7 +59,7 @@ Trojan::Trojan(AttackOptions options, int64_t num_classes, int64_t height, int64
 void Trojan::check_patch(int64_t height, int64_t width) {
   const std::string source = options_.trigger_file.empty()
                                  ? "the trojan trigger"
-                                 : "--trigger-file " + options_.trigger_file;
+                                 : flag::trigger_file + " " + options_.trigger_file;
   if (patch_.dim() != 3 || patch_.size(0) != patch_.size(1)) {
     throw UserError(source + ": the trigger must be a square image");
   }
@@ -106,7 +107,7 @@ TrojanTrigger generate_trojan_trigger(const models::Classifier& model, const tor
   if (images.dim() != 4 || images.size(0) == 0) throw UserError("no images to optimise over");
   const int64_t channels = images.size(3);
   if (options.size < 1 || options.size > std::min(images.size(1), images.size(2))) {
-    throw UserError("--size " + std::to_string(options.size) + " does not fit " +
+    throw UserError(flag::size + " " + std::to_string(options.size) + " does not fit " +
                     std::to_string(images.size(1)) + "x" + std::to_string(images.size(2)) +
                     " images");
   }
@@ -125,14 +126,14 @@ TrojanTrigger generate_trojan_trigger(const models::Classifier& model, const tor
   const int64_t groups = static_cast<int64_t>(features.size());
   out.group = options.group < 0 ? groups - 1 : options.group;
   if (out.group >= groups) {
-    throw UserError("--layer " + std::to_string(options.group) + ": the model has " +
+    throw UserError(flag::layer + " " + std::to_string(options.group) + ": the model has " +
                     std::to_string(groups) + " groups (0.." + std::to_string(groups - 1) + ")");
   }
   const size_t group = static_cast<size_t>(out.group);
   const int64_t neurons = features[group].size(1);
   out.neuron = options.neuron < 0 ? select_trojan_neuron(model, group, neurons) : options.neuron;
   if (out.neuron >= neurons) {
-    throw UserError("--neuron " + std::to_string(options.neuron) + ": group " +
+    throw UserError(flag::neuron + " " + std::to_string(options.neuron) + ": group " +
                     std::to_string(out.group) + " has " + std::to_string(neurons) + " channels");
   }
 

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::attacks {
 
@@ -25,13 +26,13 @@ torch::Tensor warp(const torch::Tensor& images, const torch::Tensor& grid) {
 
 WaNet::WaNet(AttackOptions options, int64_t num_classes, int64_t height, int64_t width)
     : Attack(std::move(options), num_classes) {
-  if (options_.grid_k < 2) throw UserError("--grid-k must be at least 2");
+  if (options_.grid_k < 2) throw UserError(flag::grid_k + " must be at least 2");
   if (options_.grid_k > std::min(height, width)) {
-    throw UserError("--grid-k must not exceed the image side (" +
+    throw UserError(flag::grid_k + " must not exceed the image side (" +
                     std::to_string(std::min(height, width)) + ")");
   }
-  if (!(options_.strength >= 0)) throw UserError("--strength must be non-negative");
-  if (!(options_.cross_ratio >= 0)) throw UserError("--cross-ratio must be non-negative");
+  if (!(options_.strength >= 0)) throw UserError(flag::strength + " must be non-negative");
+  if (!(options_.cross_ratio >= 0)) throw UserError(flag::cross_ratio + " must be non-negative");
   const int64_t k = options_.grid_k;
   auto generator = at::make_generator<at::CPUGeneratorImpl>(options_.pattern_seed);
   torch::Tensor control = torch::rand({1, 2, k, k}, generator, torch::kFloat) * 2 - 1;

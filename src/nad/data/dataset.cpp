@@ -6,6 +6,7 @@
 #include "nad/data/readers.h"
 #include "nad/data/subset.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::data {
 namespace fs = std::filesystem;
@@ -29,9 +30,9 @@ DatasetPair load_cifar10(const fs::path& dir) {
   if (fs::is_directory(dir / "train") && fs::is_directory(dir / "test")) {
     DatasetPair pair = read_image_folder(dir, 0, "cifar10");
     if (pair.num_classes() != 10) {
-      throw UserError("'" + (dir / "train").string() + "' has " +
-                      std::to_string(pair.num_classes()) +
-                      " class folders but CIFAR-10 has 10; use --dataset folder for other sets");
+      throw UserError(
+          "'" + (dir / "train").string() + "' has " + std::to_string(pair.num_classes()) +
+          " class folders but CIFAR-10 has 10; use " + flag::dataset + " folder for other sets");
     }
     return pair;
   }
@@ -44,7 +45,7 @@ DatasetPair load_cifar10(const fs::path& dir) {
 
 DatasetPair load_cifar100(const fs::path& dir, const std::string& labels) {
   if (labels != "fine" && labels != "coarse") {
-    throw UserError("--cifar100-labels must be fine or coarse, not '" + labels + "'");
+    throw UserError(flag::cifar100_labels + " must be fine or coarse, not '" + labels + "'");
   }
   if (fs::is_regular_file(dir / "train.bin") ||
       fs::is_regular_file(dir / "cifar-100-binary" / "train.bin")) {
@@ -53,15 +54,15 @@ DatasetPair load_cifar100(const fs::path& dir, const std::string& labels) {
   if (fs::is_directory(dir / "train") && fs::is_directory(dir / "test")) {
     // Folders carry one label per image: the fine classes.
     if (labels == "coarse") {
-      throw UserError("'" + dir.string() +
-                      "' is an image-folder layout, which has no superclasses: "
-                      "--cifar100-labels coarse needs the binary release (train.bin, test.bin)");
+      throw UserError(
+          "'" + dir.string() + "' is an image-folder layout, which has no superclasses: " +
+          flag::cifar100_labels + " coarse needs the binary release (train.bin, test.bin)");
     }
     DatasetPair pair = read_image_folder(dir, 0, "cifar100");
     if (pair.num_classes() != 100) {
-      throw UserError("'" + (dir / "train").string() + "' has " +
-                      std::to_string(pair.num_classes()) +
-                      " class folders but CIFAR-100 has 100; use --dataset folder for other sets");
+      throw UserError(
+          "'" + (dir / "train").string() + "' has " + std::to_string(pair.num_classes()) +
+          " class folders but CIFAR-100 has 100; use " + flag::dataset + " folder for other sets");
     }
     return pair;
   }
@@ -99,15 +100,16 @@ DatasetPair load_dataset(const DatasetOptions& options) {
   fs::path dir = options.data_dir;
   if (dir.empty()) {
     if (name != "fashion-mnist") {
-      throw UserError("--data-dir is required for dataset '" + name + "'");
+      throw UserError(flag::data_dir + " is required for dataset '" + name + "'");
     }
     dir = kFashionMnistDefaultDir;
   }
   if (!fs::is_directory(dir)) {
-    throw UserError("data directory '" + dir.string() + "' does not exist or is not a directory" +
-                    (name == "fashion-mnist" && options.data_dir.empty()
-                         ? " (install the Debian package dataset-fashion-mnist or pass --data-dir)"
-                         : ""));
+    throw UserError(
+        "data directory '" + dir.string() + "' does not exist or is not a directory" +
+        (name == "fashion-mnist" && options.data_dir.empty()
+             ? " (install the Debian package dataset-fashion-mnist or pass " + flag::data_dir + ")"
+             : ""));
   }
 
   DatasetPair pair;
@@ -141,18 +143,18 @@ CleanDirData load_clean_dir(const std::string& clean_dir, const DatasetOptions& 
     const Dataset& own = folder.data;
     if (own.height() != test.height() || own.width() != test.width() ||
         own.channels() != test.channels()) {
-      throw UserError("--clean-dir '" + clean_dir + "' holds " + std::to_string(own.width()) + "x" +
-                      std::to_string(own.height()) + "x" + std::to_string(own.channels()) +
-                      " images, but " + dataset.name + " has " + std::to_string(test.width()) +
-                      "x" + std::to_string(test.height()) + "x" + std::to_string(test.channels()) +
-                      " (--image-size resizes)");
+      throw UserError(flag::clean_dir + " '" + clean_dir + "' holds " +
+                      std::to_string(own.width()) + "x" + std::to_string(own.height()) + "x" +
+                      std::to_string(own.channels()) + " images, but " + dataset.name + " has " +
+                      std::to_string(test.width()) + "x" + std::to_string(test.height()) + "x" +
+                      std::to_string(test.channels()) + " (" + flag::image_size + " resizes)");
     }
     out.pair.train = own;
     out.mapping = folder.mapping;
     return out;
   }
   if (!(test_fraction > 0 && test_fraction < 1)) {
-    throw UserError("--clean-dir-test-fraction must be in (0, 1)");
+    throw UserError(flag::clean_dir_test_fraction + " must be in (0, 1)");
   }
   LabelledFolder folder = read_labelled_folder(clean_dir, 0, dataset.image_size);
   out.mapping = folder.mapping;
@@ -162,7 +164,7 @@ CleanDirData load_clean_dir(const std::string& clean_dir, const DatasetOptions& 
   const torch::Tensor all = torch::arange(folder.data.size(), torch::kLong);
   const auto [keep, held] = split_holdout(all, folder.data.labels, test_fraction, seed + 5);
   if (keep.numel() < 2 || held.numel() < 1) {
-    throw UserError("--clean-dir '" + clean_dir + "' has too few images (" +
+    throw UserError(flag::clean_dir + " '" + clean_dir + "' has too few images (" +
                     std::to_string(folder.data.size()) + ") to hold some out for testing");
   }
   out.pair.train = folder.data.select(keep);

@@ -9,6 +9,7 @@
 #include "nad/data/readers.h"
 #include "nad/util/error.h"
 #include "nad/util/files.h"
+#include "nad/util/flags.h"
 
 namespace nad::data {
 namespace fs = std::filesystem;
@@ -101,11 +102,12 @@ torch::Tensor decode_all(const std::vector<fs::path>& files, const Geometry& geo
     images =
         torch::empty({count, geometry.height, geometry.width, geometry.channels}, torch::kUInt8);
   } catch (const c10::Error&) {
-    throw UserError("'" + reference.parent_path().parent_path().parent_path().string() + "': " +
-                    std::to_string(count) + " images of " + std::to_string(geometry.width) + "x" +
-                    std::to_string(geometry.height) + "x" + std::to_string(geometry.channels) +
-                    " need " + std::to_string(count * item_bytes) +
-                    " bytes, more memory than this machine can give (use --image-size)");
+    throw UserError(
+        "'" + reference.parent_path().parent_path().parent_path().string() +
+        "': " + std::to_string(count) + " images of " + std::to_string(geometry.width) + "x" +
+        std::to_string(geometry.height) + "x" + std::to_string(geometry.channels) + " need " +
+        std::to_string(count * item_bytes) +
+        " bytes, more memory than this machine can give (use " + flag::image_size + ")");
   }
   uint8_t* out = images.data_ptr<uint8_t>();
   parallel_decode(count, [&](int64_t i) {
@@ -116,7 +118,7 @@ torch::Tensor decode_all(const std::vector<fs::path>& files, const Geometry& geo
       throw UserError("'" + files[i].string() + "' is " + std::to_string(image.size(1)) + "x" +
                       std::to_string(image.size(0)) + " but '" + reference.string() + "' is " +
                       std::to_string(geometry.width) + "x" + std::to_string(geometry.height) +
-                      "; pass --image-size to resize every image to one size");
+                      "; pass " + flag::image_size + " to resize every image to one size");
     }
     std::memcpy(out + i * item_bytes, image.contiguous().data_ptr<uint8_t>(), item_bytes);
   });
@@ -133,7 +135,7 @@ bool is_class_number(const std::string& name) {
 
 LabelledFolder read_labelled_folder(const fs::path& root, int64_t num_classes, int image_size) {
   if (image_size < 0 || image_size > kMaxImageSide) {
-    throw UserError("--image-size must be 1 to " + std::to_string(kMaxImageSide) +
+    throw UserError(flag::image_size + " must be 1 to " + std::to_string(kMaxImageSide) +
                     " (or 0: keep), got " + std::to_string(image_size));
   }
   const std::vector<std::string> folders = class_folders(root);
@@ -251,7 +253,7 @@ bool has_image_files(const fs::path& dir) {
 ImageFiles read_image_files(const fs::path& dir, int image_size, int channels) {
   if (!fs::is_directory(dir)) throw UserError("'" + dir.string() + "' is not a directory");
   if (image_size < 0 || image_size > kMaxImageSide) {
-    throw UserError("--image-size must be 1 to " + std::to_string(kMaxImageSide) +
+    throw UserError(flag::image_size + " must be 1 to " + std::to_string(kMaxImageSide) +
                     " (or 0: keep), got " + std::to_string(image_size));
   }
   ImageFiles out;
@@ -269,7 +271,7 @@ ImageFiles read_image_files(const fs::path& dir, int image_size, int channels) {
 DatasetPair read_image_folder(const fs::path& dir, int image_size, const std::string& name) {
   if (!fs::is_directory(dir)) throw UserError("'" + dir.string() + "' is not a directory");
   if (image_size < 0 || image_size > kMaxImageSide) {
-    throw UserError("--image-size must be 1 to " + std::to_string(kMaxImageSide) +
+    throw UserError(flag::image_size + " must be 1 to " + std::to_string(kMaxImageSide) +
                     " (or 0: keep), got " + std::to_string(image_size));
   }
   const fs::path train_root = dir / "train";

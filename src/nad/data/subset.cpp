@@ -5,11 +5,12 @@
 #include <numeric>
 
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::data {
 
 torch::Tensor stratified_subset(const torch::Tensor& labels, double ratio, uint64_t seed) {
-  if (!(ratio > 0 && ratio <= 1)) throw UserError("--clean-ratio must be in (0, 1]");
+  if (!(ratio > 0 && ratio <= 1)) throw UserError(flag::clean_ratio + " must be in (0, 1]");
   const int64_t n = labels.size(0);
   const int64_t total = std::llround(ratio * static_cast<double>(n));
   const int64_t num_classes = labels.numel() ? labels.max().item<int64_t>() + 1 : 0;

@@ -8,28 +8,30 @@
 
 #include "nad/util/compute.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 #include "nad/util/progress.h"
 
 namespace nad::defenses {
 
 void check_anp_options(const AnpOptions& o) {
-  if (!(o.eps >= 0)) throw UserError("--anp-eps must be >= 0");
-  if (o.steps < 1) throw UserError("--anp-steps must be at least 1");
-  if (!(o.alpha >= 0 && o.alpha <= 1)) throw UserError("--anp-alpha must be in [0, 1]");
-  if (o.iterations < 1) throw UserError("--anp-iterations must be at least 1");
-  if (o.rounds < 1) throw UserError("--anp-rounds must be at least 1");
-  if (o.batch_size < 2) throw UserError("--batch-size must be at least 2");
-  if (!(o.mask_lr > 0)) throw UserError("--anp-mask-lr must be positive");
-  if (!(o.threshold >= 0 && o.threshold <= 1)) throw UserError("--anp-threshold must be in [0, 1]");
+  if (!(o.eps >= 0)) throw UserError(flag::anp_eps + " must be >= 0");
+  if (o.steps < 1) throw UserError(flag::anp_steps + " must be at least 1");
+  if (!(o.alpha >= 0 && o.alpha <= 1)) throw UserError(flag::anp_alpha + " must be in [0, 1]");
+  if (o.iterations < 1) throw UserError(flag::anp_iterations + " must be at least 1");
+  if (o.rounds < 1) throw UserError(flag::anp_rounds + " must be at least 1");
+  if (o.batch_size < 2) throw UserError(flag::batch_size + " must be at least 2");
+  if (!(o.mask_lr > 0)) throw UserError(flag::anp_mask_lr + " must be positive");
+  if (!(o.threshold >= 0 && o.threshold <= 1))
+    throw UserError(flag::anp_threshold + " must be in [0, 1]");
   if (!(o.fraction >= 0 && o.fraction <= 1)) {
-    throw UserError("--anp-prune-fraction must be in [0, 1]");
+    throw UserError(flag::anp_prune_fraction + " must be in [0, 1]");
   }
 }
 
 AnpPruneBy parse_anp_prune_by(const std::string& name) {
   if (name == "threshold") return AnpPruneBy::kThreshold;
   if (name == "fraction") return AnpPruneBy::kFraction;
-  throw UserError("--anp-prune-by must be threshold or fraction, not '" + name + "'");
+  throw UserError(flag::anp_prune_by + " must be threshold or fraction, not '" + name + "'");
 }
 
 std::string anp_prune_by_name(AnpPruneBy by) {
@@ -242,9 +244,9 @@ AnpMaskResult learn_anp_masks(
       const torch::Tensor targets = labels.index_select(0, rows);
       const AnpStep result = anp_step(working, neurons, optimizer, inputs, targets, o, generator);
       if (!std::isfinite(result.loss)) {
-        throw train::DivergedError("anp: the loss is not finite at round " +
-                                   std::to_string(round + 1) + ", step " +
-                                   std::to_string(step + 1) + "; try a smaller --anp-mask-lr");
+        throw train::DivergedError(
+            "anp: the loss is not finite at round " + std::to_string(round + 1) + ", step " +
+            std::to_string(step + 1) + "; try a smaller " + flag::anp_mask_lr);
       }
       const int64_t correct = result.logits.argmax(1).eq(targets).sum().item<int64_t>();
       at.add(result.loss * o.batch_size, correct, o.batch_size);

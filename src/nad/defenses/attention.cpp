@@ -1,6 +1,7 @@
 #include "nad/defenses/attention.h"
 
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::defenses {
 
@@ -8,7 +9,7 @@ AttentionKind parse_attention_kind(const std::string& text) {
   if (text == "sum-p") return AttentionKind::kSumPower;
   if (text == "sum") return AttentionKind::kSum;
   if (text == "mean-p") return AttentionKind::kMeanPower;
-  throw UserError("--attention must be sum-p, sum or mean-p, not '" + text + "'");
+  throw UserError(flag::attention + " must be sum-p, sum or mean-p, not '" + text + "'");
 }
 
 std::string attention_kind_name(AttentionKind kind) {

@@ -5,6 +5,7 @@
 #include "nad/data/subset.h"
 #include "nad/util/error.h"
 #include "nad/util/files.h"
+#include "nad/util/flags.h"
 
 namespace nad::defenses {
 
@@ -22,7 +23,7 @@ CleanData split(const data::Dataset& clean_train, const torch::Tensor& indices, 
     out.train = clean_train.select(indices);
   }
   if (out.train.size() < 2)
-    throw UserError("the clean subset is too small to train on; raise --clean-ratio");
+    throw UserError("the clean subset is too small to train on; raise " + flag::clean_ratio);
   return out;
 }
 }  // namespace

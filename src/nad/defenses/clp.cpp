@@ -2,6 +2,7 @@
 
 #include "nad/models/layers.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::defenses {
 
@@ -23,7 +24,7 @@ torch::Tensor channel_lipschitz_bounds(const torch::Tensor& conv_weight,
 
 ClpResult clp_prune(const models::Classifier& model, const models::ModelSpec& spec,
                     const ClpOptions& options) {
-  if (!(options.u >= 0)) throw UserError("--u must be >= 0");
+  if (!(options.u >= 0)) throw UserError(flag::u + " must be >= 0");
   ClpResult result;
   result.model = models::clone_model(model, spec);
   torch::NoGradGuard no_grad;

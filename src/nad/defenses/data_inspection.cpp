@@ -6,6 +6,7 @@
 #include <set>
 
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::defenses {
 
@@ -45,7 +46,7 @@ InspectionResult spectral_signatures(const torch::Tensor& features, const torch:
                                      double expected_poison_rate, double multiplier) {
   check_rows(features, labels);
   if (!(expected_poison_rate >= 0 && expected_poison_rate <= 1)) {
-    throw UserError("--expected-poison-rate must be in [0, 1]");
+    throw UserError(flag::expected_poison_rate + " must be in [0, 1]");
   }
   InspectionResult result;
   result.method = "spectral";

@@ -7,6 +7,7 @@
 #include "nad/models/checkpoint.h"
 #include "nad/train/evaluate.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::defenses {
 
@@ -200,9 +201,10 @@ FinetuneResult finetune(const models::Classifier& model, const models::ModelSpec
                         const std::function<void(const std::string&)>& log) {
   const torch::Device device = options.train.device;
   const data::Dataset validation = clean.validation.to(device);
-  if (options.patience < 0) throw UserError("--patience must be >= 0");
+  if (options.patience < 0) throw UserError(flag::patience + " must be >= 0");
   if (options.patience > 0 && validation.size() == 0) {
-    throw UserError("--patience needs a hold-out part of the clean subset (--validation-fraction)");
+    throw UserError(flag::patience + " needs a hold-out part of the clean subset (" +
+                    flag::validation_fraction + ")");
   }
   auto run = [&](double lr) {
     return finetune_at(lr, model, spec, clean, validation, options, evaluate, extra_loss);
@@ -218,7 +220,7 @@ FinetuneResult finetune(const models::Classifier& model, const models::ModelSpec
     if (trial.best_epoch > 0) result.best_epoch = trial.best_epoch;
     return result;
   }
-  if (validation.size() == 0) throw UserError("--lr auto needs a validation split");
+  if (validation.size() == 0) throw UserError(flag::lr + " auto needs a validation split");
   const double baseline = train::accuracy(
       model, validation, train::default_eval_batch_size(validation.images.device()));
   LrSearchResult found = search_lr(options.lr_search, baseline, run, log);

@@ -6,19 +6,21 @@
 
 #include "nad/util/compute.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 #include "nad/util/progress.h"
 
 namespace nad::defenses {
 
 void check_ibau_options(const IbauOptions& o) {
-  if (o.rounds < 1) throw UserError("--ibau-rounds must be at least 1");
-  if (o.fixed_point_steps < 1) throw UserError("--ibau-k must be at least 1");
-  if (o.batch_size < 2) throw UserError("--batch-size must be at least 2");
-  if (!(o.lr > 0)) throw UserError("--lr must be positive");
-  if (!(o.inner_lr > 0)) throw UserError("--ibau-inner-lr must be positive");
-  if (!(o.perturbation_lr > 0)) throw UserError("--ibau-perturbation-lr must be positive");
-  if (!(o.perturbation_radius > 0)) throw UserError("--ibau-radius must be positive");
-  if (!(o.portion >= 0 && o.portion <= 1)) throw UserError("--ibau-portion must be in [0, 1]");
+  if (o.rounds < 1) throw UserError(flag::ibau_rounds + " must be at least 1");
+  if (o.fixed_point_steps < 1) throw UserError(flag::ibau_k + " must be at least 1");
+  if (o.batch_size < 2) throw UserError(flag::batch_size + " must be at least 2");
+  if (!(o.lr > 0)) throw UserError(flag::lr + " must be positive");
+  if (!(o.inner_lr > 0)) throw UserError(flag::ibau_inner_lr + " must be positive");
+  if (!(o.perturbation_lr > 0)) throw UserError(flag::ibau_perturbation_lr + " must be positive");
+  if (!(o.perturbation_radius > 0)) throw UserError(flag::ibau_radius + " must be positive");
+  if (!(o.portion >= 0 && o.portion <= 1))
+    throw UserError(flag::ibau_portion + " must be in [0, 1]");
 }
 
 namespace {
@@ -215,7 +217,7 @@ IbauResult ibau_unlearn(const models::Classifier& model, const models::ModelSpec
       if (!finite) {
         throw train::DivergedError("i-bau: the hypergradient is not finite in round " +
                                    std::to_string(round + 1) + ", batch " + std::to_string(b + 1) +
-                                   "; try a smaller --lr");
+                                   "; try a smaller " + flag::lr);
       }
       adam.step(parameters, grads);
       const torch::Tensor loss = torch::cross_entropy_loss(logits.detach(), targets);

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::defenses {
 
@@ -88,11 +89,11 @@ size_t least_backdoored(const std::vector<BackdoorSignal>& signals, double noise
 LrSearchResult search_lr(const LrSearchOptions& options, double baseline_val_acc,
                          const TrialRunner& run,
                          const std::function<void(const std::string&)>& log) {
-  if (options.grid.empty()) throw UserError("--lr-grid is empty");
-  if (!(options.noise_margin >= 0)) throw UserError("--lr-noise-margin must be >= 0");
+  if (options.grid.empty()) throw UserError(flag::lr_grid + " is empty");
+  if (!(options.noise_margin >= 0)) throw UserError(flag::lr_noise_margin + " must be >= 0");
   std::vector<double> grid;
   for (double lr : options.grid) {
-    if (!(lr > 0)) throw UserError("--lr-grid values must be positive");
+    if (!(lr > 0)) throw UserError(flag::lr_grid + " values must be positive");
     if (!options.step_down_from || lr <= *options.step_down_from * (1 + 1e-9)) grid.push_back(lr);
   }
   LrSearchResult result;

@@ -9,6 +9,7 @@
 #include "nad/models/batch_norm.h"
 #include "nad/util/compute.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 #include "nad/util/progress.h"
 
 namespace nad::defenses {
@@ -60,8 +61,8 @@ std::vector<train::EpochRecord> train_curve(const models::Classifier& start,
                                             const models::ModelSpec& spec, const CleanData& clean,
                                             const McrOptions& options, CurveEnds& curve) {
   const train::TrainOptions& t = options.train;
-  if (t.epochs < 0) throw UserError("--curve-epochs must be >= 0");
-  if (!(t.lr > 0)) throw UserError("--curve-lr must be positive");
+  if (t.epochs < 0) throw UserError(flag::curve_epochs + " must be >= 0");
+  if (!(t.lr > 0)) throw UserError(flag::curve_lr + " must be positive");
   const torch::Device device = t.device;
   curve.start = parameter_state(start);
   curve.end = parameter_state(end);

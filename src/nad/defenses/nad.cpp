@@ -4,6 +4,7 @@
 
 #include "nad/models/registry.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::defenses {
 
@@ -52,7 +53,8 @@ std::vector<double> select_groups(std::vector<double> betas, const std::vector<s
       for (size_t g = 0; g < names.size(); ++g) {
         known += (g ? ", " : "") + std::to_string(g + 1) + " or " + names[g];
       }
-      throw UserError("--groups: no group '" + group + "' in this model (it has " + known + ")");
+      throw UserError(flag::groups + ": no group '" + group + "' in this model (it has " + known +
+                      ")");
     }
     keep[found] = true;
   }
@@ -99,7 +101,7 @@ NadResult neural_attention_distillation(const models::Classifier& model,
                                         const std::function<void(const std::string&)>& log) {
   std::vector<double> betas = options.betas.empty() ? models::default_betas(model) : options.betas;
   if (betas.size() != model->group_names().size()) {
-    throw UserError("--beta needs " + std::to_string(model->group_names().size()) +
+    throw UserError(flag::beta + " needs " + std::to_string(model->group_names().size()) +
                     " values for this model (one per group), got " + std::to_string(betas.size()));
   }
   NadResult result;

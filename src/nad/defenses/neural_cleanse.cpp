@@ -225,10 +225,11 @@ std::vector<ReversedTrigger> reverse_triggers(
     throw UserError("scan epochs, steps, batch size and patiences must be >= 1");
   }
   if (!(o.lr > 0) || !(o.init_cost > 0) || !(o.cost_multiplier > 1)) {
-    throw UserError("scan: --nc-lr and --init-cost must be > 0 and --cost-multiplier > 1");
+    throw UserError(
+        "Neural Cleanse: the learning rate and initial cost must be > 0, the cost multiplier > 1");
   }
   if (!(o.success_threshold > 0 && o.success_threshold <= 1)) {
-    throw UserError("--success-threshold must be in (0, 1]");
+    throw UserError("Neural Cleanse: the success threshold must be in (0, 1]");
   }
   const int64_t K = num_classes, C = optimise.channels(), H = optimise.height(),
                 W = optimise.width();

@@ -12,6 +12,7 @@
 #include "nad/train/evaluate.h"
 #include "nad/util/compute.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::defenses {
 
@@ -70,17 +71,17 @@ PruneTarget prune_target(const models::Classifier& model, const models::ModelSpe
   const std::vector<std::string> layers = prunable_layers(model);
   if (layer.empty()) {
     if (models::is_torchscript_arch(spec.arch)) {
-      throw UserError(
-          "Fine-pruning a TorchScript model needs --prune-layer: the convolution or BatchNorm "
-          "layer whose output channels are pruned (the last ones: " +
-          list_tail(layers, 6) + ")");
+      throw UserError("Fine-pruning a TorchScript model needs " + flag::prune_layer +
+                      ": the convolution or BatchNorm "
+                      "layer whose output channels are pruned (the last ones: " +
+                      list_tail(layers, 6) + ")");
     }
     target.layer = model->group_names().back();
     target.weights = last_group_consumers(model);
     return target;
   }
   if (std::find(layers.begin(), layers.end(), layer) == layers.end()) {
-    throw UserError("--prune-layer " + layer +
+    throw UserError(flag::prune_layer + " " + layer +
                     " is not a convolution or BatchNorm layer of the model (the last ones: " +
                     list_tail(layers, 6) + ")");
   }
@@ -94,11 +95,11 @@ PruneTarget prune_target(const models::Classifier& model, const models::ModelSpe
     groups.clear();  // a family whose groups are only its stages: answered below
   }
   if (groups.size() != 1 || groups[0] != layer) {
-    throw UserError(
-        "--prune-layer needs a model whose feature maps can be taken at any layer "
-        "(a TorchScript model); " +
-        spec.arch + " prunes its last group, " + model->group_names().back() +
-        " (leave --prune-layer out)");
+    throw UserError(flag::prune_layer +
+                    " needs a model whose feature maps can be taken at any layer "
+                    "(a TorchScript model); " +
+                    spec.arch + " prunes its last group, " + model->group_names().back() +
+                    " (leave " + flag::prune_layer + " out)");
   }
   target.layer = layer;
   const auto parameters = model->named_parameters();
@@ -138,9 +139,9 @@ PruneResult prune_channels(const models::Classifier& model, const models::ModelS
                            const std::function<void(const std::string&)>& log) {
   if (clean.validation.size() == 0) throw UserError("Fine-pruning needs a held-out clean split");
   if (!(options.prune_ratio > 0 && options.prune_ratio <= 1)) {
-    throw UserError("--prune-ratio must be in (0, 1]");
+    throw UserError(flag::prune_ratio + " must be in (0, 1]");
   }
-  if (!(options.max_acc_drop >= 0)) throw UserError("--max-acc-drop must be >= 0");
+  if (!(options.max_acc_drop >= 0)) throw UserError(flag::max_acc_drop + " must be >= 0");
   PruneResult result;
   result.target = prune_target(model, spec, options.layer);
   const std::vector<ChannelWeight>& weights = result.target.weights;

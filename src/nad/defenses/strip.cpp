@@ -7,6 +7,7 @@
 
 #include "nad/util/compute.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 #include "nad/util/threads.h"
 
 namespace nad::defenses {
@@ -124,7 +125,7 @@ torch::Tensor strip_entropy(const models::Classifier& model, const torch::Tensor
 
 double strip_threshold(const torch::Tensor& clean_entropies, double frr) {
   if (!(frr >= 0 && frr < 1)) {
-    throw UserError("--frr must be in [0, 1), not " + std::to_string(frr));
+    throw UserError(flag::frr + " must be in [0, 1), not " + std::to_string(frr));
   }
   const int64_t n = clean_entropies.numel();
   if (n == 0) throw UserError("STRIP needs clean inputs to calibrate its threshold on; got none");

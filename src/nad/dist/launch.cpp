@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::dist {
 namespace {
@@ -62,7 +63,7 @@ int free_local_port() {
 }
 
 int launch_local(const LaunchConfig& config) {
-  if (config.processes < 1) throw UserError("--nproc must be at least 1");
+  if (config.processes < 1) throw UserError(flag::nproc + " must be at least 1");
   if (config.command.empty()) throw UserError("nad launch: give the command after --");
   const int port = config.master_port > 0 ? config.master_port : free_local_port();
   std::vector<std::string> command = config.command;

@@ -15,6 +15,7 @@
 
 #include "nad/util/error.h"
 #include "nad/util/files.h"
+#include "nad/util/flags.h"
 #include "nad/util/progress.h"
 
 namespace nad::dist {
@@ -90,8 +91,8 @@ void run_collective(const char* what, bool on_cuda, Op op) {
   } catch (const std::exception& e) {
     throw DistError("rank " + std::to_string(s.env.rank) + " of " +
                     std::to_string(s.env.world_size) + ": " + what +
-                    " failed: another rank died or did not answer within --dist-timeout " +
-                    seconds_text(s.options.timeout) + " (" + first_line(e) + ")");
+                    " failed: another rank died or did not answer within " + flag::dist_timeout +
+                    " " + seconds_text(s.options.timeout) + " (" + first_line(e) + ")");
   }
 }
 
@@ -130,7 +131,7 @@ void init(const DistOptions& options, const torch::Device& device) {
   s.env = read_launch_environment();
   s.initialised = true;
   if (s.env.world_size == 1) return;
-  if (options.timeout.count() <= 0) throw UserError("--dist-timeout must be positive");
+  if (options.timeout.count() <= 0) throw UserError(flag::dist_timeout + " must be positive");
 #ifndef NAD_WITH_GLOO
   (void)device;
   throw UserError("WORLD_SIZE=" + std::to_string(s.env.world_size) +
@@ -148,8 +149,8 @@ void init(const DistOptions& options, const torch::Device& device) {
     return UserError("rank " + std::to_string(s.env.rank) + ": rendezvous at " + s.env.master_addr +
                      ":" + std::to_string(s.env.master_port) + " with " +
                      std::to_string(s.env.world_size) + " processes did not complete within " +
-                     "--dist-timeout " + seconds_text(options.timeout) + " (" + first_line(e) +
-                     ")");
+                     flag::dist_timeout + " " + seconds_text(options.timeout) + " (" +
+                     first_line(e) + ")");
   };
   try {
     s.store = c10::make_intrusive<c10d::TCPStore>(s.env.master_addr, store_options);

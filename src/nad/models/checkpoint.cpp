@@ -11,6 +11,7 @@
 #include "nad/models/torchscript.h"
 #include "nad/util/error.h"
 #include "nad/util/files.h"
+#include "nad/util/flags.h"
 #include "nad/util/sha256.h"
 
 namespace nad::models {
@@ -115,9 +116,10 @@ std::vector<std::string> load_state_dict(const models::Classifier& model, const 
     if (!unexpected.empty()) message += " unexpected keys: " + join_keys(unexpected) + ";";
     if (!mismatched.empty()) message += " wrong shapes: " + join_keys(mismatched) + ";";
     message.pop_back();
-    if (!allow_partial) throw UserError(message + " (--allow-partial loads what matches)");
-    warnings.push_back(message + "; --allow-partial: loaded the rest, missing weights keep " +
-                       "their initial values");
+    if (!allow_partial)
+      throw UserError(message + " (" + flag::allow_partial + " loads what matches)");
+    warnings.push_back(message + "; " + flag::allow_partial +
+                       ": loaded the rest, missing weights keep " + "their initial values");
   }
   torch::NoGradGuard no_grad;
   for (auto& [name, tensor] : wanted) {
@@ -183,12 +185,12 @@ LoadedModel load_torchscript(const std::filesystem::path& file,
   spec.width = options.input_shape[2];
   if (options.input_norm) {
     spec.input_norm = *options.input_norm;
-    out.input_norm_source = "--input-norm";
+    out.input_norm_source = flag::input_norm;
   } else {
     out.input_norm_source = "none given";
   }
   if (!options.arch.empty()) {
-    out.warnings.push_back("--arch " + options.arch + " ignored: '" + where +
+    out.warnings.push_back(flag::arch + " " + options.arch + " ignored: '" + where +
                            "' is a TorchScript model, which brings its own architecture");
   }
   const std::string shape = "1x" + std::to_string(spec.in_channels) + "x" +
@@ -209,8 +211,8 @@ LoadedModel load_torchscript(const std::filesystem::path& file,
                     " inputs (the data's shape): " + first_line(e));
   }
   if (options.num_classes > 0 && options.num_classes != spec.num_classes) {
-    throw UserError("'" + where + "' gives " + std::to_string(spec.num_classes) +
-                    " logits, not --num-classes " + std::to_string(options.num_classes));
+    throw UserError("'" + where + "' gives " + std::to_string(spec.num_classes) + " logits, not " +
+                    flag::num_classes + " " + std::to_string(options.num_classes));
   }
   // The proposed groups, kept: models built from this spec (clones, the NAD teacher, each rate
   // the search tries) take them instead of probing the module again.
@@ -222,9 +224,9 @@ LoadedModel load_torchscript(const std::filesystem::path& file,
   out.description = "TorchScript model (" + std::to_string(check.operators.size()) +
                     " operators in " + std::to_string(check.code_files.size()) +
                     " code files, all allowed), " + std::to_string(spec.num_classes) +
-                    " classes; attention groups " + (groups.empty() ? "none" : groups) +
-                    " (--groups names others); input normalisation " + spec.input_norm.describe() +
-                    " (" + out.input_norm_source + ")";
+                    " classes; attention groups " + (groups.empty() ? "none" : groups) + " (" +
+                    flag::groups + " names others); input normalisation " +
+                    spec.input_norm.describe() + " (" + out.input_norm_source + ")";
   return out;
 }
 
@@ -269,7 +271,7 @@ LoadedModel load_checkpoint(const std::filesystem::path& file, const LoadOptions
         names += (names.empty() ? "" : ", ") + name;
       throw UserError("'" + where + "' is a BackdoorBench record of model_name '" +
                       *file_state.record_model_name + "', which nad does not know (known: " +
-                      names + "); give --arch to load its weights into one of nad's");
+                      names + "); give " + flag::arch + " to load its weights into one of nad's");
     }
   } else {
     spec.arch = !options.arch.empty() ? options.arch
@@ -278,7 +280,7 @@ LoadedModel load_checkpoint(const std::filesystem::path& file, const LoadOptions
   }
   if (spec.arch.empty()) {
     throw UserError("'" + where + "' does not say its architecture and its weight names fit " +
-                    "none of nad's: give --arch");
+                    "none of nad's: give " + flag::arch);
   }
   // The classifier's rows, when neither the command line nor the file gives the class count:
   // the family names its classifier (`fc.` stands for `linear.` and back, as in map_names). For
@@ -300,7 +302,8 @@ LoadedModel load_checkpoint(const std::filesystem::path& file, const LoadOptions
   spec.num_classes =
       options.num_classes > 0 ? options.num_classes : file_state.num_classes.value_or(rows);
   if (spec.num_classes <= 0) {
-    throw UserError("'" + where + "' does not say its number of classes: give --num-classes");
+    throw UserError("'" + where + "' does not say its number of classes: give " +
+                    flag::num_classes);
   }
   // Input shape: the file's (nad's model.pt), else the caller's (the dataset), else C from the
   // first convolution and 32 x 32 (mnist-cnn: the side its fc1 reads).
@@ -327,7 +330,7 @@ LoadedModel load_checkpoint(const std::filesystem::path& file, const LoadOptions
   // dataset, else none.
   if (options.input_norm) {
     spec.input_norm = *options.input_norm;
-    out.input_norm_source = "--input-norm";
+    out.input_norm_source = flag::input_norm;
   } else if (file_state.input_norm_mean && file_state.input_norm_std) {
     spec.input_norm = models::input_norm_from_values(file_state.input_norm_name.value_or("custom"),
                                                      *file_state.input_norm_mean,
@@ -338,7 +341,7 @@ LoadedModel load_checkpoint(const std::filesystem::path& file, const LoadOptions
     if (!norm) {
       throw UserError("'" + where + "' is a BackdoorBench record of dataset '" +
                       *file_state.record_dataset +
-                      "', whose input normalisation nad does not know: give --input-norm");
+                      "', whose input normalisation nad does not know: give " + flag::input_norm);
     }
     spec.input_norm = *norm;
     out.input_norm_source =
@@ -347,10 +350,10 @@ LoadedModel load_checkpoint(const std::filesystem::path& file, const LoadOptions
     out.input_norm_source = "none given";
   }
 
-  const char* how = file_arch               ? "as the file says"
-                    : record_arch           ? "from the BackdoorBench record's model_name"
-                    : !options.arch.empty() ? "from --arch"
-                                            : "guessed from the weight names";
+  const std::string how = file_arch               ? "as the file says"
+                          : record_arch           ? "from the BackdoorBench record's model_name"
+                          : !options.arch.empty() ? "from " + flag::arch
+                                                  : "guessed from the weight names";
   out.description =
       spec.arch + " (" + how + "), " + std::to_string(spec.num_classes) + " classes; " +
       (file_state.format == io::TorchFormat::kZip ? "zip" : "legacy torch.save") + " format, " +

@@ -3,6 +3,7 @@
 #include "nad/models/registry.h"
 #include "nad/util/compute.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::models {
 
@@ -27,7 +28,7 @@ void ClassifierImpl::set_input_norm(const InputNorm& norm, int64_t in_channels) 
   if (!norm.identity() && static_cast<int64_t>(norm.mean.size()) != in_channels) {
     throw UserError("the input normalisation " + norm.describe() + " has " +
                     std::to_string(norm.mean.size()) + " channels, but the model's inputs have " +
-                    std::to_string(in_channels) + " (--input-norm)");
+                    std::to_string(in_channels) + " (" + flag::input_norm + ")");
   }
   input_norm_ = norm;
   norm_mean_ = norm_std_ = torch::Tensor();
@@ -49,7 +50,7 @@ Classifier build_model(const ModelSpec& spec) {
   if (const ArchFamily* family = find_family(spec.arch)) return family->build(spec);
   std::string names;
   for (const std::string& name : arch_names()) names += (names.empty() ? "" : ", ") + name;
-  throw UserError("unknown --arch '" + spec.arch + "' (choose " + names + ")");
+  throw UserError("unknown " + flag::arch + " '" + spec.arch + "' (choose " + names + ")");
 }
 }  // namespace
 

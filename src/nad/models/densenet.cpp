@@ -4,6 +4,7 @@
 #include "nad/models/registry.h"
 #include "nad/models/torchvision_layers.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::models {
 namespace nn = torch::nn;
@@ -74,7 +75,7 @@ DenseNetImpl::DenseNetImpl(const DenseNetOptions& options) {
       h = window_output(h, 2, 2, 0);
       w = window_output(w, 2, 2, 0);
       if (h < 1 || w < 1) {
-        throw UserError("--arch densenet121 cannot take " + size +
+        throw UserError(flag::arch + " densenet121 cannot take " + size +
                         " inputs: the map of features.transition" + k + " would be empty");
       }
     }

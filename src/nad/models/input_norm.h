@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "nad/util/flags.h"
+
 namespace nad::models {
 
 // A model's input preprocessing: per-channel (x - mean) / std on [0, 1] inputs, applied after
@@ -28,7 +30,7 @@ const std::vector<std::string>& input_norm_presets();
 
 // Parses --input-norm: none, a preset name, or M1,M2,M3/S1,S2,S3 (any channel count). A bad
 // value is a UserError naming `option`.
-InputNorm parse_input_norm(const std::string& text, const std::string& option = "--input-norm");
+InputNorm parse_input_norm(const std::string& text, const std::string& option = flag::input_norm);
 
 // The normalisation BackdoorBench applies for its dataset name (`clean_data` in its records:
 // cifar10, cifar100, tiny, mnist, gtsrb, ...); nullopt for a name it does not normalise by.

@@ -2,6 +2,7 @@
 
 #include "nad/models/registry.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::models {
 namespace nn = torch::nn;
@@ -31,7 +32,7 @@ ArchFamily mnist_cnn_family() {
   family.names = {"mnist-cnn"};
   family.build = [](const ModelSpec& spec) -> Classifier {
     if (spec.height % 4 != 0 || spec.width % 4 != 0) {
-      throw UserError("--arch mnist-cnn needs image sides divisible by 4");
+      throw UserError(flag::arch + " mnist-cnn needs image sides divisible by 4");
     }
     return std::make_shared<MnistCnnImpl>(MnistCnnOptions()
                                               .in_channels(spec.in_channels)

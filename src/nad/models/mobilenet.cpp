@@ -3,6 +3,7 @@
 #include "nad/models/inference.h"
 #include "nad/models/registry.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::models {
 namespace nn = torch::nn;
@@ -72,7 +73,7 @@ torch::Tensor MobileNetV3BlockImpl::forward(const torch::Tensor& x) {
 MobileNetImpl::MobileNetImpl(const MobileNetOptions& options)
     : v3_(options.arch() == "mobilenet_v3_large") {
   if (!v3_ && options.arch() != "mobilenet_v2") {
-    throw UserError("unknown --arch '" + options.arch() + "'");
+    throw UserError("unknown " + flag::arch + " '" + options.arch() + "'");
   }
   features_ = register_module("features", nn::Sequential());
   // Per `features` entry: kernel and stride (for the map sizes), first weight.

@@ -11,6 +11,7 @@
 #include "nad/models/torchvision_layers.h"
 #include "nad/util/error.h"
 #include "nad/util/files.h"
+#include "nad/util/flags.h"
 #include "nad/util/sha256.h"
 
 namespace nad::models {
@@ -118,7 +119,7 @@ std::shared_ptr<jit::Graph> graph_with_outputs(jit::Module& module,
     for (const std::string& path : paths) {
       if (found.count(path)) continue;
       if (count[path] > 1) {
-        throw UserError("--groups: submodule '" + path + "' is called " +
+        throw UserError(flag::groups + ": submodule '" + path + "' is called " +
                         std::to_string(count[path]) +
                         " times by forward; name one whose output is used once");
       }
@@ -140,7 +141,7 @@ std::shared_ptr<jit::Graph> graph_with_outputs(jit::Module& module,
         break;
       }
       if (inlined) break;
-      throw UserError("--groups: '" + path +
+      throw UserError(flag::groups + ": '" + path +
                       "' is not a submodule that the TorchScript model's forward calls once");
     }
     if (!inlined && found.size() < paths.size()) break;

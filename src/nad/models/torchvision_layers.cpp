@@ -4,6 +4,7 @@
 
 #include "nad/models/inference.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::models {
 namespace nn = torch::nn;
@@ -116,13 +117,13 @@ std::vector<size_t> choose_attention_stages(const std::vector<StageOutput>& stag
   std::vector<size_t> chosen;
   for (size_t i = 0; i < stages.size(); ++i) {
     if (stages[i].height < 1 || stages[i].width < 1) {
-      throw UserError("--arch " + arch + " cannot take " + size + " inputs: the map of " +
+      throw UserError(flag::arch + " " + arch + " cannot take " + size + " inputs: the map of " +
                       stages[i].name + " would be empty");
     }
     if (stages[i].height * stages[i].width > 1) chosen.push_back(i);
   }
   if (chosen.empty()) {
-    throw UserError("--arch " + arch + " on " + size +
+    throw UserError(flag::arch + " " + arch + " on " + size +
                     " inputs has no stage with a map larger than 1x1 for attention");
   }
   if (!requested.empty()) {
@@ -138,7 +139,7 @@ std::vector<size_t> choose_attention_stages(const std::vector<StageOutput>& stag
       if (it == stages.end() ||
           std::find(chosen.begin(), chosen.end(), static_cast<size_t>(it - stages.begin())) ==
               chosen.end()) {
-        throw UserError("--groups: '" + name + "' is not a stage of " + arch +
+        throw UserError(flag::groups + ": '" + name + "' is not a stage of " + arch +
                         " with a map larger than 1x1 at " + size +
                         "; the candidates: " + candidates);
       }

@@ -4,6 +4,7 @@
 #include "nad/models/registry.h"
 #include "nad/models/torchvision_layers.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::models {
 namespace nn = torch::nn;
@@ -35,7 +36,7 @@ Layout layout_of(const std::string& arch) {
   if (arch == "tv-resnet18") return {{2, 2, 2, 2}, false};
   if (arch == "tv-resnet34") return {{3, 4, 6, 3}, false};
   if (arch == "tv-resnet50") return {{3, 4, 6, 3}, true};
-  throw UserError("unknown --arch '" + arch + "'");
+  throw UserError("unknown " + flag::arch + " '" + arch + "'");
 }
 }  // namespace
 

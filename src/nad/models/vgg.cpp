@@ -6,6 +6,7 @@
 #include "nad/models/registry.h"
 #include "nad/models/torchvision_layers.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::models {
 namespace nn = torch::nn;
@@ -26,7 +27,7 @@ const std::vector<int64_t>& configuration(const std::string& depth) {
                  512, 512, 512,   512, kPool, 512,   512, 512, 512, kPool}},
   };
   const auto it = configurations.find(depth);
-  if (it == configurations.end()) throw UserError("unknown --arch '" + depth + "'");
+  if (it == configurations.end()) throw UserError("unknown " + flag::arch + " '" + depth + "'");
   return it->second;
 }
 

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "nad/models/inference.h"
+#include "nad/util/flags.h"
 
 namespace nad::models {
 namespace nn = torch::nn;
@@ -104,7 +105,7 @@ ArchFamily wide_resnet_family() {
     const int64_t depth = std::stoll(match[1]);
     const int64_t width = std::stoll(match[2]);
     if (depth < 10 || (depth - 4) % 6 != 0 || width < 1) {
-      throw UserError("--arch " + spec.arch +
+      throw UserError(flag::arch + " " + spec.arch +
                       ": WRN depth must be 6n+4 (10, 16, 22, 28, 40, ...) and width >= 1");
     }
     return std::make_shared<WideResNetImpl>(WideResNetOptions()

@@ -10,6 +10,7 @@
 #include "nad/models/checkpoint.h"
 #include "nad/pipeline/context.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::pipeline {
 
@@ -32,7 +33,8 @@ models::Classifier train_prep_model(RunContext& context, const AttackPrepConfig&
                                     const data::Dataset& train, const std::string& purpose,
                                     const std::string& name, nlohmann::json& record) {
   const data::DatasetPair& data = context.data;
-  if (prep.epochs < 1) throw UserError("--prep-epochs must be at least 1 (or give --clean-model)");
+  if (prep.epochs < 1)
+    throw UserError(flag::prep_epochs + " must be at least 1 (or give " + flag::clean_model + ")");
   models::ModelSpec spec{arch, data.train.channels(), data.num_classes(), data.train.height(),
                          data.train.width()};
   const std::string file_name = name + ".pt";
@@ -74,7 +76,7 @@ models::Classifier clean_model_for(RunContext& context, const AttackPrepConfig& 
                                    const std::string& arch, const CommonConfig& common,
                                    const std::string& purpose, nlohmann::json& record) {
   if (!prep.clean_model.empty()) {
-    models::LoadedModel loaded = load_model_for(prep.clean_model, context, "--clean-model");
+    models::LoadedModel loaded = load_model_for(prep.clean_model, context, flag::clean_model);
     record["clean_model"] = prep.clean_model;
     return loaded.model;
   }

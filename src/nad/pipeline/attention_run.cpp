@@ -4,6 +4,7 @@
 #include "nad/pipeline/runs.h"
 #include "nad/train/report.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::pipeline {
 
@@ -23,12 +24,12 @@ nlohmann::json run_attention(const AttentionConfig& config) {
   std::vector<std::string> files{config.model};
   files.insert(files.end(), config.compare.begin(), config.compare.end());
   if (!config.labels.empty() && config.labels.size() != files.size()) {
-    throw UserError("--labels needs " + std::to_string(files.size()) +
-                    " names (one per model: --model, then each --compare), got " +
-                    std::to_string(config.labels.size()));
+    throw UserError(flag::labels + " needs " + std::to_string(files.size()) +
+                    " names (one per model: " + flag::model + ", then each " + flag::compare +
+                    "), got " + std::to_string(config.labels.size()));
   }
-  if (!(config.power > 0)) throw UserError("--power must be positive");
-  if (config.rows.empty() && config.images < 1) throw UserError("--images must be >= 1");
+  if (!(config.power > 0)) throw UserError(flag::power + " must be positive");
+  if (config.rows.empty() && config.images < 1) throw UserError(flag::images + " must be >= 1");
   const defenses::AttentionKind kind = defenses::parse_attention_kind(config.attention);
 
   RunContext context = open_run(config.common);
@@ -36,7 +37,7 @@ nlohmann::json run_attention(const AttentionConfig& config) {
   nlohmann::json measured = nlohmann::json::array();
   std::vector<std::pair<std::string, train::Metrics>> table;
   for (size_t i = 0; i < files.size(); ++i) {
-    const char* option = i == 0 ? "--model" : "--compare";
+    const std::string& option = i == 0 ? flag::model : flag::compare;
     models::LoadedModel loaded = load_model_for(files[i], context, option, config.model_options);
     LabelledModel labelled{config.labels.empty() ? default_label(files[i]) : config.labels[i],
                            loaded.model};
@@ -57,7 +58,7 @@ nlohmann::json run_attention(const AttentionConfig& config) {
     const int64_t n = context.data.test.size();
     for (int64_t r : config.rows) {
       if (r < 0 || r >= n) {
-        throw UserError("--rows: " + std::to_string(r) + " is not a test row (0.." +
+        throw UserError(flag::rows + ": " + std::to_string(r) + " is not a test row (0.." +
                         std::to_string(n - 1) + ")");
       }
     }

@@ -8,14 +8,15 @@
 #include "nad/pipeline/defense_setup.h"
 #include "nad/train/report.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::pipeline {
 
 nlohmann::json run_clp(const ClpConfig& config) {
-  if (!(config.u >= 0)) throw UserError("--u must be >= 0, not " + std::to_string(config.u));
+  if (!(config.u >= 0)) throw UserError(flag::u + " must be >= 0, not " + std::to_string(config.u));
   RunContext context = open_run(config.common);
   models::LoadedModel loaded =
-      load_model_for(config.model, context, "--model", config.model_options);
+      load_model_for(config.model, context, flag::model, config.model_options);
   const nlohmann::json config_json = {{"command", "clp"},
                                       {"common", config.common.to_json()},
                                       {"model", config.model},

@@ -135,6 +135,9 @@ struct ScanOptions {
   double threshold = 2;           // anomaly index above which a class is flagged (the paper's)
   double holdout_fraction = 0.2;  // share of the clean images kept to check reversed triggers
   defenses::AnomalyScale anomaly_scale = defenses::AnomalyScale::kLinear;  // the verdict's
+  // How the command line spells these options, for messages: "--" in nad scan,
+  // flag::verify_scan_prefix beside a defense's --verify and --select-by scan.
+  std::string option_prefix = "--";
 
   nlohmann::json to_json() const;
 };

@@ -12,6 +12,8 @@
 #include "nad/util/compute.h"
 #include "nad/util/error.h"
 #include "nad/util/files.h"
+#include "nad/util/flags.h"
+#include "nad/util/format.h"
 #include "nad/util/precision_choice.h"
 #include "nad/util/threads.h"
 
@@ -60,11 +62,11 @@ torch::Device parse_device(const std::string& text) {
   if (text == "cpu") return torch::kCPU;
   if (text == "cuda" || text.rfind("cuda:", 0) == 0) {
     if (!torch::cuda::is_available()) {
-      throw UserError("--device " + text + ": this build of nad has no usable CUDA device");
+      throw UserError(flag::device + " " + text + ": this build of nad has no usable CUDA device");
     }
     return torch::Device(text);
   }
-  throw UserError("--device must be cpu or cuda[:N], not '" + text + "'");
+  throw UserError(flag::device + " must be cpu or cuda[:N], not '" + text + "'");
 }
 
 void configure_compute(const CommonConfig& config, RunContext& context) {
@@ -76,8 +78,8 @@ void configure_compute(const CommonConfig& config, RunContext& context) {
     const PrecisionChoice choice = choose_precision(context.device);
     compute.precision = choice.precision;
     context.precision_choice = choice.to_json();
-    context.log("precision: " + precision_name(choice.precision) +
-                " (--precision auto: " + choice.reason +
+    context.log("precision: " + precision_name(choice.precision) + " (" + flag::precision +
+                " auto: " + choice.reason +
                 (choice.from_cache ? ", measured earlier on this machine" : "") + ")");
   } else {
     compute.precision = parse_precision(config.precision);
@@ -85,17 +87,15 @@ void configure_compute(const CommonConfig& config, RunContext& context) {
   set_compute_options(compute);
   if (config.precision != "bf16" || !context.device.is_cpu()) return;
   if (!cpu_has_native_bf16()) {
-    print_warnings(
-        {"--precision bf16: this CPU has no native bf16 arithmetic (AVX512-BF16 or "
-         "AMX); it is emulated and slower than fp32"});
+    print_warnings({flag::precision +
+                    " bf16: this CPU has no native bf16 arithmetic (AVX512-BF16 or "
+                    "AMX); it is emulated and slower than fp32"});
   } else if (auto timing = cached_timing(precision_cache_file(), machine_key(context.device));
              timing && timing->bf16_ms > timing->fp32_ms) {
-    char text[200];
-    std::snprintf(text, sizeof text,
-                  "--precision bf16: on this machine bf16 trained slower than fp32 (%.1f ms "
-                  "against %.1f ms a step, measured by --precision auto)",
-                  timing->bf16_ms, timing->fp32_ms);
-    print_warnings({text});
+    print_warnings({flag::precision + " bf16: on this machine bf16 trained slower than fp32 (" +
+                    format_double(timing->bf16_ms, "%.1f") + " ms against " +
+                    format_double(timing->fp32_ms, "%.1f") + " ms a step, measured by " +
+                    flag::precision + " auto)"});
   }
 }
 
@@ -120,7 +120,7 @@ std::vector<std::string> saved_loops(const fs::path& out) {
 std::string resume_command(const fs::path& out) {
   const std::string command = process_command_line.empty() ? "CMD" : process_command_line[0];
   if (command == "demo") return "nad demo (run it again: it continues)";
-  return "nad " + command + " --resume " + out.string();
+  return "nad " + command + " " + flag::resume + " " + out.string();
 }
 
 }  // namespace
@@ -129,21 +129,22 @@ void check_common_options(const CommonConfig& config) {
   const attacks::AttackOptions& attack = config.attack;
   if (attack.poison_rate) attacks::check_poison_rate(*attack.poison_rate);
   if (attack.label_mode == attacks::LabelMode::kAllToOne && attack.target < 0) {
-    throw UserError("--target must be a class number >= 0, not " + std::to_string(attack.target));
+    throw UserError(flag::target + " must be a class number >= 0, not " +
+                    std::to_string(attack.target));
   }
   if (config.eval_batch_size < 0) {
-    throw UserError("--eval-batch-size must be positive (or 0: the device's default)");
+    throw UserError(flag::eval_batch_size + " must be positive (or 0: the device's default)");
   }
-  if (config.threads < 0) throw UserError("--threads must be >= 0");
+  if (config.threads < 0) throw UserError(flag::threads + " must be >= 0");
   parse_device(config.device);
   if (config.precision != "auto") parse_precision(config.precision);
 }
 
-void check_model_file(const std::string& file, const char* option) {
-  if (file.empty()) throw UserError(std::string(option) + " is required");
+void check_model_file(const std::string& file, const std::string& option) {
+  if (file.empty()) throw UserError(option + " is required");
   std::error_code ec;
   if (!fs::is_regular_file(file, ec)) {
-    throw UserError(std::string(option) + " '" + file + "': no such file");
+    throw UserError(option + " '" + file + "': no such file");
   }
 }
 
@@ -154,7 +155,8 @@ bool finished_run(const fs::path& out) {
 
 void check_resume_folder(const std::string& out, const std::string& resume) {
   if (!out.empty() && fs::weakly_canonical(out) != fs::weakly_canonical(resume)) {
-    throw UserError("--out " + out + " and --resume " + resume + " name different folders");
+    throw UserError(flag::out + " " + out + " and " + flag::resume + " " + resume +
+                    " name different folders");
   }
 }
 
@@ -165,30 +167,30 @@ RunContext open_run_folder(const CommonConfig& config, bool resumable) {
   RunContext context;
   context.quiet = config.quiet;
   if (!config.resume.empty() && !resumable) {
-    throw UserError("--resume: this command saves no state to resume from");
+    throw UserError(flag::resume + ": this command saves no state to resume from");
   }
   if (!config.resume.empty()) {
     check_resume_folder(config.out, config.resume);
     context.out = config.resume;
     context.resuming = true;
     if (!fs::is_directory(context.out)) {
-      throw UserError("--resume " + config.resume + ": no such folder");
+      throw UserError(flag::resume + " " + config.resume + ": no such folder");
     }
     if (finished_run(context.out)) {
       throw RunAlreadyComplete(config.resume + " finished already (its summary.json is complete)");
     }
     if (!fs::is_regular_file(context.out / "state" / "args.json")) {
-      throw UserError("--resume " + config.resume +
+      throw UserError(flag::resume + " " + config.resume +
                       ": no saved state (state/args.json) in it; it was not made by a resumable "
                       "nad command");
     }
   } else {
-    if (config.out.empty()) throw UserError("--out is required");
+    if (config.out.empty()) throw UserError(flag::out + " is required");
     context.out = config.out;
     if (resumable && !saved_loops(context.out).empty() && !finished_run(context.out)) {
       throw UserError("'" + config.out + "' holds an interrupted run (state/): continue it with " +
-                      resume_command(context.out) +
-                      ", or delete the folder or choose another --out");
+                      resume_command(context.out) + ", or delete the folder or choose another " +
+                      flag::out);
     }
   }
   ensure_directory(context.out);
@@ -215,24 +217,25 @@ RunContext open_run_folder(const CommonConfig& config, bool resumable) {
 
 RunContext open_run(const CommonConfig& config, bool prepares_attack, bool resumable) {
   if (config.attack.name == "refool" && config.attack.reflection_select > 0 && !prepares_attack) {
-    throw UserError(
-        "--reflection-select picks reflections while training (train, poison); here give the "
-        "chosen ones with --reflections TRAIN_OUT/reflections");
+    throw UserError(flag::reflection_select +
+                    " picks reflections while training (train, poison); here give the "
+                    "chosen ones with " +
+                    flag::reflections + " TRAIN_OUT/reflections");
   }
   RunContext context = open_run_folder(config, resumable);
   if (config.clean_dir.empty()) {
-    if (config.dataset.name.empty()) throw UserError("--dataset is required");
+    if (config.dataset.name.empty()) throw UserError(flag::dataset + " is required");
     context.log("loading " + config.dataset.name + " ...");
     context.data = data::load_dataset(config.dataset);
   } else {
-    context.log("loading --clean-dir " + config.clean_dir + " ...");
+    context.log("loading " + flag::clean_dir + " " + config.clean_dir + " ...");
     data::CleanDirData own = data::load_clean_dir(config.clean_dir, config.dataset,
                                                   config.clean_dir_test_fraction, config.seed);
     context.data = std::move(own.pair);
     context.from_clean_dir = true;
     if (own.test_from_folder) {
       context.test_source =
-          "held-out part of --clean-dir (" + std::to_string(context.data.test.size()) +
+          "held-out part of " + flag::clean_dir + " (" + std::to_string(context.data.test.size()) +
           " images, " +
           std::to_string(static_cast<int>(std::lround(100 * config.clean_dir_test_fraction))) +
           "%, never trained on)";
@@ -254,14 +257,14 @@ RunContext open_run(const CommonConfig& config, bool prepares_attack, bool resum
   }
   if (!config.triggered_test.empty()) {
     if (attack) {
-      throw UserError("--triggered-test measures ASR on its own images and --attack " +
-                      config.attack.name + " on nad's trigger: give one of them");
+      throw UserError(flag::triggered_test + " measures ASR on its own images and " + flag::attack +
+                      " " + config.attack.name + " on nad's trigger: give one of them");
     }
     attacks::TriggeredFolder folder = attacks::read_triggered_folder(
         config.triggered_test, config.attack, context.data.num_classes(), test.height(),
         test.width(), test.channels());
     const bool all_to_one = config.attack.label_mode == attacks::LabelMode::kAllToOne;
-    context.asr_source = "--triggered-test " + config.triggered_test + " (" +
+    context.asr_source = flag::triggered_test + " " + config.triggered_test + " (" +
                          std::to_string(folder.set.data.size()) + " images, classes by " +
                          folder.mapping + ", " +
                          (all_to_one ? "target " + std::to_string(config.attack.target)
@@ -314,20 +317,20 @@ models::LoadOptions load_options(const ModelFileOptions& options) {
   return load;
 }
 
-void record_loaded_model(const RunContext& context, const char* option, const std::string& file,
-                         const models::LoadedModel& loaded) {
+void record_loaded_model(const RunContext& context, const std::string& option,
+                         const std::string& file, const models::LoadedModel& loaded) {
   context.models_loaded.push_back({{"option", option},
                                    {"file", file},
                                    {"arch", loaded.spec.arch},
                                    {"input_norm", loaded.spec.input_norm.to_json()},
                                    {"input_norm_source", loaded.input_norm_source}});
-  context.log(std::string(option) + " " + file + ": " + loaded.description);
+  context.log(option + " " + file + ": " + loaded.description);
   print_warnings(loaded.warnings);
 }
 
 models::LoadedModel load_model_for(const std::string& file, const RunContext& context,
-                                   const char* option, const ModelFileOptions& options) {
-  if (file.empty()) throw UserError(std::string(option) + " is required");
+                                   const std::string& option, const ModelFileOptions& options) {
+  if (file.empty()) throw UserError(option + " is required");
   const auto& test = context.data.test;
   models::LoadOptions load = load_options(options);
   load.input_shape = {test.channels(), test.height(), test.width()};
@@ -337,9 +340,9 @@ models::LoadedModel load_model_for(const std::string& file, const RunContext& co
   const auto& spec = loaded.spec;
   if (spec.in_channels != test.channels() || spec.height != test.height() ||
       spec.width != test.width() || spec.num_classes != context.data.num_classes()) {
-    throw UserError(std::string(option) + " '" + file + "' expects " +
-                    std::to_string(spec.in_channels) + "x" + std::to_string(spec.height) + "x" +
-                    std::to_string(spec.width) + " inputs and " + std::to_string(spec.num_classes) +
+    throw UserError(option + " '" + file + "' expects " + std::to_string(spec.in_channels) + "x" +
+                    std::to_string(spec.height) + "x" + std::to_string(spec.width) +
+                    " inputs and " + std::to_string(spec.num_classes) +
                     " classes, but the dataset has " + std::to_string(test.channels()) + "x" +
                     std::to_string(test.height()) + "x" + std::to_string(test.width()) + " and " +
                     std::to_string(context.data.num_classes()));
@@ -372,7 +375,8 @@ void write_or_check_config(const RunContext& context, const nlohmann::json& give
   }
   const nlohmann::json recorded = io::read_json_or_null(file);
   if (!recorded.is_object()) {
-    throw UserError("--resume " + context.out.string() + ": config.json is missing or damaged");
+    throw UserError(flag::resume + " " + context.out.string() +
+                    ": config.json is missing or damaged");
   }
   // What may change between the two processes without changing what is computed.
   static const std::set<std::string> free = {"/common/threads", "/common/quiet", "/common/out",
@@ -384,7 +388,7 @@ void write_or_check_config(const RunContext& context, const nlohmann::json& give
     const nlohmann::json::json_pointer pointer(path);
     const std::string was = recorded.contains(pointer) ? recorded[pointer].dump() : "(absent)";
     const std::string now = config.contains(pointer) ? config[pointer].dump() : "(absent)";
-    throw UserError("--resume " + context.out.string() +
+    throw UserError(flag::resume + " " + context.out.string() +
                     ": the options differ from the interrupted run's (config.json): " + path +
                     " was " + was + ", now " + now);
   }
@@ -424,11 +428,11 @@ void write_run_files(const RunContext& context, const nlohmann::json& config,
 void check_clean_ratio(const CommonConfig& config, double ratio, const std::string& indices_file) {
   if (!config.clean_dir.empty()) {
     if (!indices_file.empty())
-      throw UserError("--clean-indices and --clean-dir exclude each other");
+      throw UserError(flag::clean_indices + " and " + flag::clean_dir + " exclude each other");
     return;  // the folder is the clean data, whole
   }
   if (indices_file.empty() && !(ratio > 0 && ratio <= 1)) {
-    throw UserError("--clean-ratio must be in (0, 1], not " + std::to_string(ratio));
+    throw UserError(flag::clean_ratio + " must be in (0, 1], not " + std::to_string(ratio));
   }
 }
 
@@ -444,7 +448,7 @@ defenses::CleanData draw_clean_data(const RunContext& context, double ratio,
 
 std::string clean_source(const RunContext& context, const CommonConfig& config,
                          const std::string& indices_file) {
-  if (context.from_clean_dir) return "--clean-dir " + config.clean_dir;
+  if (context.from_clean_dir) return flag::clean_dir + " " + config.clean_dir;
   return indices_file.empty() ? "seeded stratified sample" : indices_file;
 }
 

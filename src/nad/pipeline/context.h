@@ -60,7 +60,7 @@ RunContext open_run_folder(const CommonConfig& config, bool resumable = false);
 
 // Option checks that need no data, run before anything is loaded: a mistake costs nothing.
 void check_common_options(const CommonConfig& config);
-void check_model_file(const std::string& file, const char* option);
+void check_model_file(const std::string& file, const std::string& option);
 // Whether `out` holds a finished run: a summary.json not marked "complete": false.
 bool finished_run(const std::filesystem::path& out);
 // --out, when given beside --resume, must name the same folder.
@@ -86,14 +86,14 @@ nlohmann::json prepare_attack(RunContext& context, attacks::AttackOptions& attac
 models::LoadOptions load_options(const ModelFileOptions& options);
 
 // Records a loaded checkpoint in context.models_loaded, prints what was read and its warnings.
-void record_loaded_model(const RunContext& context, const char* option, const std::string& file,
-                         const models::LoadedModel& loaded);
+void record_loaded_model(const RunContext& context, const std::string& option,
+                         const std::string& file, const models::LoadedModel& loaded);
 
 // Loads --model (or --teacher), nad's or a PyTorch checkpoint (the dataset gives the input
 // shape a PyTorch file does not say), prints what was skipped, and checks that it fits the
 // dataset.
 models::LoadedModel load_model_for(const std::string& file, const RunContext& context,
-                                   const char* option, const ModelFileOptions& options = {});
+                                   const std::string& option, const ModelFileOptions& options = {});
 
 // Prints each warning on stderr ("nad: warning: ...").
 void print_warnings(const std::vector<std::string>& warnings);

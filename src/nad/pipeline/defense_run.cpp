@@ -12,8 +12,10 @@
 #include "nad/pipeline/context.h"
 #include "nad/pipeline/defense_setup.h"
 #include "nad/pipeline/runs.h"
+#include "nad/pipeline/scan.h"
 #include "nad/train/report.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::pipeline {
 
@@ -25,7 +27,7 @@ std::optional<double> parse_lr(const std::string& text) {
   char* end = nullptr;
   const double value = std::strtod(text.c_str(), &end);
   if (end == text.c_str() || *end != '\0' || !(value > 0)) {
-    throw UserError("--lr must be 'auto' or a positive number, not '" + text + "'");
+    throw UserError(flag::lr + " must be 'auto' or a positive number, not '" + text + "'");
   }
   return value;
 }
@@ -34,9 +36,35 @@ std::optional<double> parse_lr(const std::string& text) {
 
 DefenseSetup prepare_defense(const DefenseConfig& config, bool needs_holdout) {
   check_common_options(config.common);
-  check_model_file(config.model, "--model");
+  check_model_file(config.model, flag::model);
   check_clean_ratio(config.common, config.clean_ratio, config.clean_indices);
   train::check_loop_options(config.epochs, config.batch_size, parse_lr(config.lr));
+  // Options first, so that a mistake leaves no output folder behind.
+  // The paper code's schedule is a fixed recipe: lr 0.1 (unless given), then / 10 at epoch 2.
+  const train::Schedule schedule = train::parse_schedule(config.schedule);
+  std::optional<double> lr = parse_lr(config.lr);
+  if (schedule == train::Schedule::kReference && !lr) lr = 0.1;
+  const bool auto_lr = !lr.has_value();
+  if (config.select_by == "scan" && !auto_lr) {
+    throw UserError(flag::select_by + " scan chooses among the rates " + flag::lr +
+                    " auto tries; it needs " + flag::lr + " auto" +
+                    std::string(schedule == train::Schedule::kReference
+                                    ? " (" + flag::schedule + " reference fixes lr 0.1)"
+                                    : ", not " + flag::lr + " " + config.lr));
+  }
+  if (config.verify || config.select_by == "scan") check_scan_options(config.verify_scan);
+  if (config.select_by != "accuracy" && config.select_by != "scan") {
+    throw UserError(flag::select_by + " must be accuracy or scan, not '" + config.select_by + "'");
+  }
+  if (auto_lr && !(config.validation_fraction > 0 && config.validation_fraction < 1)) {
+    throw UserError(flag::validation_fraction + " must be in (0, 1)");
+  }
+
+  needs_holdout = needs_holdout || config.patience > 0;
+  if (config.patience < 0) throw UserError(flag::patience + " must be >= 0");
+  if (needs_holdout && !(config.validation_fraction > 0 && config.validation_fraction < 1)) {
+    throw UserError(flag::validation_fraction + " must be in (0, 1)");
+  }
   DefenseSetup s{open_run(config.common, /*prepares_attack=*/false, /*resumable=*/true),
                  {},
                  {},
@@ -44,41 +72,20 @@ DefenseSetup prepare_defense(const DefenseConfig& config, bool needs_holdout) {
                  {},
                  {},
                  {}};
-  s.model = load_model_for(config.model, s.context, "--model", config.model_options);
+  s.model = load_model_for(config.model, s.context, flag::model, config.model_options);
 
-  // The paper code's schedule is a fixed recipe: lr 0.1 (unless given), then / 10 at epoch 2.
-  const train::Schedule schedule = train::parse_schedule(config.schedule);
-  std::optional<double> lr = parse_lr(config.lr);
-  if (schedule == train::Schedule::kReference && !lr) lr = 0.1;
-  s.finetune.auto_lr = !lr.has_value();
+  s.finetune.auto_lr = auto_lr;
   s.finetune.lr_search = config.lr_search;
-  if (config.select_by == "scan" && !s.finetune.auto_lr) {
-    throw UserError("--select-by scan chooses among the rates --lr auto tries; it needs --lr auto" +
-                    std::string(schedule == train::Schedule::kReference
-                                    ? " (--schedule reference fixes lr 0.1)"
-                                    : ", not --lr " + config.lr));
-  }
-  if (config.select_by != "accuracy" && config.select_by != "scan") {
-    throw UserError("--select-by must be accuracy or scan, not '" + config.select_by + "'");
-  }
-  if (s.finetune.auto_lr && !(config.validation_fraction > 0 && config.validation_fraction < 1)) {
-    throw UserError("--validation-fraction must be in (0, 1)");
-  }
-
-  needs_holdout = needs_holdout || config.patience > 0;
-  if (needs_holdout && !(config.validation_fraction > 0 && config.validation_fraction < 1)) {
-    throw UserError("--validation-fraction must be in (0, 1)");
-  }
   const double holdout = (s.finetune.auto_lr || needs_holdout) ? config.validation_fraction : 0.0;
   s.clean = draw_clean_data(s.context, config.clean_ratio, config.clean_indices, config.common.seed,
                             holdout);
   if (config.select_by == "scan" && s.clean.validation.size() < kMinScanSelectionImages) {
-    throw UserError(
-        "--select-by scan measures the reversed trigger on the held-out clean images "
-        "and needs at least " +
-        std::to_string(kMinScanSelectionImages) + "; this clean subset holds out " +
-        std::to_string(s.clean.validation.size()) +
-        " (raise --clean-ratio or --validation-fraction)");
+    throw UserError(flag::select_by +
+                    " scan measures the reversed trigger on the held-out clean images "
+                    "and needs at least " +
+                    std::to_string(kMinScanSelectionImages) + "; this clean subset holds out " +
+                    std::to_string(s.clean.validation.size()) + " (raise " + flag::clean_ratio +
+                    " or " + flag::validation_fraction + ")");
   }
   defenses::write_indices(s.context.out / "clean_indices.txt", s.clean.indices);
   s.clean_json = {{"ratio", config.clean_indices.empty() ? nlohmann::json(config.clean_ratio)
@@ -104,7 +111,6 @@ DefenseSetup prepare_defense(const DefenseConfig& config, bool needs_holdout) {
   t.device = s.context.device;
   t.quiet = config.common.quiet;
   t.state = s.context.state;  // finetune() names each loop after its label and rate
-  if (config.patience < 0) throw UserError("--patience must be >= 0");
   s.finetune.patience = config.patience;
 
   s.before = (*s.context.evaluator)(s.model.model);
@@ -166,7 +172,7 @@ nlohmann::json best_epoch_json(const defenses::FinetuneResult& run) {
 std::string lr_text(const defenses::FinetuneResult& run) {
   std::ostringstream out;
   out << run.lr;
-  if (!run.lr_search.is_null()) out << " (chosen by --lr auto)";
+  if (!run.lr_search.is_null()) out << " (chosen by " + flag::lr + " auto)";
   return out.str();
 }
 
@@ -226,23 +232,24 @@ void use_named_stages(models::LoadedModel& loaded, const std::vector<std::string
   loaded.spec = spec;
   std::string names;
   for (const auto& name : loaded.model->group_names()) names += (names.empty() ? "" : ", ") + name;
-  context.log("attention groups (--groups): " + names);
+  context.log("attention groups (" + flag::groups + "): " + names);
 }
 
 }  // namespace
 
 nlohmann::json run_erase(const EraseConfig& config) {
   const DefenseConfig& dc = config.defense;
-  if (!config.teacher.empty()) check_model_file(config.teacher, "--teacher");
-  if (config.teacher_epochs < 0) throw UserError("--teacher-epochs must be >= 0");
-  if (!(config.power > 0)) throw UserError("--power must be positive");
+  if (!config.teacher.empty()) check_model_file(config.teacher, flag::teacher);
+  if (config.teacher_epochs < 0) throw UserError(flag::teacher_epochs + " must be >= 0");
+  if (!(config.power > 0)) throw UserError(flag::power + " must be positive");
   DefenseSetup s = prepare_defense(dc);
 
   use_named_stages(s.model, config.groups, s.context);
   if (s.model.model->group_names().empty()) {
-    throw UserError("--model " + dc.model +
+    throw UserError(flag::model + " " + dc.model +
                     ": no attention groups (no submodule that forward calls once gives a 4-D map "
-                    "larger than 1x1); name them with --groups");
+                    "larger than 1x1); name them with " +
+                    flag::groups);
   }
 
   defenses::NadOptions options;
@@ -252,7 +259,7 @@ nlohmann::json run_erase(const EraseConfig& config) {
   options.teacher.train.label = "teacher";
   options.teacher.train.epochs = config.teacher_epochs;
   if (!config.betas.empty() && config.betas.size() != s.model.model->group_names().size()) {
-    throw UserError("--beta needs " + std::to_string(s.model.model->group_names().size()) +
+    throw UserError(flag::beta + " needs " + std::to_string(s.model.model->group_names().size()) +
                     " values for this model (one per group), got " +
                     std::to_string(config.betas.size()));
   }
@@ -268,14 +275,14 @@ nlohmann::json run_erase(const EraseConfig& config) {
     ModelFileOptions teacher_options = config.defense.model_options;
     teacher_options.arch = config.teacher_arch;  // the teacher's architecture may differ
     models::LoadedModel loaded_teacher =
-        load_model_for(config.teacher, s.context, "--teacher", teacher_options);
+        load_model_for(config.teacher, s.context, flag::teacher, teacher_options);
     use_named_stages(loaded_teacher, config.groups, s.context);
     teacher = loaded_teacher.model;
     teacher_source = config.teacher;
     defenses::check_teacher_fits(
         teacher, s.model.model,
         data::to_input(s.clean.train.images.slice(0, 0, 2).to(s.context.device)), options.betas,
-        "--teacher " + config.teacher);
+        flag::teacher + " " + config.teacher);
   }
 
   nlohmann::json config_json = defense_config_json(dc, s);

@@ -5,14 +5,15 @@
 #include "nad/pipeline/context.h"
 #include "nad/pipeline/runs.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::pipeline {
 
 nlohmann::json run_export(const ExportConfig& config) {
   if (config.format != "zip" && config.format != "legacy") {
-    throw UserError("--format must be zip or legacy, not '" + config.format + "'");
+    throw UserError(flag::format + " must be zip or legacy, not '" + config.format + "'");
   }
-  if (config.out.empty()) throw UserError("--out is required");
+  if (config.out.empty()) throw UserError(flag::out + " is required");
   models::LoadOptions options = load_options(config.model_options);
   options.input_shape = config.input_shape;
   models::LoadedModel loaded = models::load_checkpoint(config.model, options);

@@ -6,15 +6,17 @@
 #include "nad/pipeline/defense_setup.h"
 #include "nad/train/report.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::pipeline {
 
 nlohmann::json run_fst(const FstConfig& config) {
   if (config.defense.lr == "auto") {
-    throw UserError("nad fst trains at one rate, as its authors do (default 0.01): give --lr R");
+    throw UserError("nad fst trains at one rate, as its authors do (default 0.01): give " +
+                    flag::lr + " R");
   }
   if (!(config.alpha >= 0)) {
-    throw UserError("--fst-alpha must be >= 0, not " + std::to_string(config.alpha));
+    throw UserError(flag::fst_alpha + " must be >= 0, not " + std::to_string(config.alpha));
   }
   DefenseSetup s = prepare_defense(config.defense);
   models::Classifier model = models::clone_model(s.model.model, s.model.spec);

@@ -6,6 +6,7 @@
 #include "nad/pipeline/defense_setup.h"
 #include "nad/train/report.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::pipeline {
 
@@ -13,7 +14,8 @@ nlohmann::json run_ibau(const IbauConfig& config) {
   defenses::IbauOptions options = config.ibau;
   options.batch_size = config.defense.batch_size;
   if (config.defense.lr == "auto") {
-    throw UserError("nad ibau trains at one rate, as its authors do (Adam, 0.001): give --lr R");
+    throw UserError("nad ibau trains at one rate, as its authors do (Adam, 0.001): give " +
+                    flag::lr + " R");
   }
   // A number, checked as every defense's --lr is (prepare_defense), then as I-BAU's.
   options.lr = std::strtod(config.defense.lr.c_str(), nullptr);

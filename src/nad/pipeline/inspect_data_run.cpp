@@ -11,6 +11,7 @@
 #include "nad/train/trainer.h"
 #include "nad/util/compute.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::pipeline {
 
@@ -57,25 +58,26 @@ std::string input_norm_option(const models::InputNorm& norm) {
 
 nlohmann::json run_inspect_data(const InspectDataConfig& config) {
   if (config.method != "spectral" && config.method != "clustering" && config.method != "both") {
-    throw UserError("--method must be spectral, clustering or both, not '" + config.method + "'");
+    throw UserError(flag::method + " must be spectral, clustering or both, not '" + config.method +
+                    "'");
   }
   if (!(config.expected_poison_rate > 0 && config.expected_poison_rate <= 1)) {
-    throw UserError("--expected-poison-rate must be in (0, 1]");
+    throw UserError(flag::expected_poison_rate + " must be in (0, 1]");
   }
   if (!(config.size_threshold > 0 && config.size_threshold < 1)) {
-    throw UserError("--size-threshold must be in (0, 1)");
+    throw UserError(flag::size_threshold + " must be in (0, 1)");
   }
-  if (config.components < 1) throw UserError("--components must be at least 1");
+  if (config.components < 1) throw UserError(flag::components + " must be at least 1");
   if (!config.poisoned_indices.empty())
-    check_model_file(config.poisoned_indices, "--poisoned-indices");
+    check_model_file(config.poisoned_indices, flag::poisoned_indices);
   if (config.retrain) {
     train::check_loop_options(config.train.epochs, config.train.batch_size, config.train.lr);
   }
   RunContext context = open_run(config.common);
   if (!context.attack)
-    throw UserError("nad inspect-data needs --attack: the training set to inspect");
+    throw UserError("nad inspect-data needs " + flag::attack + ": the training set to inspect");
   models::LoadedModel loaded =
-      load_model_for(config.model, context, "--model", config.model_options);
+      load_model_for(config.model, context, flag::model, config.model_options);
   const nlohmann::json config_json = {{"command", "inspect-data"},
                                       {"common", config.common.to_json()},
                                       {"model", config.model},
@@ -166,7 +168,7 @@ nlohmann::json run_inspect_data(const InspectDataConfig& config) {
     std::set<int64_t> union_of_suspects;
     for (const auto& r : results) union_of_suspects.insert(r.suspects.begin(), r.suspects.end());
     if (union_of_suspects.empty()) {
-      context.log("--retrain: no suspects, so nothing to leave out; not retrained");
+      context.log(flag::retrain + ": no suspects, so nothing to leave out; not retrained");
       summary["retrain"] = {{"skipped", "no suspects"}};
     } else {
       defenses::write_indices(
@@ -179,7 +181,7 @@ nlohmann::json run_inspect_data(const InspectDataConfig& config) {
       train.arch = loaded.spec.arch;
       train.input_norm = input_norm_option(loaded.spec.input_norm);
       train.exclude_indices = (context.out / "retrain_excluded.txt").string();
-      context.log("--retrain: training " + train.arch + " without the " +
+      context.log(flag::retrain + ": training " + train.arch + " without the " +
                   std::to_string(union_of_suspects.size()) + " suspects into " + train.common.out);
       const nlohmann::json trained = run_train(train);
       summary["retrain"] = {

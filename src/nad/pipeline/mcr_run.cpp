@@ -7,15 +7,16 @@
 #include "nad/train/report.h"
 #include "nad/util/error.h"
 #include "nad/util/files.h"
+#include "nad/util/flags.h"
 
 namespace nad::pipeline {
 
 nlohmann::json run_mcr(const McrConfig& config) {
-  if (config.points < 2) throw UserError("--points must be at least 2");
-  if (!(config.t >= 0 && config.t <= 1)) throw UserError("--t must be in [0, 1]");
-  if (config.curve_epochs < 0) throw UserError("--curve-epochs must be >= 0");
-  if (!(config.curve_lr > 0)) throw UserError("--curve-lr must be positive");
-  if (!config.end_model.empty()) check_model_file(config.end_model, "--end-model");
+  if (config.points < 2) throw UserError(flag::points + " must be at least 2");
+  if (!(config.t >= 0 && config.t <= 1)) throw UserError(flag::t + " must be in [0, 1]");
+  if (config.curve_epochs < 0) throw UserError(flag::curve_epochs + " must be >= 0");
+  if (!(config.curve_lr > 0)) throw UserError(flag::curve_lr + " must be positive");
+  if (!config.end_model.empty()) check_model_file(config.end_model, flag::end_model);
   DefenseSetup s = prepare_defense(config.defense);
   nlohmann::json config_json = defense_config_json(config.defense, s);
   config_json["command"] = "mcr";
@@ -37,10 +38,11 @@ nlohmann::json run_mcr(const McrConfig& config) {
   nlohmann::json end_json;
   if (!config.end_model.empty()) {
     models::LoadedModel loaded =
-        load_model_for(config.end_model, s.context, "--end-model", config.defense.model_options);
+        load_model_for(config.end_model, s.context, flag::end_model, config.defense.model_options);
     if (loaded.spec.arch != spec.arch) {
-      throw UserError("--end-model " + config.end_model + " is a " + loaded.spec.arch +
-                      ", --model a " + spec.arch + ": a curve needs the same architecture");
+      throw UserError(flag::end_model + " " + config.end_model + " is a " + loaded.spec.arch +
+                      ", " + flag::model + " a " + spec.arch +
+                      ": a curve needs the same architecture");
     }
     end = loaded.model;
     end_json = {{"source", config.end_model}};
@@ -61,7 +63,7 @@ nlohmann::json run_mcr(const McrConfig& config) {
   defenses::McrOptions options;
   options.train = s.finetune.train;
   options.train.label = "curve";
-  options.train.lr_option = "--curve-lr";
+  options.train.lr_option = flag::curve_lr;
   options.train.state_key = "curve";
   options.train.epochs = config.curve_epochs;
   options.train.lr = config.curve_lr;

@@ -10,6 +10,7 @@
 #include "nad/pipeline/runs.h"
 #include "nad/util/error.h"
 #include "nad/util/files.h"
+#include "nad/util/flags.h"
 
 namespace nad::pipeline {
 
@@ -57,11 +58,11 @@ std::vector<int64_t> to_vector(const torch::Tensor& tensor) {
 
 nlohmann::json run_poison(const PoisonConfig& config) {
   if (config.common.attack.name == "none" || config.common.attack.name.empty()) {
-    throw UserError("nad poison needs an --attack");
+    throw UserError("nad poison needs an " + flag::attack);
   }
-  if (config.pairs_per_row < 1) throw UserError("--sample-pairs must be at least 1");
+  if (config.pairs_per_row < 1) throw UserError(flag::sample_pairs + " must be at least 1");
   if (config.format != "png" && config.format != "npy") {
-    throw UserError("--format must be png or npy, not '" + config.format + "'");
+    throw UserError(flag::format + " must be png or npy, not '" + config.format + "'");
   }
   RunContext context = open_run(config.common, /*prepares_attack=*/true);
   const data::DatasetPair& data = context.data;
@@ -94,7 +95,9 @@ nlohmann::json run_poison(const PoisonConfig& config) {
     layout =
         "train/<class folder>/<row>.png (poisoned), test/<class folder>/<row>.png "
         "(clean); <row> is the index in the original split; test_triggered/<true label "
-        "folder>/<n>.png: the triggered test images nad measures ASR on (--triggered-test reads "
+        "folder>/<n>.png: the triggered test images nad measures ASR on (" +
+        flag::triggered_test +
+        " reads "
         "it)";
   } else {
     // Everything another toolkit needs to score a model as nad does, the ASR set included.

@@ -9,6 +9,7 @@
 #include "nad/pipeline/runs.h"
 #include "nad/util/error.h"
 #include "nad/util/files.h"
+#include "nad/util/flags.h"
 
 namespace nad::pipeline {
 
@@ -37,14 +38,15 @@ torch::Tensor convert_channels(const torch::Tensor& images, int64_t channels) {
 
 PredictInput read_images_option(const PredictConfig& config) {
   const fs::path dir = config.images;
-  if (!fs::is_directory(dir)) throw UserError("--images " + config.images + ": no such folder");
+  if (!fs::is_directory(dir))
+    throw UserError(flag::images + " " + config.images + ": no such folder");
   PredictInput input;
   const int image_size = config.common.dataset.image_size;
   if (data::has_image_files(dir)) {
     data::ImageFiles files = data::read_image_files(dir, image_size);
     input.images = files.images;
     for (const auto& file : files.files) input.ids.push_back(file.filename().string());
-    input.source = "--images " + config.images + " (" + std::to_string(files.files.size()) +
+    input.source = flag::images + " " + config.images + " (" + std::to_string(files.files.size()) +
                    " images, no labels)";
   } else {
     // Class folders: the true labels are known, mapped as --clean-dir maps them.
@@ -55,7 +57,7 @@ PredictInput read_images_option(const PredictConfig& config) {
     for (const auto& file : folder.files) {
       input.ids.push_back(fs::relative(file, dir).generic_string());
     }
-    input.source = "--images " + config.images + " (" + std::to_string(folder.files.size()) +
+    input.source = flag::images + " " + config.images + " (" + std::to_string(folder.files.size()) +
                    " images, labels by " + folder.mapping + ")";
   }
   return input;
@@ -66,12 +68,13 @@ PredictInput read_images_option(const PredictConfig& config) {
 nlohmann::json run_predict(const PredictConfig& config) {
   const bool from_folder = !config.images.empty();
   if (from_folder == !config.common.dataset.name.empty()) {
-    throw UserError("give the images to classify by --images DIR or by --dataset (not both)");
+    throw UserError("give the images to classify by " + flag::images + " DIR or by " +
+                    flag::dataset + " (not both)");
   }
   if (config.split != "test" && config.split != "train") {
-    throw UserError("--split must be test or train, not '" + config.split + "'");
+    throw UserError(flag::split + " must be test or train, not '" + config.split + "'");
   }
-  check_model_file(config.model, "--model");
+  check_model_file(config.model, flag::model);
   RunContext context;
   PredictInput input;
   models::LoadedModel loaded;
@@ -82,25 +85,25 @@ nlohmann::json run_predict(const PredictConfig& config) {
     load.input_shape = {input.images.size(3), input.images.size(1), input.images.size(2)};
     load.device = context.device;
     loaded = models::load_checkpoint(config.model, load);
-    record_loaded_model(context, "--model", config.model, loaded);
+    record_loaded_model(context, flag::model, config.model, loaded);
     const auto& spec = loaded.spec;
     input.images = convert_channels(input.images, spec.in_channels);
     if (input.images.size(1) != spec.height || input.images.size(2) != spec.width) {
-      throw UserError("--model " + config.model + " expects " + std::to_string(spec.width) + "x" +
-                      std::to_string(spec.height) + " images, but those in " + config.images +
+      throw UserError(flag::model + " " + config.model + " expects " + std::to_string(spec.width) +
+                      "x" + std::to_string(spec.height) + " images, but those in " + config.images +
                       " are " + std::to_string(input.images.size(2)) + "x" +
-                      std::to_string(input.images.size(1)) + " (--image-size " +
+                      std::to_string(input.images.size(1)) + " (" + flag::image_size + " " +
                       std::to_string(spec.height) + " resizes them)");
     }
     if (input.labels.defined() && input.labels.numel() > 0 &&
         input.labels.max().item<int64_t>() >= spec.num_classes) {
-      throw UserError("--images " + config.images + ": a class folder is class " +
-                      std::to_string(input.labels.max().item<int64_t>()) + ", but --model has " +
-                      std::to_string(spec.num_classes) + " classes");
+      throw UserError(flag::images + " " + config.images + ": a class folder is class " +
+                      std::to_string(input.labels.max().item<int64_t>()) + ", but " + flag::model +
+                      " has " + std::to_string(spec.num_classes) + " classes");
     }
   } else {
     context = open_run(config.common);
-    loaded = load_model_for(config.model, context, "--model", config.model_options);
+    loaded = load_model_for(config.model, context, flag::model, config.model_options);
     const data::Dataset& set = config.split == "train" ? context.data.train : context.data.test;
     input.images = set.images;
     input.labels = set.labels;

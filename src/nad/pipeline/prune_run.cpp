@@ -6,14 +6,16 @@
 #include "nad/train/report.h"
 #include "nad/util/error.h"
 #include "nad/util/files.h"
+#include "nad/util/flags.h"
 
 namespace nad::pipeline {
 
 nlohmann::json run_prune(const PruneConfig& config) {
   if (!(config.prune_ratio > 0 && config.prune_ratio <= 1)) {
-    throw UserError("--prune-ratio must be in (0, 1], not " + std::to_string(config.prune_ratio));
+    throw UserError(flag::prune_ratio + " must be in (0, 1], not " +
+                    std::to_string(config.prune_ratio));
   }
-  if (config.curve_points < 2) throw UserError("--curve-points must be at least 2");
+  if (config.curve_points < 2) throw UserError(flag::curve_points + " must be at least 2");
   DefenseSetup s = prepare_defense(config.defense, /*needs_holdout=*/true);
   nlohmann::json config_json = defense_config_json(config.defense, s);
   config_json["command"] = "prune";

@@ -13,6 +13,8 @@
 #include "nad/pipeline/scan.h"
 #include "nad/util/error.h"
 #include "nad/util/files.h"
+#include "nad/util/flags.h"
+#include "nad/util/format.h"
 
 namespace nad::pipeline {
 
@@ -35,9 +37,7 @@ void write_trigger_files(const fs::path& dir, const defenses::ReversedTrigger& t
 }
 
 std::string fixed(double value, int digits) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.*f", digits, value);
-  return buffer;
+  return format_double(value, ("%." + std::to_string(digits) + "f").c_str());
 }
 
 void write_scan_figures(const fs::path& dir, const ScanResult& r,
@@ -88,10 +88,18 @@ nlohmann::json ScanOptions::to_json() const {
 }
 
 void check_scan_options(const ScanOptions& options) {
+  const std::string& p = options.option_prefix;
   if (!(options.holdout_fraction > 0 && options.holdout_fraction < 1)) {
-    throw UserError("--holdout-fraction must be in (0, 1)");
+    throw UserError(p + "holdout-fraction must be in (0, 1)");
   }
-  if (!(options.threshold > 0)) throw UserError("--threshold must be > 0");
+  if (!(options.threshold > 0)) throw UserError(p + "threshold must be > 0");
+  const defenses::NeuralCleanseOptions& nc = options.nc;
+  if (!(nc.lr > 0) || !(nc.init_cost > 0) || !(nc.cost_multiplier > 1)) {
+    throw UserError(p + "lr and " + p + "init-cost must be > 0 and " + p + "cost-multiplier > 1");
+  }
+  if (!(nc.success_threshold > 0 && nc.success_threshold <= 1)) {
+    throw UserError(p + "success-threshold must be in (0, 1]");
+  }
 }
 
 ScanResult scan_model(const models::Classifier& model, const std::vector<std::string>& class_names,
@@ -232,10 +240,11 @@ ScanOptions defense_scan_options(const DefenseConfig& config, const RunContext& 
 void prepare_scan_selection(const DefenseConfig& config, DefenseSetup& s) {
   const RunContext& context = s.context;
   if (context.data.num_classes() < 3) {
-    throw UserError("--select-by scan: Neural Cleanse's outlier test needs at least 3 classes; " +
+    throw UserError(flag::select_by +
+                    " scan: Neural Cleanse's outlier test needs at least 3 classes; " +
                     context.data.name + " has " + std::to_string(context.data.num_classes()));
   }
-  context.log("--select-by scan: Neural Cleanse on the model before the defense ...");
+  context.log(flag::select_by + " scan: Neural Cleanse on the model before the defense ...");
   auto before = std::make_shared<ScanResult>(
       scan_model(s.model.model, context.data.class_names, s.clean.train, s.clean.validation,
                  defense_scan_options(config, context), context.out / "scan-before",
@@ -245,7 +254,7 @@ void prepare_scan_selection(const DefenseConfig& config, DefenseSetup& s) {
   const data::Dataset holdout = s.clean.validation.to(context.device);
   const int64_t others = holdout.labels.ne(suspect.target).sum().item<int64_t>();
   const int64_t batch = context.eval_batch_size;
-  context.log("--select-by scan: candidates are judged by the reversed trigger of class " +
+  context.log(flag::select_by + " scan: candidates are judged by the reversed trigger of class " +
               std::to_string(suspect.target) + " (" +
               (before->anomaly.flagged.empty() ? "the most anomalous, not flagged" : "flagged") +
               "), " + fixed(suspect.success, 2) + "% on the model before");
@@ -324,7 +333,7 @@ nlohmann::json verify_cleaning(const DefenseConfig& config, const DefenseSetup& 
 
 nlohmann::json run_scan(const ScanConfig& config) {
   check_common_options(config.common);
-  check_model_file(config.model, "--model");
+  check_model_file(config.model, flag::model);
   check_scan_options(config.scan);
   check_clean_ratio(config.common, config.clean_ratio, config.clean_indices);
   RunContext context = open_run(config.common, /*prepares_attack=*/false, /*resumable=*/true);
@@ -333,7 +342,7 @@ nlohmann::json run_scan(const ScanConfig& config) {
                     " has " + std::to_string(context.data.num_classes()));
   }
   models::LoadedModel loaded =
-      load_model_for(config.model, context, "--model", config.model_options);
+      load_model_for(config.model, context, flag::model, config.model_options);
   const double holdout = config.scan.holdout_fraction;
   const defenses::CleanData clean = draw_clean_data(
       context, config.clean_ratio, config.clean_indices, config.common.seed, holdout);

@@ -16,6 +16,8 @@
 #include "nad/pipeline/runs.h"
 #include "nad/util/error.h"
 #include "nad/util/files.h"
+#include "nad/util/flags.h"
+#include "nad/util/format.h"
 #include "nad/util/sha256.h"
 #include "nad/util/threads.h"
 
@@ -81,12 +83,6 @@ std::string describe_model(const nlohmann::json& m) {
   return out.str();
 }
 
-std::string format_double(double value, const char* format = "%.6f") {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, format, value);
-  return buffer;
-}
-
 double mean_or_zero(const torch::Tensor& values) {
   return values.numel() == 0 ? 0.0 : values.to(torch::kDouble).mean().item<double>();
 }
@@ -134,27 +130,28 @@ void write_histogram_png(const fs::path& file, const torch::Tensor& clean,
 
 void check_strip_options(const StripConfig& config) {
   check_common_options(config.common);
-  check_model_file(config.model, "--model");
-  if (config.overlays < 1) throw UserError("--overlays must be >= 1");
+  check_model_file(config.model, flag::model);
+  if (config.overlays < 1) throw UserError(flag::overlays + " must be >= 1");
   if (!(config.frr >= 0 && config.frr < 1)) {
-    throw UserError("--frr must be in [0, 1), not " + std::to_string(config.frr));
+    throw UserError(flag::frr + " must be in [0, 1), not " + std::to_string(config.frr));
   }
   if (!(config.clean_ratio > 0 && config.clean_ratio <= 1)) {
-    throw UserError("--clean-ratio must be in (0, 1], not " + std::to_string(config.clean_ratio));
+    throw UserError(flag::clean_ratio + " must be in (0, 1], not " +
+                    std::to_string(config.clean_ratio));
   }
-  if (config.test_images < 0) throw UserError("--test-images must be >= 0 (0: all)");
+  if (config.test_images < 0) throw UserError(flag::test_images + " must be >= 0 (0: all)");
 }
 
 nlohmann::json calibrate(const StripConfig& config) {
   if (config.common.dataset.name.empty() && config.common.clean_dir.empty()) {
-    throw UserError(
-        "--dataset or --clean-dir is required to calibrate a threshold (or give "
-        "--threshold-file and --images to flag images)");
+    throw UserError(flag::dataset + " or " + flag::clean_dir +
+                    " is required to calibrate a threshold (or give " + flag::threshold_file +
+                    " and " + flag::images + " to flag images)");
   }
   check_strip_options(config);
   RunContext context = open_run(config.common);
   models::LoadedModel loaded =
-      load_model_for(config.model, context, "--model", config.model_options);
+      load_model_for(config.model, context, flag::model, config.model_options);
   const data::Dataset& train = context.data.train;
   const data::Dataset& test = context.data.test;
   const uint64_t seed = config.common.seed;
@@ -165,19 +162,19 @@ nlohmann::json calibrate(const StripConfig& config) {
       context.from_clean_dir ? torch::arange(train.size(), torch::kLong)
                              : data::stratified_subset(train.labels, config.clean_ratio, seed);
   if (clean_rows.size(0) == 0) {
-    throw UserError("--clean-ratio " + format_double(config.clean_ratio, "%g") +
+    throw UserError(flag::clean_ratio + " " + format_double(config.clean_ratio, "%g") +
                     " leaves no clean images of the " + std::to_string(train.size()) +
                     " training images; raise it");
   }
   if (clean_rows.size(0) < config.overlays) {
-    const std::string source = context.from_clean_dir
-                                   ? "--clean-dir " + config.common.clean_dir
-                                   : "--clean-ratio " + format_double(config.clean_ratio, "%g");
-    throw UserError(source + " gives " + std::to_string(clean_rows.size(0)) +
-                    " clean images, fewer than --overlays " + std::to_string(config.overlays) +
-                    "; " +
-                    (context.from_clean_dir ? "add images" : std::string("raise --clean-ratio")) +
-                    " or lower --overlays");
+    const std::string source =
+        context.from_clean_dir ? flag::clean_dir + " " + config.common.clean_dir
+                               : flag::clean_ratio + " " + format_double(config.clean_ratio, "%g");
+    throw UserError(
+        source + " gives " + std::to_string(clean_rows.size(0)) + " clean images, fewer than " +
+        flag::overlays + " " + std::to_string(config.overlays) + "; " +
+        (context.from_clean_dir ? "add images" : std::string("raise " + flag::clean_ratio)) +
+        " or lower " + flag::overlays);
   }
   auto generator = at::make_generator<at::CPUGeneratorImpl>(seed + 2);
   const torch::Tensor picked =
@@ -236,7 +233,7 @@ nlohmann::json calibrate(const StripConfig& config) {
     const auto flag = flags.accessor<bool, 1>();
     const auto label = predicted.accessor<int64_t, 1>();
     for (int64_t i = 0; i < rows.size(0); ++i) {
-      csv << set << ',' << row[i] << ',' << format_double(value[i]) << ',' << flag[i] << ','
+      csv << set << ',' << row[i] << ',' << format_double(value[i], "%.6f") << ',' << flag[i] << ','
           << label[i] << '\n';
     }
   };
@@ -313,8 +310,8 @@ nlohmann::json calibrate(const StripConfig& config) {
   report << "# nad strip\n\nSTRIP on `" << config.model << "` (" << loaded.spec.arch << ", "
          << metrics.summary() << ") with " << config.overlays << " overlays from "
          << (context.from_clean_dir
-                 ? "the defender's images (--clean-dir " + config.common.clean_dir + ")"
-                 : context.data.name + "'s clean training images (--clean-ratio " +
+                 ? "the defender's images (" + flag::clean_dir + " " + config.common.clean_dir + ")"
+                 : context.data.name + "'s clean training images (" + flag::clean_ratio + " " +
                        format_double(config.clean_ratio, "%g") + ")")
          << ", seed " << seed << "; threshold and rates on the " << context.test_source
          << ". Entropy: " << config.method.definition() << ".\n\n"
@@ -330,8 +327,9 @@ nlohmann::json calibrate(const StripConfig& config) {
            << "%) |\n";
   }
   report << "\nThreshold " << format_double(threshold, "%.6f") << " bits, the clean entropies' "
-         << config.frr << " quantile (--frr); `strip.json` and `overlays.png` let `nad strip "
-         << "--threshold-file` flag other images with this model.\n";
+         << config.frr
+         << " quantile (" + flag::frr + "); `strip.json` and `overlays.png` let `nad strip "
+         << flag::threshold_file + "` flag other images with this model.\n";
   if (figure) report << "\n![entropy histograms](entropy.png)\n";
   write_run_files(context, config_json(config, "calibrate"), summary, {}, report.str());
   return summary;
@@ -344,7 +342,7 @@ T field(const nlohmann::json& json, const nlohmann::json::json_pointer& pointer,
   try {
     return json.at(pointer).get<T>();
   } catch (const nlohmann::json::exception&) {
-    throw UserError("--threshold-file " + file + ": field '" + pointer.to_string() +
+    throw UserError(flag::threshold_file + " " + file + ": field '" + pointer.to_string() +
                     "' is missing or malformed");
   }
 }
@@ -354,7 +352,7 @@ std::pair<std::vector<std::string>, torch::Tensor> read_image_dir(const std::str
                                                                   int64_t channels, int64_t height,
                                                                   int64_t width) {
   std::error_code ec;
-  if (!fs::is_directory(dir, ec)) throw UserError("--images " + dir + ": no such folder");
+  if (!fs::is_directory(dir, ec)) throw UserError(flag::images + " " + dir + ": no such folder");
   std::vector<fs::path> files;
   int64_t skipped = 0;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
@@ -368,12 +366,13 @@ std::pair<std::vector<std::string>, torch::Tensor> read_image_dir(const std::str
       ++skipped;
     }
   }
-  if (ec) throw UserError("--images " + dir + ": cannot list the folder (" + ec.message() + ")");
+  if (ec)
+    throw UserError(flag::images + " " + dir + ": cannot list the folder (" + ec.message() + ")");
   if (files.empty()) {
-    throw UserError("--images " + dir + " holds no images (.png, .jpg, .jpeg, .bmp, .ppm)");
+    throw UserError(flag::images + " " + dir + " holds no images (.png, .jpg, .jpeg, .bmp, .ppm)");
   }
   if (skipped > 0) {
-    print_warnings({"--images " + dir + ": skipped " + std::to_string(skipped) +
+    print_warnings({flag::images + " " + dir + ": skipped " + std::to_string(skipped) +
                     " file(s) that are not images"});
   }
   std::sort(files.begin(), files.end());
@@ -393,36 +392,39 @@ std::pair<std::vector<std::string>, torch::Tensor> read_image_dir(const std::str
 }
 
 nlohmann::json flag_images(const StripConfig& config) {
-  if (config.threshold_file.empty()) throw UserError("--images needs --threshold-file");
-  if (config.images.empty()) throw UserError("--threshold-file needs --images (a folder)");
+  if (config.threshold_file.empty())
+    throw UserError(flag::images + " needs " + flag::threshold_file);
+  if (config.images.empty())
+    throw UserError(flag::threshold_file + " needs " + flag::images + " (a folder)");
   if (!config.common.dataset.name.empty()) {
-    throw UserError(
-        "--dataset is for calibration; with --threshold-file the overlays come from the "
-        "threshold file's folder");
+    throw UserError(flag::dataset + " is for calibration; with " + flag::threshold_file +
+                    " the overlays come from the "
+                    "threshold file's folder");
   }
   if (config.common.attack.name != "none") {
-    throw UserError(
-        "--attack is for calibration (it measures FAR); not used with --threshold-file");
+    throw UserError(flag::attack + " is for calibration (it measures FAR); not used with " +
+                    flag::threshold_file);
   }
   if (!config.common.clean_dir.empty()) {
-    throw UserError(
-        "--clean-dir is for calibration; with --threshold-file the overlays come "
-        "from the threshold file's folder");
+    throw UserError(flag::clean_dir + " is for calibration; with " + flag::threshold_file +
+                    " the overlays come "
+                    "from the threshold file's folder");
   }
   check_common_options(config.common);
-  check_model_file(config.model, "--model");
-  if (config.common.out.empty()) throw UserError("--out is required");
+  check_model_file(config.model, flag::model);
+  if (config.common.out.empty()) throw UserError(flag::out + " is required");
   const std::string& file = config.threshold_file;
   std::error_code ec;
   if (!fs::is_regular_file(file, ec)) {
-    throw UserError("--threshold-file " + file + ": no such file");
+    throw UserError(flag::threshold_file + " " + file + ": no such file");
   }
   const nlohmann::json strip = io::read_json_or_null(file);
-  if (!strip.is_object()) throw UserError("--threshold-file " + file + " is not valid JSON");
+  if (!strip.is_object()) throw UserError(flag::threshold_file + " " + file + " is not valid JSON");
   const std::string format = strip.value("format", std::string());
   if (format != kFormat && format != kFormatV1) {
-    throw UserError("--threshold-file " + file + " is not a strip.json written by nad strip (" +
-                    "its format is not " + kFormat + ")");
+    throw UserError(flag::threshold_file + " " + file +
+                    " is not a strip.json written by nad strip (" + "its format is not " + kFormat +
+                    ")");
   }
   using Pointer = nlohmann::json::json_pointer;
   // The entropy exactly as calibrated: the threshold means nothing under another definition.
@@ -433,10 +435,10 @@ nlohmann::json flag_images(const StripConfig& config) {
   } else {
     method.superimpose =
         defenses::parse_superimpose(field<std::string>(strip, Pointer("/method/superimpose"), file),
-                                    "--threshold-file " + file + ": /method/superimpose");
+                                    flag::threshold_file + " " + file + ": /method/superimpose");
     method.entropy =
         defenses::parse_strip_entropy(field<std::string>(strip, Pointer("/method/entropy"), file),
-                                      "--threshold-file " + file + ": /method/entropy");
+                                      flag::threshold_file + " " + file + ": /method/entropy");
   }
   const double threshold = field<double>(strip, Pointer("/threshold"), file);
   const nlohmann::json recorded = field<nlohmann::json>(strip, Pointer("/model"), file);
@@ -449,14 +451,16 @@ nlohmann::json flag_images(const StripConfig& config) {
   const auto overlay_fingerprint =
       field<std::string>(strip, Pointer("/overlays/fingerprint"), file);
   if (shape.size() != 3 || count < 1 || num_classes < 1) {
-    throw UserError("--threshold-file " + file + ": malformed model input shape or overlay count");
+    throw UserError(flag::threshold_file + " " + file +
+                    ": malformed model input shape or overlay count");
   }
   // Writing into the calibration folder would replace its config.json, summary.json, report.
   const fs::path out = config.common.out;
   const fs::path threshold_dir =
       fs::path(file).parent_path().empty() ? fs::path(".") : fs::path(file).parent_path();
   if (fs::exists(out, ec) && fs::equivalent(out, threshold_dir, ec)) {
-    throw UserError("--out " + config.common.out + " is the folder of --threshold-file " + file +
+    throw UserError(flag::out + " " + config.common.out + " is the folder of " +
+                    flag::threshold_file + " " + file +
                     "; writing there would replace the calibration run's files");
   }
 
@@ -476,7 +480,7 @@ nlohmann::json flag_images(const StripConfig& config) {
   load.input_shape = shape;
   load.device = context.device;
   models::LoadedModel loaded = models::load_checkpoint(config.model, load);
-  context.log("--model " + config.model + ": " + loaded.description);
+  context.log(flag::model + " " + config.model + ": " + loaded.description);
   print_warnings(loaded.warnings);
   const nlohmann::json given = model_record(config.model, loaded);
   const models::ModelSpec& spec = loaded.spec;
@@ -487,16 +491,16 @@ nlohmann::json flag_images(const StripConfig& config) {
                         : given.at("fingerprint").get<std::string>() != recorded_weights ? "weights"
                                                                                          : nullptr;
   if (differs != nullptr) {
-    throw UserError("--threshold-file " + file + " was calibrated on another model (the " +
+    throw UserError(flag::threshold_file + " " + file + " was calibrated on another model (the " +
                     differs + " differ): it records " + recorded.value("file", std::string("?")) +
-                    " (" + describe_model(recorded) + "), but --model " + config.model + " is " +
-                    describe_model(given));
+                    " (" + describe_model(recorded) + "), but " + flag::model + " " + config.model +
+                    " is " + describe_model(given));
   }
 
   // The overlays from the PNG beside the threshold file, checked against its fingerprint.
   const fs::path overlay_path = fs::path(file).parent_path() / overlay_file;
   if (!fs::is_regular_file(overlay_path, ec)) {
-    throw UserError("--threshold-file " + file + ": its overlays " + overlay_path.string() +
+    throw UserError(flag::threshold_file + " " + file + ": its overlays " + overlay_path.string() +
                     " are missing (keep overlays.png beside strip.json)");
   }
   const int64_t c = shape[0], h = shape[1], w = shape[2];
@@ -532,8 +536,8 @@ nlohmann::json flag_images(const StripConfig& config) {
   for (size_t i = 0; i < names.size(); ++i) {
     const int64_t row = static_cast<int64_t>(i);
     if (flag[row]) flagged.push_back(names[i]);
-    csv << io::csv_field(names[i]) << ',' << format_double(value[row]) << ',' << flag[row] << ','
-        << label[row] << '\n';
+    csv << io::csv_field(names[i]) << ',' << format_double(value[row], "%.6f") << ',' << flag[row]
+        << ',' << label[row] << '\n';
   }
   write_text_atomic(context.out / "flags.csv", csv.str());
 

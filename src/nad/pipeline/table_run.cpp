@@ -15,10 +15,12 @@
 #include "nad/defenses/clean_subset.h"
 #include "nad/io/figure.h"
 #include "nad/io/json.h"
+#include "nad/pipeline/child_command.h"
 #include "nad/pipeline/context.h"
 #include "nad/pipeline/runs.h"
 #include "nad/util/error.h"
 #include "nad/util/files.h"
+#include "nad/util/flags.h"
 #include "nad/util/stop.h"
 
 namespace nad::pipeline {
@@ -67,8 +69,9 @@ struct TableSpec {
 };
 
 bool sets_lr(const std::vector<std::string>& options) {
-  return std::any_of(options.begin(), options.end(),
-                     [](const std::string& o) { return o == "--lr" || o.rfind("--lr=", 0) == 0; });
+  return std::any_of(options.begin(), options.end(), [](const std::string& o) {
+    return o == flag::lr || o.rfind(flag::lr + "=", 0) == 0;
+  });
 }
 
 // Whether `defense` runs `--lr auto` (no --lr in its own options or the shared ones).
@@ -229,8 +232,9 @@ TableSpec parse_spec(const json& j, const std::string& file, const std::string& 
         spec.lr_source = i;
     }
     if (!spec.lr_source) {
-      throw UserError(file +
-                      ": shared_lr needs a finetune defense that searches its rate (no --lr in "
+      throw UserError(file + ": shared_lr needs a finetune defense that searches its rate (no " +
+                      flag::lr +
+                      " in "
                       "its options or defense_options)");
     }
   }
@@ -267,7 +271,7 @@ json without_threads(const json& args) {
   json kept = json::array();
   if (!args.is_array()) return kept;
   for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--threads") {
+    if (args[i] == flag::threads) {
       ++i;
       continue;
     }
@@ -285,7 +289,8 @@ bool cell_finished(const fs::path& dir, const std::vector<std::string>& args) {
     return true;
   throw UserError(dir.string() +
                   " holds a finished run made with other options than the experiment now asks "
-                  "for; delete that folder or use another --out");
+                  "for; delete that folder or use another " +
+                  flag::out);
 }
 
 std::optional<double> number_at(const json& j, const char* key) {
@@ -328,9 +333,11 @@ void write_verification(std::ostream& md, const json& rows, const TableSpec& spe
     for (const auto& d : spec.defenses) any = any || !verification_of(row, d.name).is_null();
   }
   if (!any) return;
-  md << "\n## Verification without attack knowledge (`--verify`)\n\nPer defense: Neural "
-        "Cleanse's largest anomaly index before -> after (class; * flagged), and the success of "
-        "the reversed trigger found before on the model before -> after.\n\n| Attack |";
+  md << "\n## Verification without attack knowledge (`" + flag::verify +
+            "`)\n\nPer defense: Neural "
+            "Cleanse's largest anomaly index before -> after (class; * flagged), and the success "
+            "of "
+            "the reversed trigger found before on the model before -> after.\n\n| Attack |";
   for (const auto& d : spec.defenses) md << ' ' << d.name << " NC index | " << d.name << " RT % |";
   md << "\n|---|";
   for (size_t i = 0; i < spec.defenses.size(); ++i) md << "---|---|";
@@ -479,7 +486,7 @@ TableSpec load_table_spec(TableConfig& config, json& raw) {
     if (config.config_file.empty())
       config.config_file = (fs::path(config.out) / "experiment.json").string();
   }
-  if (config.config_file.empty()) throw UserError("--config is required");
+  if (config.config_file.empty()) throw UserError(flag::config + " is required");
   std::ifstream in(config.config_file);
   if (!in) throw UserError(config.config_file + ": cannot read the experiment file");
   try {
@@ -494,7 +501,8 @@ TableSpec load_table_spec(TableConfig& config, json& raw) {
       auto it = std::find_if(spec.attacks.begin(), spec.attacks.end(),
                              [&](const AttackSpec& a) { return a.name == name; });
       if (it == spec.attacks.end()) {
-        throw UserError("--attacks: '" + name + "' is not an attack of " + config.config_file);
+        throw UserError(flag::attacks + ": '" + name + "' is not an attack of " +
+                        config.config_file);
       }
       chosen.push_back(*it);
     }
@@ -517,10 +525,10 @@ TableSpec load_table_spec(TableConfig& config, json& raw) {
     return out;
   };
   // The command line's add to (and override) the experiment's "models".
-  for (const auto& [cell, file] : parse_cells(config.models, "--model", "FILE")) {
+  for (const auto& [cell, file] : parse_cells(config.models, flag::model, "FILE")) {
     spec.models[cell] = file;
   }
-  spec.triggered_tests = parse_cells(config.triggered_tests, "--triggered-test", "DIR");
+  spec.triggered_tests = parse_cells(config.triggered_tests, flag::triggered_test, "DIR");
   const std::vector<std::string> known_attacks = attacks::attack_names();
   for (const auto& ds : spec.datasets) {
     for (const auto& attack : spec.attacks) {
@@ -529,9 +537,9 @@ TableSpec load_table_spec(TableConfig& config, json& raw) {
           std::find(known_attacks.begin(), known_attacks.end(), attack.name) != known_attacks.end();
       if (!known && (!spec.models.count(cell) || !spec.triggered_tests.count(cell))) {
         throw UserError(config.config_file + ": attack '" + attack.name +
-                        "' is not one of nad's; its row needs the backdoored model (--model " +
-                        cell + "=FILE) and its triggered test images (--triggered-test " + cell +
-                        "=DIR)");
+                        "' is not one of nad's; its row needs the backdoored model (" +
+                        flag::model + " " + cell + "=FILE) and its triggered test images (" +
+                        flag::triggered_test + " " + cell + "=DIR)");
       }
     }
   }
@@ -595,9 +603,7 @@ std::pair<json, std::string> write_table_files(const TableSpec& spec, const Tabl
     for (size_t i = 0; i < spec.defenses.size(); ++i) {
       const json cell = row["defenses"].value(spec.defenses[i].name, json());
       const json after = cell.is_object() ? cell.value("after", json()) : json();
-      const std::optional<double> d = cell.is_object() && cell.contains("der")
-                                          ? std::optional<double>(cell["der"].get<double>())
-                                          : std::nullopt;
+      const std::optional<double> d = number_at(cell, "der");
       md << ' ' << fixed(number_at(after, "asr")) << " | " << fixed(number_at(after, "clean_acc"))
          << " |";
       csv << ',' << fixed(number_at(after, "asr"), 4) << ','
@@ -623,8 +629,10 @@ std::pair<json, std::string> write_table_files(const TableSpec& spec, const Tabl
        << fixed(d ? std::optional<double>(*d * 100) : std::nullopt) << " |\n";
   }
   if (spec.shared_lr) {
-    md << "\nOne learning rate per model (`shared_lr`): the finetune defense's --lr auto choice, "
-          "given as `--lr` to the defenses that set none:";
+    md << "\nOne learning rate per model (`shared_lr`): the finetune defense's " + flag::lr +
+              " auto choice, "
+              "given as `" +
+              flag::lr + "` to the defenses that set none:";
     for (const auto& row : rows) {
       md << ' ' << row["attack"].get<std::string>() << ' '
          << (row.contains("shared_lr") ? fixed(row["shared_lr"].get<double>(), 4) : "-") << ';';
@@ -687,15 +695,15 @@ struct CellRunner {
       return false;
     }
     if (stop_requested()) {
-      throw Interrupted("table stopped before " + dir.string() +
-                            "; continue with nad table --resume " + out.string(),
+      throw Interrupted("table stopped before " + dir.string() + "; continue with nad table " +
+                            flag::resume + " " + out.string(),
                         stop_signal());
     }
     fs::create_directories(dir);
     // A cell stopped part-way continues from its saved state.
     std::vector<std::string> command = args;
     if (fs::exists(dir / "state" / "args.json") && fs::exists(dir / "cell.json")) {
-      command.push_back("--resume");
+      command.push_back(flag::resume);
       command.push_back(dir.string());
       log_(counter + "resuming " + dir.string());
     }
@@ -712,8 +720,8 @@ struct CellRunner {
                               : code == 128 + SIGTERM ? SIGTERM
                                                       : 0;
     if (signal_number) {
-      throw Interrupted("table stopped during " + dir.string() +
-                            "; continue with nad table --resume " + out.string(),
+      throw Interrupted("table stopped during " + dir.string() + "; continue with nad table " +
+                            flag::resume + " " + out.string(),
                         signal_number);
     }
     if (code != 0 || !fs::exists(dir / "summary.json")) {
@@ -741,11 +749,11 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
   TableConfig config = given;
   json raw;
   const TableSpec spec = load_table_spec(config, raw);
-  if (config.out.empty()) throw UserError("--out is required");
+  if (config.out.empty()) throw UserError(flag::out + " is required");
   if (config.shard_count < 1 || config.shard_index < 0 || config.shard_index >= config.shard_count)
-    throw UserError("--shard I/N needs 0 <= I < N");
+    throw UserError(flag::shard + " I/N needs 0 <= I < N");
   if (config.merge && config.shard_count > 1)
-    throw UserError("--merge and --shard exclude each other");
+    throw UserError(flag::merge + " and " + flag::shard + " exclude each other");
   const std::string suffix = shard_suffix(config);
   const fs::path out(config.out);
   fs::create_directories(out);
@@ -767,17 +775,19 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
   for (const auto& ds : spec.datasets) {
     const fs::path ds_dir = out / ds.name;
     fs::create_directories(ds_dir);
-    std::vector<std::string> common{"--dataset", ds.name};
-    if (!ds.data_dir.empty()) common.insert(common.end(), {"--data-dir", ds.data_dir});
-    if (ds.image_size > 0)
-      common.insert(common.end(), {"--image-size", std::to_string(ds.image_size)});
-    if (ds.name == "cifar100")
-      common.insert(common.end(), {"--cifar100-labels", ds.cifar100_labels});
-    common.insert(common.end(), {"--seed", std::to_string(spec.seed), "--threads",
-                                 std::to_string(config.threads), "--device", config.device});
-    if (config.quiet) common.push_back("--quiet");
-    common.insert(common.end(), spec.options.begin(), spec.options.end());
-    common.insert(common.end(), ds.options.begin(), ds.options.end());
+    ChildCommand common;
+    common.dataset = ds.name;
+    common.data_dir = ds.data_dir;
+    common.image_size = ds.image_size;
+    if (ds.name == "cifar100") common.cifar100_labels = ds.cifar100_labels;
+    common.seed = spec.seed;
+    common.threads = config.threads;
+    common.device = config.device;
+    common.quiet = config.quiet;
+    common.dataset_options = spec.options;
+    common.dataset_options.insert(common.dataset_options.end(), ds.options.begin(),
+                                  ds.options.end());
+    common.target = ds.target;
 
     // One clean subset for every defense of the dataset, drawn once.
     const fs::path indices = ds_dir / "clean_indices.txt";
@@ -802,38 +812,29 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
         continue;
       }
       const fs::path attack_dir = ds_dir / attack.name;
-      std::vector<std::string> attack_args{"--attack", attack.name, "--target",
-                                           std::to_string(ds.target)};
-      attack_args.insert(attack_args.end(), attack.options.begin(), attack.options.end());
-
       // Images someone else triggered replace nad's trigger wherever ASR is measured.
       const auto triggered_test = spec.triggered_tests.find(ds.name + "/" + attack.name);
-      std::vector<std::string> triggered_args;
-      if (triggered_test != spec.triggered_tests.end()) {
-        triggered_args = {"--triggered-test", triggered_test->second, "--target",
-                          std::to_string(ds.target)};
-      }
+      const bool triggered = triggered_test != spec.triggered_tests.end();
+      ChildCommand measured = common;  // what every cell of the row measures ASR with
+      measured.attack = attack.name;
+      measured.attack_options = attack.options;
 
       const fs::path bd_dir = attack_dir / "backdoored";
-      std::vector<std::string> bd_args;
       const auto given = spec.models.find(ds.name + "/" + attack.name);
+      ChildCommand backdoored = measured;
       if (given != spec.models.end()) {
-        bd_args = {"eval", "--model", given->second};
+        backdoored.subcommand = "eval";
+        backdoored.model = given->second;
+        if (triggered) backdoored.triggered_test = triggered_test->second;
       } else {
-        bd_args = {"train"};
+        backdoored.subcommand = "train";
+        for (const auto* options : {&spec.train, &ds.train, &attack.train}) {
+          backdoored.run_options.insert(backdoored.run_options.end(), options->begin(),
+                                        options->end());
+        }
       }
-      bd_args.insert(bd_args.end(), common.begin(), common.end());
-      if (given != spec.models.end() && triggered_test != spec.triggered_tests.end()) {
-        bd_args.insert(bd_args.end(), triggered_args.begin(), triggered_args.end());
-      } else {
-        bd_args.insert(bd_args.end(), attack_args.begin(), attack_args.end());
-      }
-      if (given == spec.models.end()) {
-        bd_args.insert(bd_args.end(), spec.train.begin(), spec.train.end());
-        bd_args.insert(bd_args.end(), ds.train.begin(), ds.train.end());
-        bd_args.insert(bd_args.end(), attack.train.begin(), attack.train.end());
-      }
-      bd_args.insert(bd_args.end(), {"--out", bd_dir.string()});
+      backdoored.out = bd_dir.string();
+      const std::vector<std::string> bd_args = to_argv(backdoored);
       json row = {{"dataset", ds.name}, {"attack", attack.name}, {"defenses", json::object()}};
       if (!cells.run(bd_dir, bd_args)) {
         cells.index += spec.defenses.size();
@@ -854,11 +855,10 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
       row["before"] = io::read_json_or_null(bd_dir / "summary.json");
       row["before_config"] = io::read_json_or_null(bd_dir / "config.json");
       // A trigger made while training (trojan) is what the defenses measure ASR with.
-      std::vector<std::string> measure = attack_args;
       if (fs::exists(bd_dir / "trigger.png")) {
-        measure.insert(measure.end(), {"--trigger-file", (bd_dir / "trigger.png").string()});
+        measured.trigger_file = (bd_dir / "trigger.png").string();
       }
-      if (triggered_test != spec.triggered_tests.end()) measure = triggered_args;
+      if (triggered) measured.triggered_test = triggered_test->second;
       // With shared_lr the rate's source runs first.
       const DefenseSpec* lr_source = spec.lr_source ? &spec.defenses[*spec.lr_source] : nullptr;
       std::vector<const DefenseSpec*> order;
@@ -880,23 +880,18 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
           if (!config.merge) cells.failed.push_back(dir.string());
           continue;
         }
-        std::vector<std::string> args{defense.command};
-        args.insert(args.end(), common.begin(), common.end());
-        args.insert(args.end(), measure.begin(), measure.end());
-        args.insert(args.end(), {"--model", model});
+        ChildCommand run = measured;
+        run.subcommand = defense.command;
+        run.model = model;
         if (defense.uses_clean_data) {
-          args.insert(args.end(), {"--clean-indices", indices.string()});
-          if (defense.finetunes) {
-            args.insert(args.end(), spec.defense_options.begin(), spec.defense_options.end());
-          }
+          run.clean_indices = indices.string();
+          if (defense.finetunes) run.run_options = spec.defense_options;
         }
-        args.insert(args.end(), defense.options.begin(), defense.options.end());
-        if (takes_shared_lr) {
-          char lr[32];
-          std::snprintf(lr, sizeof lr, "%.6g", *shared_lr);
-          args.insert(args.end(), {"--lr", lr});
-        }
-        args.insert(args.end(), {"--out", dir.string()});
+        run.run_options.insert(run.run_options.end(), defense.options.begin(),
+                               defense.options.end());
+        if (takes_shared_lr) run.lr = *shared_lr;
+        run.out = dir.string();
+        const std::vector<std::string> args = to_argv(run);
         json cell = {{"folder", fs::relative(dir, out).string()}};
         if (cells.run(dir, args)) {
           const json summary = io::read_json_or_null(dir / "summary.json");
@@ -929,7 +924,7 @@ nlohmann::json run_table(const TableConfig& given, const CommandRunner& run_comm
   }
 
   if (config.merge && !cells.missing.empty()) {
-    throw UserError("--merge: " + std::to_string(cells.missing.size()) +
+    throw UserError(flag::merge + ": " + std::to_string(cells.missing.size()) +
                     " cell(s) are not finished, first " + cells.missing.front() +
                     "; run the missing shards first");
   }

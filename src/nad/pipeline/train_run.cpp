@@ -7,6 +7,7 @@
 #include "nad/pipeline/runs.h"
 #include "nad/train/report.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 namespace nad::pipeline {
 
@@ -15,9 +16,10 @@ nlohmann::json run_train(const TrainConfig& config) {
   models::check_arch(config.arch);
   const models::InputNorm input_norm = models::parse_input_norm(config.input_norm);
   train::check_loop_options(config.epochs, config.batch_size, config.lr);
-  if (!config.prep.clean_model.empty()) check_model_file(config.prep.clean_model, "--clean-model");
+  if (!config.prep.clean_model.empty())
+    check_model_file(config.prep.clean_model, flag::clean_model);
   if (!config.exclude_indices.empty())
-    check_model_file(config.exclude_indices, "--exclude-indices");
+    check_model_file(config.exclude_indices, flag::exclude_indices);
   RunContext context = open_run(config.common, /*prepares_attack=*/true, /*resumable=*/true);
   const data::DatasetPair& data = context.data;
   // The trojan trigger made here is recorded in the configuration as the file it went to.
@@ -129,7 +131,7 @@ nlohmann::json run_train(const TrainConfig& config) {
 nlohmann::json run_eval(const EvalConfig& config) {
   RunContext context = open_run(config.common);
   models::LoadedModel loaded =
-      load_model_for(config.model, context, "--model", config.model_options);
+      load_model_for(config.model, context, flag::model, config.model_options);
   const train::Metrics metrics = (*context.evaluator)(loaded.model);
   nlohmann::json summary = metrics.to_json();
   summary["seconds"] = context.seconds();

@@ -4,14 +4,15 @@
 #include "nad/pipeline/runs.h"
 #include "nad/util/error.h"
 #include "nad/util/files.h"
+#include "nad/util/flags.h"
 #include "nad/util/threads.h"
 
 namespace nad::pipeline {
 
 nlohmann::json run_trojan_trigger(const TrojanTriggerConfig& config) {
-  if (config.out.empty()) throw UserError("--out is required");
-  if (config.images < 1) throw UserError("--images must be at least 1");
-  if (config.steps < 0) throw UserError("--steps must be >= 0");
+  if (config.out.empty()) throw UserError(flag::out + " is required");
+  if (config.images < 1) throw UserError(flag::images + " must be at least 1");
+  if (config.steps < 0) throw UserError(flag::steps + " must be >= 0");
   RunContext context;
   context.quiet = config.quiet;
   context.device = parse_device(config.device);
@@ -19,7 +20,7 @@ nlohmann::json run_trojan_trigger(const TrojanTriggerConfig& config) {
   context.log("loading " + config.dataset.name + " ...");
   context.data = data::load_dataset(config.dataset);
   models::LoadedModel loaded =
-      load_model_for(config.model, context, "--model", config.model_options);
+      load_model_for(config.model, context, flag::model, config.model_options);
 
   attacks::TrojanTriggerOptions options;
   options.group = config.layer;

@@ -4,14 +4,13 @@
 #include <sstream>
 
 #include "nad/util/files.h"
+#include "nad/util/format.h"
 
 namespace nad::train {
 
 namespace {
 std::string number(double value, const char* format = "%.4f") {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, format, value);
-  return buffer;
+  return format_double(value, format);
 }
 std::string optional_number(const std::optional<double>& value) {
   return value ? number(*value) : std::string();

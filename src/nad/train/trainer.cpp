@@ -14,6 +14,7 @@
 #include "nad/train/sgd.h"
 #include "nad/util/compute.h"
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 #include "nad/util/progress.h"
 
 namespace nad::train {
@@ -23,7 +24,8 @@ Schedule parse_schedule(const std::string& text) {
   if (text == "step") return Schedule::kStep;
   if (text == "cosine") return Schedule::kCosine;
   if (text == "reference") return Schedule::kReference;
-  throw UserError("--schedule must be constant, step, cosine or reference, not '" + text + "'");
+  throw UserError(flag::schedule + " must be constant, step, cosine or reference, not '" + text +
+                  "'");
 }
 
 std::string schedule_name(Schedule schedule) {
@@ -80,9 +82,9 @@ double lr_at(const TrainOptions& options, int epoch) {
 }
 
 void check_loop_options(int epochs, int64_t batch_size, std::optional<double> lr) {
-  if (epochs < 0) throw UserError("--epochs must be >= 0");
-  if (batch_size < 2) throw UserError("--batch-size must be at least 2");
-  if (lr && !(*lr > 0)) throw UserError("--lr must be positive");
+  if (epochs < 0) throw UserError(flag::epochs + " must be >= 0");
+  if (batch_size < 2) throw UserError(flag::batch_size + " must be at least 2");
+  if (lr && !(*lr > 0)) throw UserError(flag::lr + " must be positive");
 }
 
 LocalBatch local_batch(const torch::Tensor& augmented, const torch::Tensor& labels,

@@ -13,6 +13,7 @@
 #include "nad/models/classifier.h"
 #include "nad/train/evaluate.h"
 #include "nad/train/state.h"
+#include "nad/util/flags.h"
 #include "nad/util/stop.h"
 
 namespace nad::train {
@@ -36,8 +37,8 @@ struct TrainOptions {
   data::AugmentOptions augment;
   uint64_t seed = 0;
   torch::Device device = torch::kCPU;
-  std::string label = "train";     // shown in progress lines
-  std::string lr_option = "--lr";  // named in the advice when the loss diverges
+  std::string label = "train";       // shown in progress lines
+  std::string lr_option = flag::lr;  // named in the advice when the loss diverges
   bool quiet = false;
   // How many steps' losses may wait on the device before the loop reads them (checks that they
   // are finite, counts them, shows progress): 0 chooses 1 on the CPU and in distributed runs

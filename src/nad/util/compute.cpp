@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "nad/util/error.h"
+#include "nad/util/flags.h"
 
 // LibTorch 2.4 replaced the per-device autocast functions with ones taking the device type.
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
@@ -67,7 +68,7 @@ void set_autocast_dtype(torch::DeviceType type, at::ScalarType dtype) {
 Precision parse_precision(const std::string& text) {
   if (text == "fp32") return Precision::kFp32;
   if (text == "bf16") return Precision::kBf16;
-  throw UserError("--precision must be fp32 or bf16, not '" + text + "'");
+  throw UserError(flag::precision + " must be fp32 or bf16, not '" + text + "'");
 }
 
 std::string precision_name(Precision precision) {
