@@ -5,7 +5,16 @@
 namespace nad::pipeline {
 namespace {
 
-using Argv = std::vector<std::string>;
+// The argv as one line, so that each expectation reads as the command it is. No argument here
+// holds a space, so the line still tells where each argument ends.
+std::string command_line(const ChildCommand& command) {
+  std::string line;
+  for (const std::string& arg : to_argv(command)) {
+    EXPECT_EQ(arg.find(' '), std::string::npos) << "argument '" << arg << "'";
+    line += (line.empty() ? "" : " ") + arg;
+  }
+  return line;
+}
 
 ChildCommand row() {
   ChildCommand command;
@@ -27,29 +36,10 @@ TEST(ChildCommand, TrainingCell) {
   train.subcommand = "train";
   train.run_options = {"--epochs", "20"};
   train.out = "t/cifar10/badnets/backdoored";
-  EXPECT_EQ(to_argv(train), (Argv{"train",
-                                  "--dataset",
-                                  "cifar10",
-                                  "--data-dir",
-                                  "data/cifar10",
-                                  "--seed",
-                                  "3",
-                                  "--threads",
-                                  "2",
-                                  "--device",
-                                  "cpu",
-                                  "--eval-batch-size",
-                                  "256",
-                                  "--attack",
-                                  "badnets",
-                                  "--target",
-                                  "5",
-                                  "--poison-rate",
-                                  "0.05",
-                                  "--epochs",
-                                  "20",
-                                  "--out",
-                                  "t/cifar10/badnets/backdoored"}));
+  EXPECT_EQ(command_line(train),
+            "train --dataset cifar10 --data-dir data/cifar10 --seed 3 --threads 2 --device cpu "
+            "--eval-batch-size 256 --attack badnets --target 5 --poison-rate 0.05 --epochs 20 "
+            "--out t/cifar10/badnets/backdoored");
 }
 
 TEST(ChildCommand, EvalCellNamesTheModelFirst) {
@@ -61,32 +51,10 @@ TEST(ChildCommand, EvalCellNamesTheModelFirst) {
   eval.cifar100_labels = "coarse";
   eval.triggered_test = "their-triggered";
   eval.out = "o";
-  EXPECT_EQ(to_argv(eval), (Argv{"eval",
-                                 "--model",
-                                 "given.pt",
-                                 "--dataset",
-                                 "cifar10",
-                                 "--data-dir",
-                                 "data/cifar10",
-                                 "--image-size",
-                                 "64",
-                                 "--cifar100-labels",
-                                 "coarse",
-                                 "--seed",
-                                 "3",
-                                 "--threads",
-                                 "2",
-                                 "--device",
-                                 "cpu",
-                                 "--quiet",
-                                 "--eval-batch-size",
-                                 "256",
-                                 "--triggered-test",
-                                 "their-triggered",
-                                 "--target",
-                                 "5",
-                                 "--out",
-                                 "o"}));
+  EXPECT_EQ(command_line(eval),
+            "eval --model given.pt --dataset cifar10 --data-dir data/cifar10 --image-size 64 "
+            "--cifar100-labels coarse --seed 3 --threads 2 --device cpu --quiet "
+            "--eval-batch-size 256 --triggered-test their-triggered --target 5 --out o");
 }
 
 TEST(ChildCommand, DefenseCellWithTriggerFileAndSharedRate) {
@@ -98,39 +66,11 @@ TEST(ChildCommand, DefenseCellWithTriggerFileAndSharedRate) {
   defense.run_options = {"--epochs", "10", "--teacher-epochs", "5"};
   defense.lr = 0.0123456789;
   defense.out = "o";
-  EXPECT_EQ(to_argv(defense), (Argv{"erase",
-                                    "--dataset",
-                                    "cifar10",
-                                    "--data-dir",
-                                    "data/cifar10",
-                                    "--seed",
-                                    "3",
-                                    "--threads",
-                                    "2",
-                                    "--device",
-                                    "cpu",
-                                    "--eval-batch-size",
-                                    "256",
-                                    "--attack",
-                                    "badnets",
-                                    "--target",
-                                    "5",
-                                    "--poison-rate",
-                                    "0.05",
-                                    "--trigger-file",
-                                    "bd/trigger.png",
-                                    "--model",
-                                    "bd/model.pt",
-                                    "--clean-indices",
-                                    "clean_indices.txt",
-                                    "--epochs",
-                                    "10",
-                                    "--teacher-epochs",
-                                    "5",
-                                    "--lr",
-                                    "0.0123457",
-                                    "--out",
-                                    "o"}));
+  EXPECT_EQ(command_line(defense),
+            "erase --dataset cifar10 --data-dir data/cifar10 --seed 3 --threads 2 --device cpu "
+            "--eval-batch-size 256 --attack badnets --target 5 --poison-rate 0.05 "
+            "--trigger-file bd/trigger.png --model bd/model.pt --clean-indices clean_indices.txt "
+            "--epochs 10 --teacher-epochs 5 --lr 0.0123457 --out o");
 }
 
 }  // namespace

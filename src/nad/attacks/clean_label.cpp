@@ -28,9 +28,7 @@ torch::Tensor CleanLabel::poison_images(const torch::Tensor& images,
   if (!model_) {
     throw UserError(flag::attack +
                     " cl needs a clean model for its adversarial perturbation: give " +
-                    flag::clean_model +
-                    " "
-                    "(nad train and nad poison train one when it is omitted)");
+                    flag::clean_model + " (nad train and nad poison train one when it is omitted)");
   }
   PgdOptions pgd;
   pgd.eps = options_.eps / 255.0;

@@ -71,10 +71,10 @@ PruneTarget prune_target(const models::Classifier& model, const models::ModelSpe
   const std::vector<std::string> layers = prunable_layers(model);
   if (layer.empty()) {
     if (models::is_torchscript_arch(spec.arch)) {
-      throw UserError("Fine-pruning a TorchScript model needs " + flag::prune_layer +
-                      ": the convolution or BatchNorm "
-                      "layer whose output channels are pruned (the last ones: " +
-                      list_tail(layers, 6) + ")");
+      throw UserError(
+          "Fine-pruning a TorchScript model needs " + flag::prune_layer +
+          ": the convolution or BatchNorm layer whose output channels are pruned (the last ones: " +
+          list_tail(layers, 6) + ")");
     }
     target.layer = model->group_names().back();
     target.weights = last_group_consumers(model);

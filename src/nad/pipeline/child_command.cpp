@@ -1,8 +1,7 @@
 #include "nad/pipeline/child_command.h"
 
-#include <cstdio>
-
 #include "nad/util/flags.h"
+#include "nad/util/format.h"
 
 namespace nad::pipeline {
 
@@ -41,11 +40,7 @@ std::vector<std::string> to_argv(const ChildCommand& command) {
   if (!evaluates && !command.model.empty()) add(flag::model, command.model);
   if (!command.clean_indices.empty()) add(flag::clean_indices, command.clean_indices);
   append(command.run_options);
-  if (command.lr) {
-    char lr[32];
-    std::snprintf(lr, sizeof lr, "%.6g", *command.lr);
-    add(flag::lr, lr);
-  }
+  if (command.lr) add(flag::lr, format_double(*command.lr, "%.6g"));
   add(flag::out, command.out);
   return argv;
 }

@@ -96,9 +96,7 @@ nlohmann::json run_poison(const PoisonConfig& config) {
         "train/<class folder>/<row>.png (poisoned), test/<class folder>/<row>.png "
         "(clean); <row> is the index in the original split; test_triggered/<true label "
         "folder>/<n>.png: the triggered test images nad measures ASR on (" +
-        flag::triggered_test +
-        " reads "
-        "it)";
+        flag::triggered_test + " reads it)";
   } else {
     // Everything another toolkit needs to score a model as nad does, the ASR set included.
     const attacks::TriggeredSet triggered = attack.triggered_test_set(data.test);

@@ -398,8 +398,7 @@ nlohmann::json flag_images(const StripConfig& config) {
     throw UserError(flag::threshold_file + " needs " + flag::images + " (a folder)");
   if (!config.common.dataset.name.empty()) {
     throw UserError(flag::dataset + " is for calibration; with " + flag::threshold_file +
-                    " the overlays come from the "
-                    "threshold file's folder");
+                    " the overlays come from the threshold file's folder");
   }
   if (config.common.attack.name != "none") {
     throw UserError(flag::attack + " is for calibration (it measures FAR); not used with " +
@@ -407,8 +406,7 @@ nlohmann::json flag_images(const StripConfig& config) {
   }
   if (!config.common.clean_dir.empty()) {
     throw UserError(flag::clean_dir + " is for calibration; with " + flag::threshold_file +
-                    " the overlays come "
-                    "from the threshold file's folder");
+                    " the overlays come from the threshold file's folder");
   }
   check_common_options(config.common);
   check_model_file(config.model, flag::model);

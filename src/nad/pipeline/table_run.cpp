@@ -233,9 +233,7 @@ TableSpec parse_spec(const json& j, const std::string& file, const std::string& 
     }
     if (!spec.lr_source) {
       throw UserError(file + ": shared_lr needs a finetune defense that searches its rate (no " +
-                      flag::lr +
-                      " in "
-                      "its options or defense_options)");
+                      flag::lr + " in its options or defense_options)");
     }
   }
   if (j.contains("models")) {
@@ -333,11 +331,10 @@ void write_verification(std::ostream& md, const json& rows, const TableSpec& spe
     for (const auto& d : spec.defenses) any = any || !verification_of(row, d.name).is_null();
   }
   if (!any) return;
-  md << "\n## Verification without attack knowledge (`" + flag::verify +
-            "`)\n\nPer defense: Neural "
-            "Cleanse's largest anomaly index before -> after (class; * flagged), and the success "
-            "of "
-            "the reversed trigger found before on the model before -> after.\n\n| Attack |";
+  md << "\n## Verification without attack knowledge (`" << flag::verify
+     << "`)\n\nPer defense: Neural Cleanse's largest anomaly index before -> after (class; * "
+        "flagged), and the success of the reversed trigger found before on the model before -> "
+        "after.\n\n| Attack |";
   for (const auto& d : spec.defenses) md << ' ' << d.name << " NC index | " << d.name << " RT % |";
   md << "\n|---|";
   for (size_t i = 0; i < spec.defenses.size(); ++i) md << "---|---|";
@@ -629,10 +626,8 @@ std::pair<json, std::string> write_table_files(const TableSpec& spec, const Tabl
        << fixed(d ? std::optional<double>(*d * 100) : std::nullopt) << " |\n";
   }
   if (spec.shared_lr) {
-    md << "\nOne learning rate per model (`shared_lr`): the finetune defense's " + flag::lr +
-              " auto choice, "
-              "given as `" +
-              flag::lr + "` to the defenses that set none:";
+    md << "\nOne learning rate per model (`shared_lr`): the finetune defense's " << flag::lr
+       << " auto choice, given as `" << flag::lr << "` to the defenses that set none:";
     for (const auto& row : rows) {
       md << ' ' << row["attack"].get<std::string>() << ' '
          << (row.contains("shared_lr") ? fixed(row["shared_lr"].get<double>(), 4) : "-") << ';';
